@@ -1,0 +1,35 @@
+"""Shared pytest set-up: tiers and the skip rules for tests that need root."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _root_reason() -> str | None:
+    if os.geteuid() != 0:
+        return "needs root (network namespaces, real daemons); CI runs it as root"
+    if shutil.which("ip") is None:
+        return "needs iproute2 (ip netns); `make test` installs it"
+    return None
+
+
+def pytest_collection_modifyitems(config, items):
+    reason = _root_reason()
+    if reason is None:
+        return
+    skip = pytest.mark.skip(reason=reason)
+    for item in items:
+        if "root" in item.keywords or "lab" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def repo() -> Path:
+    """The repository root (file_roots are [<repo>/salt, <repo>])."""
+    return REPO
