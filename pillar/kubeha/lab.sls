@@ -1,0 +1,32 @@
+# The lab cluster (lab/, `make lab-up`): the same schema as kubeha/example.sls; only
+# addresses, the package mirror and timings differ. Everything lives in 198.18.0.0/24
+# (RFC 2544 benchmarking range), inside network namespaces the lab creates.
+kubeha:
+  cluster:
+    name: lab
+  kubernetes:
+    version: 1.30.0
+    package_revision: '1.1'
+  packages:
+    # The lab's pkgs.k8s.io-shaped repositories, served from the host's bridge address.
+    repo_base: http://198.18.0.1:8080/k8s
+  control_plane:
+    - {name: cp-1, ip: 198.18.0.11}
+    - {name: cp-2, ip: 198.18.0.12}
+    - {name: cp-3, ip: 198.18.0.13}
+  vip:
+    address: 198.18.0.10
+    prefix: 24
+    interface: ens160
+    provider: keepalived-haproxy
+    lb_port: 8443
+  vrrp:
+    router_id: 51
+    version: 3
+    advert_int: 0.2
+  leader_election:
+    lease_duration: 5
+    renew_deadline: 3
+    retry_period: 1
+  upgrade:
+    target_version: 1.31.0
