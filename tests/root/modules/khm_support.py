@@ -30,9 +30,13 @@ def minion_opts(tmp: Path, **extra) -> dict:
     import salt.config
 
     opts = salt.config.minion_config(None)
+    tmp.mkdir(parents=True, exist_ok=True)
+    # grains.setval writes <dirname(conf_file)>/grains: keep it in the test's tmp dir.
+    (tmp / "minion").touch()
     opts.update(
         {
             "id": "khm-minion",
+            "conf_file": str(tmp / "minion"),
             "file_client": "local",
             "cachedir": str(tmp / "cache"),
             "pki_dir": str(tmp / "pki"),
