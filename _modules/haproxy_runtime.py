@@ -198,7 +198,8 @@ def _admin(cmd: str, name: str, backend, sock) -> dict:
     answer = command(cmd.format(target=f"{backend}/{name}"), sock).strip()
     # Success is silent; errors are one line such as "No such server." (cli.c, server.c).
     if answer:
-        raise CommandExecutionError(f"HAProxy refused {cmd.split(maxsplit=1)[0]} {backend}/{name}: {answer}")
+        verb = cmd.split(maxsplit=1)[0]
+        raise CommandExecutionError(f"HAProxy refused {verb} {backend}/{name}: {answer}")
     return server(name, backend, sock)
 
 

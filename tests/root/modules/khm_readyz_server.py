@@ -1,4 +1,4 @@
-"""A TLS server answering GET /readyz like kube-apiserver: 200 "ok", or 500 while a flag file exists.
+"""A TLS server answering GET /readyz like kube-apiserver: 200 "ok", 500 while a flag file exists.
 
 Usage: python khm_readyz_server.py IP PORT CERT KEY FAIL_FLAG
 """

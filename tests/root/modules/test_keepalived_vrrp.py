@@ -71,7 +71,7 @@ def _conf(i: int, notify: Path) -> str:
 
 @pytest.fixture(scope="module")
 def vrrp(tmp_path_factory, request):
-    if subprocess.run(["which", "keepalived"], capture_output=True).returncode:
+    if shutil.which("keepalived") is None:
         pytest.skip("keepalived is not installed (`make test` installs it)")
     # Outside /tmp: each peer gets its own /tmp bind-mounted over the real one.
     base = Path(tempfile.mkdtemp(prefix="khm-vrrp-", dir="/var/tmp"))
