@@ -1,0 +1,1 @@
+"""kube-apiserver stand-in: the REST API over real etcd, health checks, audit, metrics."""

@@ -1,0 +1,1 @@
+"""kube-controller-manager and kube-scheduler stand-ins (leader-elected workers)."""

@@ -1,0 +1,1 @@
+"""kubelet stand-in: static pods, API pods bound to the node, Node status and Lease."""

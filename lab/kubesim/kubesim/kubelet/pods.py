@@ -1,0 +1,355 @@
+"""The pod side of the kubelet: sync desired pods to container records and processes.
+
+Static pods come from --pod-manifest-path / staticPodPath; a pod's UID is the hash of its
+manifest, node name and source (pkg/kubelet/config/common.go applyDefaults), so editing a
+manifest makes a new pod: the old one is killed and the new one started. Dead containers
+are restarted per restartPolicy with the crash-loop back-off (10 s doubling to 5 min,
+pkg/kubelet/kubelet.go backOffPeriod/MaxContainerBackOff): the first restart is immediate.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import subprocess
+import threading
+import time
+import urllib.request
+import ssl
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from .. import cri, klog
+from . import launch
+
+BACKOFF_INITIAL = 10.0
+BACKOFF_MAX = 300.0
+
+
+def rfc3339(ns: int) -> str:
+    return dt.datetime.fromtimestamp(ns / 1e9, dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass
+class Pod:
+    """A pod the kubelet should run."""
+
+    uid: str
+    name: str
+    namespace: str
+    spec: dict
+    metadata: dict
+    static: bool
+    source_hash: str = ""
+
+    @property
+    def full_name(self) -> str:
+        return f"{self.name}_{self.namespace}"
+
+
+def load_static_pods(path: Path, node_name: str) -> dict[str, Pod]:
+    pods: dict[str, Pod] = {}
+    if not path.is_dir():
+        return pods
+    for manifest in sorted(path.iterdir()):
+        if manifest.name.startswith(".") or not manifest.is_file():
+            continue
+        try:
+            text = manifest.read_text()
+            doc = yaml.safe_load(text)
+        except (OSError, yaml.YAMLError) as err:
+            klog.warning(f'"Could not process manifest file" path="{manifest}" err="{err}"',
+                         "file.go:187")
+            continue
+        if not isinstance(doc, dict) or doc.get("kind") != "Pod":
+            continue
+        meta = doc.setdefault("metadata", {})
+        hasher = hashlib.md5()  # noqa: S324 - upstream uses md5 for the config hash
+        hasher.update(json.dumps(doc, sort_keys=True).encode())
+        hasher.update(f"host:{node_name}".encode())
+        hasher.update(f"file:{manifest}".encode())
+        uid = hasher.hexdigest()
+        name = f"{meta.get('name')}-{node_name}"
+        namespace = meta.get("namespace") or "default"
+        annotations = dict(meta.get("annotations") or {})
+        annotations.update({"kubernetes.io/config.hash": uid, "kubernetes.io/config.source": "file",
+                            "kubernetes.io/config.seen": dt.datetime.now(dt.timezone.utc).isoformat()})
+        meta = {**meta, "name": name, "namespace": namespace, "uid": uid, "annotations": annotations}
+        pods[uid] = Pod(uid, name, namespace, doc.get("spec") or {}, meta, True, uid)
+    return pods
+
+
+@dataclass
+class ProbeState:
+    failures: int = 0
+    successes: int = 0
+    ok: bool | None = None
+    last: float = 0.0
+
+
+@dataclass
+class Track:
+    """Per-container bookkeeping: back-off and probes (keyed by pod uid + container name)."""
+
+    backoff: float = 0.0
+    backoff_until: float = 0.0
+    last_exit: float = 0.0
+    proc: subprocess.Popen | None = None
+    started: float = 0.0
+    readiness: ProbeState = field(default_factory=ProbeState)
+    liveness: ProbeState = field(default_factory=ProbeState)
+    startup: ProbeState = field(default_factory=ProbeState)
+    container_id: str = ""
+
+
+class PodRuntime:
+    def __init__(self, records: cri.Records, node_ip: str) -> None:
+        self.records = records
+        self.node_ip = node_ip
+        self.tracks: dict[tuple[str, str], Track] = {}
+        self.terminating: set[str] = set()
+        self.lock = threading.Lock()
+
+    # -- sandboxes ---------------------------------------------------------------------------
+    def sandbox_for(self, pod: Pod) -> cri.Sandbox:
+        for s in self.records.sandboxes():
+            if s.uid == pod.uid and s.state == cri.READY:
+                return s
+        attempt = sum(1 for s in self.records.sandboxes() if s.uid == pod.uid)
+        labels = {"io.kubernetes.pod.name": pod.name, "io.kubernetes.pod.namespace": pod.namespace,
+                  "io.kubernetes.pod.uid": pod.uid, **(pod.metadata.get("labels") or {})}
+        sb = cri.Sandbox(cri.new_id(), pod.name, pod.namespace, pod.uid, attempt, labels,
+                         dict(pod.metadata.get("annotations") or {}),
+                         host_network=bool(pod.spec.get("hostNetwork")),
+                         ip=self.node_ip if pod.spec.get("hostNetwork") else _pod_ip(pod.uid))
+        with self.records.locked():
+            self.records.save_sandbox(sb)
+        return sb
+
+    # -- containers --------------------------------------------------------------------------
+    def latest(self, pod: Pod, name: str) -> cri.Container | None:
+        mine = [c for c in self.records.containers()
+                if c.labels.get("io.kubernetes.pod.uid") == pod.uid
+                and c.labels.get("io.kubernetes.container.name") == name]
+        return self.records.refresh(mine[-1]) if mine else None
+
+    def start_container(self, pod: Pod, sandbox: cri.Sandbox, spec: dict, attempt: int) -> cri.Container:
+        argv, env = launch.program_for(spec)
+        cid = cri.new_id()
+        log = Path("/var/log/pods") / f"{pod.namespace}_{pod.name}_{pod.uid}" / spec["name"] / f"{attempt}.log"
+        c = cri.Container(
+            id=cid, pod_sandbox_id=sandbox.id, name=spec["name"], attempt=attempt,
+            image=spec.get("image", ""), command=argv,
+            labels={"io.kubernetes.pod.name": pod.name, "io.kubernetes.pod.namespace": pod.namespace,
+                    "io.kubernetes.pod.uid": pod.uid, "io.kubernetes.container.name": spec["name"]},
+            annotations={"io.kubernetes.container.restartCount": str(attempt),
+                         "io.kubernetes.pod.terminationGracePeriod": str(
+                             pod.spec.get("terminationGracePeriodSeconds", 30))},
+            log_path=str(log))
+        try:
+            proc = launch.start(argv, env, log, f"kubesim-{cid[:12]}")
+        except OSError as err:
+            c.state, c.reason, c.exit_code = cri.EXITED, "StartError", 128
+            c.finished_at = time.time_ns()
+            klog.error(f'"Error starting container" pod="{pod.namespace}/{pod.name}" err="{err}"')
+            with self.records.locked():
+                self.records.save_container(c)
+            return c
+        time.sleep(0.05)
+        c.pid = proc.pid
+        c.pid_start = cri.proc_start_time(proc.pid) or ""
+        c.state, c.started_at = cri.RUNNING, time.time_ns()
+        with self.records.locked():
+            self.records.save_container(c)
+        track = self.tracks.setdefault((pod.uid, spec["name"]), Track())
+        track.proc, track.started, track.container_id = proc, time.monotonic(), cid
+        track.readiness, track.liveness, track.startup = ProbeState(), ProbeState(), ProbeState()
+        klog.info(f'"Started container" pod="{pod.namespace}/{pod.name}" container="{spec["name"]}" '
+                  f'attempt={attempt} pid={proc.pid}', "kuberuntime_container.go:297")
+        return c
+
+    def reap(self) -> None:
+        """Collect exit codes of containers this kubelet started (the runtime's task exit)."""
+        for (uid, name), track in list(self.tracks.items()):
+            proc = track.proc
+            if proc is None:
+                continue
+            code = proc.poll()
+            if code is None:
+                continue
+            track.proc = None
+            with self.records.locked():
+                for c in self.records.containers():
+                    if c.id == track.container_id and c.state == cri.RUNNING:
+                        c.state, c.finished_at = cri.EXITED, time.time_ns()
+                        c.exit_code = 128 - code if code < 0 else code
+                        c.reason = "Completed" if code == 0 else "Error"
+                        self.records.save_container(c)
+
+    def sync_pod(self, pod: Pod) -> None:
+        if pod.uid in self.terminating:
+            return
+        sandbox = self.sandbox_for(pod)
+        restart = pod.spec.get("restartPolicy", "Always")
+        for spec in pod.spec.get("containers") or []:
+            key = (pod.uid, spec["name"])
+            track = self.tracks.setdefault(key, Track())
+            current = self.latest(pod, spec["name"])
+            if current is not None and current.state == cri.RUNNING:
+                if not track.container_id:
+                    track.container_id = current.id  # adopted after a kubelet restart
+                    track.started = time.monotonic()
+                self.probe(pod, spec, current, track)
+                continue
+            if current is None:
+                self.start_container(pod, sandbox, spec, 0)
+                continue
+            if restart == "Never" or (restart == "OnFailure" and current.exit_code == 0):
+                continue
+            now = time.monotonic()
+            if track.last_exit != current.finished_at:
+                # a new death: the first restart is immediate, later ones wait 10 s, 20 s, ...
+                # up to 5 min; a container that ran 10 min resets it (kuberuntime doBackOff).
+                track.last_exit = current.finished_at
+                ran = (current.finished_at - current.started_at) / 1e9
+                if track.backoff == 0 or ran > 2 * BACKOFF_MAX:
+                    track.backoff, track.backoff_until = BACKOFF_INITIAL, now
+                else:
+                    track.backoff_until = now + track.backoff
+                    klog.info(f'"Back-off {int(track.backoff)}s restarting failed container='
+                              f'{spec["name"]} pod={pod.name}_{pod.namespace}({pod.uid})"',
+                              "pod_workers.go:1298")
+                    track.backoff = min(track.backoff * 2, BACKOFF_MAX)
+            if now >= track.backoff_until:
+                self.start_container(pod, sandbox, spec, current.attempt + 1)
+
+    def kill_pod(self, uid: str, grace: float, done=None) -> None:
+        """Stop every container of a pod (SIGTERM, grace, SIGKILL) in the background."""
+        if uid in self.terminating:
+            return
+        self.terminating.add(uid)
+
+        def run() -> None:
+            running = [c for c in self.records.containers()
+                       if c.labels.get("io.kubernetes.pod.uid") == uid and c.state == cri.RUNNING]
+            threads = [threading.Thread(target=cri.stop_container, args=(self.records, c, grace))
+                       for c in running]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            self.reap()
+            with self.records.locked():
+                for s in self.records.sandboxes():
+                    if s.uid == uid:
+                        s.state = cri.NOTREADY
+                        self.records.save_sandbox(s)
+            for key in [k for k in self.tracks if k[0] == uid]:
+                self.tracks.pop(key, None)
+            self.terminating.discard(uid)
+            klog.info(f'"Killed pod" podUID="{uid}"', "kubelet.go:2000")
+            if done:
+                done()
+
+        threading.Thread(target=run, daemon=True).start()
+
+    def garbage_collect(self, keep_uids: set[str]) -> None:
+        """Forget exited containers/sandboxes of pods that are gone (keep the last 1 each)."""
+        with self.records.locked():
+            for s in self.records.sandboxes():
+                if s.uid not in keep_uids and s.state == cri.NOTREADY and s.uid not in self.terminating:
+                    if time.time_ns() - s.created_at > 60e9:
+                        for c in self.records.containers():
+                            if c.pod_sandbox_id == s.id and c.state != cri.RUNNING:
+                                self.records.remove_container(c.id)
+                        self.records.remove_sandbox(s.id)
+
+    # -- probes (pkg/kubelet/prober) ---------------------------------------------------------
+    def probe(self, pod: Pod, spec: dict, c: cri.Container, track: Track) -> None:
+        now = time.monotonic()
+        startup_ok = True
+        if spec.get("startupProbe"):
+            startup_ok = self._run_probe(pod, spec["startupProbe"], track.startup, now, track)
+            if track.startup.ok is not True:
+                if track.startup.ok is False:
+                    self._restart_unhealthy(pod, spec, c, "Startup")
+                return
+        if spec.get("livenessProbe") and startup_ok:
+            self._run_probe(pod, spec["livenessProbe"], track.liveness, now, track)
+            if track.liveness.ok is False:
+                self._restart_unhealthy(pod, spec, c, "Liveness")
+                return
+        if spec.get("readinessProbe"):
+            self._run_probe(pod, spec["readinessProbe"], track.readiness, now, track)
+
+    def _restart_unhealthy(self, pod: Pod, spec: dict, c: cri.Container, kind: str) -> None:
+        klog.info(f'"Container failed {kind.lower()} probe, will be restarted" pod="{pod.namespace}/'
+                  f'{pod.name}" containerName="{spec["name"]}"', "kuberuntime_manager.go:1027")
+        grace = float(pod.spec.get("terminationGracePeriodSeconds", 30))
+        threading.Thread(target=cri.stop_container, args=(self.records, c, grace), daemon=True).start()
+        track = self.tracks.get((pod.uid, spec["name"]))
+        if track:
+            track.liveness = ProbeState()
+            track.startup = ProbeState()
+
+    def _run_probe(self, pod: Pod, probe: dict, state: ProbeState, now: float, track: Track) -> bool:
+        initial = float(probe.get("initialDelaySeconds", 0))
+        period = float(probe.get("periodSeconds", 10))
+        if now - track.started < initial or now - state.last < period:
+            return state.ok is not False
+        state.last = now
+        ok = self._probe_once(pod, probe)
+        if ok:
+            state.successes += 1
+            state.failures = 0
+            if state.successes >= int(probe.get("successThreshold", 1)):
+                state.ok = True
+        else:
+            state.failures += 1
+            state.successes = 0
+            if state.failures >= int(probe.get("failureThreshold", 3)):
+                state.ok = False
+        return state.ok is not False
+
+    def _probe_once(self, pod: Pod, probe: dict) -> bool:
+        timeout = float(probe.get("timeoutSeconds", 1))
+        http = probe.get("httpGet")
+        if http:
+            scheme = http.get("scheme", "HTTP").lower()
+            host = http.get("host") or (self.node_ip if pod.spec.get("hostNetwork") else "127.0.0.1")
+            port = http.get("port")
+            url = f"{scheme}://{host}:{port}{http.get('path', '/')}"
+            ctx = ssl._create_unverified_context()  # noqa: S323 - kubelet skips verification too
+            try:
+                with urllib.request.urlopen(url, timeout=timeout, context=ctx) as resp:
+                    return 200 <= resp.status < 400
+            except Exception:  # noqa: BLE001 - any error is a failed probe
+                return False
+        tcp = probe.get("tcpSocket")
+        if tcp:
+            import socket
+            try:
+                socket.create_connection((tcp.get("host") or self.node_ip, int(tcp["port"])),
+                                         timeout=timeout).close()
+                return True
+            except OSError:
+                return False
+        return True
+
+    def container_ready(self, pod: Pod, spec: dict, c: cri.Container | None) -> bool:
+        if c is None or c.state != cri.RUNNING:
+            return False
+        track = self.tracks.get((pod.uid, spec["name"]))
+        if spec.get("startupProbe") and (track is None or track.startup.ok is not True):
+            return False
+        if spec.get("readinessProbe"):
+            return track is not None and track.readiness.ok is True
+        return True
+
+
+def _pod_ip(uid: str) -> str:
+    h = int(uid.replace("-", "")[:8], 16) if uid else 0
+    return f"10.244.{(h >> 8) & 0xFF}.{(h & 0xFF) or 1}"
