@@ -40,7 +40,7 @@ def lb(tmp_path_factory, request):
                     str(crt),
                     str(key),
                     str(flag),
-                ]  # fmt: skip
+                ]
             )
         )
         backends[name] = (ip, port, flag)

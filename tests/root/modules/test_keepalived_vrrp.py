@@ -96,8 +96,21 @@ def vrrp(tmp_path_factory, request):
     nodes = {}
     for i, ip in PEERS.items():
         ns = f"khm-ka-{i}"
-        sh("ip", "-n", BR, "link", "add", f"p{i}", "type", "veth", "peer", "name", "eth0",
-           "netns", ns)  # fmt: skip
+        sh(
+            "ip",
+            "-n",
+            BR,
+            "link",
+            "add",
+            f"p{i}",
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "eth0",
+            "netns",
+            ns,
+        )
         sh("ip", "-n", BR, "link", "set", f"p{i}", "master", "br0", "up")
         sh("ip", "-n", ns, "addr", "add", f"{ip}/24", "dev", "eth0")
         sh("ip", "-n", ns, "link", "set", "eth0", "up")
@@ -129,7 +142,7 @@ def vrrp(tmp_path_factory, request):
                     "sh",
                     "-c",
                     script,
-                ],  # fmt: skip
+                ],
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
@@ -190,8 +203,7 @@ def test_raising_a_backup_above_the_master_moves_the_vip(vrrp, record_property):
     assert vrrp[2].keepalived.state() == "MASTER"
     assert vrrp[1].keepalived.state() == "BACKUP"
     after = vrrp[2].keepalived.get_priority()
-    assert after == {"instance": "VI_1", "configured": 150, "effective": 150,
-                     "override_grain": 150}  # fmt: skip
+    assert after == {"instance": "VI_1", "configured": 150, "effective": 150, "override_grain": 150}
     assert vrrp[2].keepalived.set_priority(150)["config_changed"] is False
 
     cleared = vrrp[2].keepalived.clear_priority(priority=90)
