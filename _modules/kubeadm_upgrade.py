@@ -1,0 +1,169 @@
+"""
+kubeadm upgrades: plan (parsed), apply on the first control plane, node on the others.
+
+FACTS 2: ``kubeadm upgrade apply`` runs on the first upgraded control plane only; every
+other node runs ``kubeadm upgrade node``. The orchestration decides which is which and
+upgrades the kubeadm package first (one apt repository per minor, FACTS 3).
+"""
+
+import re
+import shutil
+from pathlib import Path
+
+from salt.exceptions import CommandExecutionError
+
+__virtualname__ = "kubeadm_upgrade"
+
+KUBEADM_DIR = Path("/etc/kubernetes/kubeadm")
+MANIFESTS = Path("/etc/kubernetes/manifests")
+UPGRADED_MARK = KUBEADM_DIR / "upgraded-to"
+
+
+def __virtual__():
+    if shutil.which("kubeadm"):
+        return __virtualname__
+    return (False, "kubeadm_upgrade module: the kubeadm binary is not installed")
+
+
+def _kubeadm(args: list[str], *, timeout: int) -> str:
+    res = __salt__["cmd.run_all"](
+        ["kubeadm", *args],
+        python_shell=False,
+        timeout=timeout,
+        ignore_retcode=True,
+        output_loglevel="debug",
+    )
+    if res["retcode"] != 0:
+        err = (res["stderr"] or res["stdout"]).strip()
+        raise CommandExecutionError(f"kubeadm {' '.join(args[:3])} failed: {err}")
+    return res["stdout"]
+
+
+def parse_upgrade_plan(stdout: str) -> list[dict]:
+    """
+    ``kubeadm upgrade plan`` text: one entry per offered upgrade with the target and
+    every component row (name, node, current, target). Format from kubeadm's
+    upgradePlanTextPrinter (cmd/kubeadm/app/cmd/upgrade/plan.go; plan_test.go).
+    """
+    if "you're up-to-date" in stdout:
+        return []
+    plans: list[dict] = []
+    current: dict | None = None
+    has_node = False
+    for line in stdout.splitlines():
+        if m := re.match(r"Upgrade to the latest (.+):$", line.strip()):
+            current = {"description": m.group(1), "target": None, "components": []}
+            plans.append(current)
+            continue
+        if line.startswith("COMPONENT"):
+            has_node = " NODE " in line
+            continue
+        if m := re.match(r"\s+kubeadm upgrade apply (\S+)", line):
+            if current is not None:
+                current["target"] = m.group(1)
+            continue
+        if current is None:
+            # kubelet rows come before "Upgrade to the latest ..." (manual upgrades)
+            plans.append({"description": None, "target": None, "components": []})
+            current = plans[-1]
+        cells = line.split()
+        if not cells or not re.match(r"(kube|etcd|CoreDNS|kubelet)", cells[0]):
+            continue
+        if has_node and len(cells) == 4:
+            name, node, cur, tgt = cells
+        elif len(cells) == 3:
+            (name, cur, tgt), node = cells, ""
+        else:
+            continue
+        current["components"].append({"name": name, "node": node, "current": cur, "target": tgt})
+    # kubelet rows printed above each plan belong to the plan that follows them
+    merged: list[dict] = []
+    pending: list[dict] = []
+    for plan in plans:
+        if plan["description"] is None:
+            pending += plan["components"]
+            continue
+        plan["components"] = pending + plan["components"]
+        pending = []
+        merged.append(plan)
+    return merged
+
+
+def plan(version=None):
+    """
+    Parsed ``kubeadm upgrade plan [version]``: per offered upgrade, the target and every
+    component's current and target versions (per node where kubeadm says).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt 'cp-1' kubeadm_upgrade.plan v1.31.0
+    """
+    args = ["upgrade", "plan", *([str(version)] if version else [])]
+    return parse_upgrade_plan(_kubeadm(args, timeout=300))
+
+
+def apply(version, config=None, etcd_upgrade=True):
+    """
+    ``kubeadm upgrade apply <version> --yes`` (first control plane only, FACTS 2).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt 'cp-2' kubeadm_upgrade.apply v1.31.0
+    """
+    args = [
+        "upgrade",
+        "apply",
+        str(version),
+        "--yes",
+        f"--etcd-upgrade={bool(etcd_upgrade)}".lower(),
+    ]
+    if config:
+        args += ["--config", str(config)]
+    out = _kubeadm(args, timeout=1800)
+    _mark_upgraded(str(version))
+    return {"upgraded": True, "version": str(version), "output": out[-4000:]}
+
+
+def node(version=None):
+    """
+    ``kubeadm upgrade node`` (every node but the first control plane, FACTS 2).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt 'cp-3' kubeadm_upgrade.node
+    """
+    out = _kubeadm(["upgrade", "node"], timeout=1800)
+    _mark_upgraded(str(version) if version else __salt__["kubeadm.version"]())
+    return {"upgraded": True, "version": version, "output": out[-4000:]}
+
+
+def _mark_upgraded(target: str) -> None:
+    KUBEADM_DIR.mkdir(parents=True, exist_ok=True, mode=0o700)
+    UPGRADED_MARK.write_text(target + "\n")
+
+
+def node_version():
+    """
+    The Kubernetes version this node runs: the kube-apiserver static pod's image tag on a
+    control plane, else the version ``upgrade_apply``/``upgrade_node`` last recorded.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt 'cp-*' kubeadm_upgrade.node_version
+    """
+    manifest = MANIFESTS / "kube-apiserver.yaml"
+    if manifest.is_file():
+        match = re.search(r"image:\s*\S*kube-apiserver:(v[\w.+-]+)", manifest.read_text())
+        if match:
+            return match.group(1)
+    if UPGRADED_MARK.is_file():
+        return UPGRADED_MARK.read_text().strip()
+    return None
