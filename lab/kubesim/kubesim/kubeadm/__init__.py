@@ -1,0 +1,1 @@
+"""kubeadm stand-in: init, join, token, upgrade, certs, reset, config validate, version."""

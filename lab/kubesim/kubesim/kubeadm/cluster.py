@@ -1,0 +1,298 @@
+"""What kubeadm stores in the cluster: config ConfigMaps, bootstrap tokens, cluster-info,
+uploaded certs, control-plane labels and taints, essential addons.
+
+- uploadconfig: ConfigMap kube-system/kubeadm-config (ClusterConfiguration) and
+  kube-system/kubelet-config (phases/uploadconfig, phases/kubelet);
+- bootstraptoken: Secret kube-system/bootstrap-token-<id> (type bootstrap.kubernetes.io/token)
+  and ConfigMap kube-public/cluster-info (phases/bootstraptoken/clusterinfo);
+- copycerts: Secret kube-system/kubeadm-certs, each file AES-GCM encrypted with the
+  certificate key (nonce prepended, util/crypto), owned by a 2 h bootstrap token so it goes
+  away with it (phases/copycerts/copycerts.go).
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import os
+import re
+import secrets
+import time
+from pathlib import Path
+
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from .. import kubeconfig
+from ..kubeclient import ApiError, Client
+from ..versions import Version, coredns_tag
+from .config import Config, cluster_configuration_yaml
+from .errors import KubeadmError
+
+TOKEN_RE = re.compile(r"^([a-z0-9]{6})\.([a-z0-9]{16})$")
+TOKEN_ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789"
+CERT_FILES = ["ca.crt", "ca.key", "sa.key", "sa.pub", "front-proxy-ca.crt", "front-proxy-ca.key",
+              "etcd/ca.crt", "etcd/ca.key"]
+DEFAULT_GROUP = "system:bootstrappers:kubeadm:default-node-token"
+
+
+def new_token() -> str:
+    pick = lambda n: "".join(secrets.choice(TOKEN_ALPHABET) for _ in range(n))  # noqa: E731
+    return f"{pick(6)}.{pick(16)}"
+
+
+def parse_ttl(text: str) -> float:
+    from ..flags import duration
+    return duration(text)
+
+
+def _b64(text: str | bytes) -> str:
+    return base64.b64encode(text.encode() if isinstance(text, str) else text).decode()
+
+
+def token_secret(token: str, ttl: float, usages: list[str], groups: list[str],
+                 description: str = "", owner: dict | None = None) -> dict:
+    m = TOKEN_RE.match(token)
+    if not m:
+        raise KubeadmError(f'the bootstrap token "{token}" was not of the form '
+                           '"^([a-z0-9]{6})\\.([a-z0-9]{16})$"')
+    tid, sec = m.groups()
+    data = {"token-id": _b64(tid), "token-secret": _b64(sec)}
+    if ttl > 0:
+        exp = dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=ttl)
+        data["expiration"] = _b64(exp.strftime("%Y-%m-%dT%H:%M:%SZ"))
+    for usage in usages:
+        data[f"usage-bootstrap-{usage}"] = _b64("true")
+    if groups:
+        data["auth-extra-groups"] = _b64(",".join(groups))
+    if description:
+        data["description"] = _b64(description)
+    meta: dict = {"name": f"bootstrap-token-{tid}", "namespace": "kube-system"}
+    if owner:
+        meta["ownerReferences"] = [owner]
+    return {"apiVersion": "v1", "kind": "Secret", "type": "bootstrap.kubernetes.io/token",
+            "metadata": meta, "data": data}
+
+
+def create_token(client: Client, token: str, ttl: float, usages: list[str] | None = None,
+                 groups: list[str] | None = None, description: str = "") -> dict:
+    obj = token_secret(token, ttl, usages or ["signing", "authentication"],
+                       groups if groups is not None else [DEFAULT_GROUP], description)
+    try:
+        return client.create("secrets", obj, "kube-system")
+    except ApiError as err:
+        if err.status == 409:
+            raise KubeadmError(f'a token with id "{token.split(".")[0]}" already exists') from err
+        raise
+
+
+def wait_api(client: Client, timeout: float, out=None) -> None:
+    """apiclient.WaitForAPI: poll /healthz until it answers ok."""
+    deadline = time.monotonic() + timeout
+    start = time.monotonic()
+    last = ""
+    while time.monotonic() < deadline:
+        try:
+            code, body = client.raw("GET", "/healthz", timeout=5)
+            if code == 200 and body.strip() == b"ok":
+                if out:
+                    out(time.monotonic() - start)
+                return
+            last = body.decode(errors="replace")
+        except OSError as err:
+            last = str(err)
+            client.close()
+        time.sleep(0.5)
+    raise KubeadmError(f"[api-check] The API server is not healthy after {int(timeout)}s\n\n"
+                       f"Unfortunately, an error has occurred:\n\tcontext deadline exceeded ({last})")
+
+
+def _go_secs(seconds: float) -> str:
+    if seconds >= 60:
+        m, s = divmod(seconds, 60)
+        return f"{int(m)}m{s:.9f}".rstrip("0").rstrip(".") + "s"
+    if seconds < 1:
+        return f"{seconds * 1000:.6f}".rstrip("0").rstrip(".") + "ms"
+    return f"{seconds:.9f}".rstrip("0").rstrip(".") + "s"
+
+
+def upload_config(client: Client, cfg: Config, version: Version, out) -> None:
+    out('[upload-config] Storing the configuration used in ConfigMap "kubeadm-config" in the '
+        '"kube-system" Namespace')
+    client.apply("configmaps", {"apiVersion": "v1", "kind": "ConfigMap",
+                                "metadata": {"name": "kubeadm-config", "namespace": "kube-system"},
+                                "data": {"ClusterConfiguration": cluster_configuration_yaml(cfg, version)}},
+                 "kube-system")
+
+
+def upload_kubelet_config(client: Client, kubelet_yaml: str, out) -> None:
+    out('[kubelet] Creating a ConfigMap "kubelet-config" in namespace kube-system with the '
+        'configuration for the kubelets in the cluster')
+    client.apply("configmaps", {"apiVersion": "v1", "kind": "ConfigMap",
+                                "metadata": {"name": "kubelet-config", "namespace": "kube-system"},
+                                "data": {"kubelet": kubelet_yaml}}, "kube-system")
+
+
+def cluster_info(client: Client, cfg: Config, out) -> None:
+    out('[bootstrap-token] Creating the "cluster-info" ConfigMap in the "kube-public" namespace')
+    ca = (cfg.pki_dir / "ca.crt").read_bytes()
+    text = kubeconfig.render("", f"https://{cfg.control_plane_endpoint}", ca, "")
+    import yaml
+    doc = yaml.safe_load(text)
+    doc["clusters"][0]["name"] = ""
+    doc.update(contexts=None, users=None, **{"current-context": ""})
+    client.apply("configmaps", {"apiVersion": "v1", "kind": "ConfigMap",
+                                "metadata": {"name": "cluster-info", "namespace": "kube-public"},
+                                "data": {"kubeconfig": yaml.safe_dump(doc, default_flow_style=False)}},
+                 "kube-public")
+
+
+def encrypt(key_hex: str, data: bytes) -> bytes:
+    key = bytes.fromhex(key_hex)
+    nonce = os.urandom(12)
+    return nonce + AESGCM(key).encrypt(nonce, data, None)
+
+
+def decrypt(key_hex: str, data: bytes) -> bytes:
+    try:
+        key = bytes.fromhex(key_hex)
+    except ValueError as err:
+        raise KubeadmError(f"error decoding certificate key: {err}") from err
+    try:
+        return AESGCM(key).decrypt(data[:12], data[12:], None)
+    except Exception as err:  # noqa: BLE001 - wrong key: cipher: message authentication failed
+        raise KubeadmError("error downloading the secret: error decoding secret data with provided "
+                           "key: cipher: message authentication failed") from err
+
+
+def secret_key(name: str) -> str:
+    return name.replace("/", "-")
+
+
+def upload_certs(client: Client, cfg: Config, key_hex: str, out) -> None:
+    """copycerts.UploadCerts: a 2 h token owns the kubeadm-certs Secret."""
+    out('[upload-certs] Storing the certificates in Secret "kubeadm-certs" in the "kube-system" Namespace')
+    token = new_token()
+    owner_secret = create_token(client, token, 7200, usages=[], groups=[],
+                                description="Proxy for managing TTL for the kubeadm-certs secret")
+    data = {}
+    for name in CERT_FILES:
+        path = cfg.pki_dir / name
+        if path.exists():
+            data[secret_key(name)] = base64.b64encode(encrypt(key_hex, path.read_bytes())).decode()
+    owner = {"apiVersion": "v1", "kind": "Secret", "name": owner_secret["metadata"]["name"],
+             "uid": owner_secret["metadata"]["uid"], "controller": True, "blockOwnerDeletion": True}
+    client.apply("secrets", {"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+                             "metadata": {"name": "kubeadm-certs", "namespace": "kube-system",
+                                          "ownerReferences": [owner]},
+                             "data": data}, "kube-system")
+    out("[upload-certs] Using certificate key:")
+    out(key_hex)
+
+
+def download_certs(client: Client, pki_dir: Path, key_hex: str, out) -> None:
+    out('[download-certs] Downloading the certificates in Secret "kubeadm-certs" in the '
+        '"kube-system" Namespace')
+    try:
+        secret = client.get("secrets", "kubeadm-certs", "kube-system")
+    except ApiError as err:
+        if err.status == 404:
+            raise KubeadmError('error downloading certs: error downloading the secret: Secret '
+                               '"kubeadm-certs" was not found in the "kube-system" Namespace. This '
+                               'Secret might have expired. Please, run `kubeadm init phase '
+                               'upload-certs --upload-certs` on a control plane to generate a new '
+                               'one') from err
+        raise
+    from .. import pki as pkimod
+    for name in CERT_FILES:
+        blob = (secret.get("data") or {}).get(secret_key(name))
+        if not blob:
+            continue
+        content = decrypt(key_hex, base64.b64decode(blob))
+        target = pki_dir / name
+        if name.endswith(".key"):
+            pkimod.write_private(target, content)
+        else:
+            pkimod.write_public(target, content)
+    out(f'[download-certs] Saving the certificates to the folder: "{pki_dir}"')
+
+
+def mark_control_plane(client: Client, cfg: Config, out) -> None:
+    name = cfg.node_name
+    out(f"[mark-control-plane] Marking the node {name} as control-plane by adding the labels: "
+        "[node-role.kubernetes.io/control-plane node.kubernetes.io/exclude-from-external-load-balancers]")
+    taints = cfg.node_registration.get("taints") or []
+    out(f"[mark-control-plane] Marking the node {name} as control-plane by adding the taints "
+        f"[{' '.join(t['key'] + ':' + t['effect'] for t in taints)}]")
+    deadline = time.monotonic() + 240
+    while True:
+        try:
+            node = client.get("nodes", name)
+            break
+        except (ApiError, OSError) as err:
+            if time.monotonic() > deadline:
+                raise KubeadmError(f"error marking control-plane: timed out waiting for the "
+                                   f"condition: {err}", "mark-control-plane") from err
+            time.sleep(1)
+    labels = {"node-role.kubernetes.io/control-plane": "",
+              "node.kubernetes.io/exclude-from-external-load-balancers": ""}
+    have = node.get("spec", {}).get("taints") or []
+    merged = have + [t for t in taints if not any(
+        h.get("key") == t.get("key") and h.get("effect") == t.get("effect") for h in have)]
+    client.patch("nodes", name, {"metadata": {"labels": labels}, "spec": {"taints": merged or None}})
+
+
+def addons(client: Client, cfg: Config, version: Version, out) -> None:
+    """CoreDNS Deployment and kube-proxy DaemonSet objects (their pods are not run by kubesim)."""
+    repo = cfg.cluster.get("imageRepository", "registry.k8s.io")
+    dns = {"apiVersion": "apps/v1", "kind": "Deployment",
+           "metadata": {"name": "coredns", "namespace": "kube-system", "labels": {"k8s-app": "kube-dns"}},
+           "spec": {"replicas": 2, "selector": {"matchLabels": {"k8s-app": "kube-dns"}},
+                    "template": {"metadata": {"labels": {"k8s-app": "kube-dns"}},
+                                 "spec": {"containers": [{"name": "coredns",
+                                                          "image": f"{repo}/coredns/coredns:{coredns_tag(version)}"}]}}}}
+    proxy = {"apiVersion": "apps/v1", "kind": "DaemonSet",
+             "metadata": {"name": "kube-proxy", "namespace": "kube-system", "labels": {"k8s-app": "kube-proxy"}},
+             "spec": {"selector": {"matchLabels": {"k8s-app": "kube-proxy"}},
+                      "template": {"metadata": {"labels": {"k8s-app": "kube-proxy"}},
+                                   "spec": {"containers": [{"name": "kube-proxy",
+                                                            "image": f"{repo}/kube-proxy:{version}"}]}}}}
+    client.apply("deployments", dns, "kube-system")
+    out("[addons] Applied essential addon: CoreDNS")
+    client.apply("daemonsets", proxy, "kube-system")
+    out("[addons] Applied essential addon: kube-proxy")
+
+
+def rbac(client: Client, out) -> None:
+    """The bindings kubeadm creates (bootstraptoken/node, phases/kubeconfig cluster-admins)."""
+    objs = [
+        ("clusterrolebindings", {"metadata": {"name": "kubeadm:cluster-admins"},
+                                 "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "cluster-admin"},
+                                 "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": "kubeadm:cluster-admins"}]}),
+        ("clusterrolebindings", {"metadata": {"name": "kubeadm:kubelet-bootstrap"},
+                                 "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "system:node-bootstrapper"},
+                                 "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": DEFAULT_GROUP}]}),
+        ("clusterrolebindings", {"metadata": {"name": "kubeadm:node-autoapprove-bootstrap"},
+                                 "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "system:certificates.k8s.io:certificatesigningrequests:nodeclient"},
+                                 "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": DEFAULT_GROUP}]}),
+    ]
+    for resource, obj in objs:
+        try:
+            client.create(resource, obj)
+        except ApiError as err:
+            if err.status != 409:
+                raise
+    out("[bootstrap-token] Configured RBAC rules to allow Node Bootstrap tokens to get nodes")
+    out("[bootstrap-token] Configured RBAC rules to allow Node Bootstrap tokens to post CSRs in order for nodes to get long term certificate credentials")
+    out("[bootstrap-token] Configured RBAC rules to allow the csrapprover controller automatically approve CSRs from a Node Bootstrap Token")
+    out("[bootstrap-token] Configured RBAC rules to allow certificate rotation for all node client certificates in the cluster")
+
+
+def fetch_cluster_config(client: Client) -> tuple[str, dict]:
+    try:
+        cm = client.get("configmaps", "kubeadm-config", "kube-system")
+    except ApiError as err:
+        raise KubeadmError(f"unable to fetch the kubeadm-config ConfigMap: {err}") from err
+    except OSError as err:
+        raise KubeadmError(f"unable to fetch the kubeadm-config ConfigMap: failed to get config map: "
+                           f"{err}") from err
+    return cm["data"]["ClusterConfiguration"], cm
