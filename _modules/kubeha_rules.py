@@ -1,0 +1,543 @@
+"""
+The rules a kubeha cluster model must satisfy, one function per concern.
+
+Each rule returns messages of the form ``kubeha:<key>: <what is wrong>. <the fix>``.
+``kubeha_model.validate`` raises with all of them before any state renders; the rules cite
+FACTS.md items and upstream sources where the reason is not obvious.
+
+CLI Example:
+
+.. code-block:: bash
+
+    salt-call kubeha_rules.problems "$(cat model.json)"
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import re
+
+__virtualname__ = "kubeha_rules"
+
+DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+DURATION = re.compile(r"^(\d+(?:\.\d+)?)(us|ms|s|m|h|d)?$")
+DURATION_UNITS = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+PROVIDERS = ("keepalived-haproxy", "kube-vip")
+# client-go's leaderelection.JitterFactor: a follower waits up to retry*1.2 between tries.
+# [client-go/tools/leaderelection/leaderelection.go, NewLeaderElector]
+JITTER_FACTOR = 1.2
+
+
+def __virtual__():
+    return __virtualname__
+
+
+def seconds(value) -> float:
+    """
+    HAProxy-style duration (``500ms``, ``2s``, ``1m``, a bare number = ms) in seconds.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call kubeha_rules.seconds 500ms
+    """
+    text = str(value).strip()
+    match = DURATION.match(text)
+    if not match:
+        raise ValueError(f"{value!r} is not a duration like 500ms, 2s or 1m")
+    number, unit = match.groups()
+    return float(number) * DURATION_UNITS[unit or "ms"]
+
+
+def _version(text):
+    try:
+        return __salt__["kubeha_model.version_tuple"](text)
+    except (ValueError, TypeError):
+        return None
+
+
+def _ip(text):
+    try:
+        return ipaddress.IPv4Address(str(text))
+    except ValueError:
+        return None
+
+
+def nodes(model: dict) -> list[str]:
+    """
+    Control-plane and worker lists: shape, count, names, addresses, duplicates.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call kubeha_rules.nodes "$(cat model.json)"
+    """
+    out = []
+    cps = model.get("control_plane") or []
+    count = len(cps)
+    if count < 3 or count % 2 == 0:
+        out.append(
+            f"kubeha:control_plane: has {count} node(s); stacked etcd needs an odd number of "
+            "at least 3 to keep quorum when one fails (2 of 3 survive one loss, 2 of 4 do not). "
+            "List 3, 5 or 7 control planes, the init node first."
+        )
+    seen_names: dict[str, str] = {}
+    seen_ips: dict[str, str] = {}
+    for key in ("control_plane", "workers"):
+        for i, node in enumerate(model.get(key) or []):
+            where = f"kubeha:{key}:{i}"
+            if not isinstance(node, dict):
+                out.append(f"{where}: must be a mapping like {{name: cp-1, ip: 192.168.1.11}}.")
+                continue
+            name, ip = str(node.get("name", "")), str(node.get("ip", ""))
+            if not DNS_LABEL.match(name):
+                out.append(
+                    f"{where}:name: {name!r} is not a lowercase DNS label; Kubernetes node "
+                    "names must be one (e.g. cp-1)."
+                )
+            if _ip(ip) is None:
+                out.append(f"{where}:ip: {ip!r} is not an IPv4 address.")
+            if name in seen_names:
+                out.append(
+                    f"{where}:name: {name} is listed twice (also at {seen_names[name]}); "
+                    "node names must be unique."
+                )
+            if ip in seen_ips:
+                out.append(
+                    f"{where}:ip: {ip} is used twice (also at {seen_ips[ip]}); "
+                    "every node needs its own address."
+                )
+            seen_names.setdefault(name, where)
+            seen_ips.setdefault(ip, where)
+    if model.get("node_match", "id") not in ("id", "host"):
+        out.append("kubeha:node_match: must be 'id' (minion id) or 'host' (the host grain).")
+    return out
+
+
+def vip(model: dict) -> list[str]:
+    """
+    The VIP: inside the nodes' subnet, not a node's address, provider and ports coherent.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call kubeha_rules.vip "$(cat model.json)"
+    """
+    out = []
+    conf = model.get("vip") or {}
+    address = _ip(conf.get("address"))
+    provider = conf.get("provider")
+    if provider not in PROVIDERS:
+        out.append(f"kubeha:vip:provider: {provider!r}; use one of {', '.join(PROVIDERS)}.")
+    if address is None:
+        out.append(
+            f"kubeha:vip:address: {conf.get('address')!r} is not an IPv4 address; set the "
+            "virtual IP clients use to reach the API (a free address in the nodes' subnet)."
+        )
+        return out
+    try:
+        prefix = int(conf.get("prefix"))
+        network = ipaddress.IPv4Network(f"{address}/{prefix}", strict=False)
+    except (TypeError, ValueError):
+        return [*out, f"kubeha:vip:prefix: {conf.get('prefix')!r} is not a prefix length 0-32."]
+    if prefix < 31 and address in (network.network_address, network.broadcast_address):
+        out.append(
+            f"kubeha:vip:address: {address} is the network or broadcast address of "
+            f"{network}; pick a host address."
+        )
+    for key in ("control_plane", "workers"):
+        for node in model.get(key) or []:
+            ip = _ip(node.get("ip")) if isinstance(node, dict) else None
+            if ip == address:
+                out.append(
+                    f"kubeha:vip:address: {address} is also {node.get('name')}'s address; "
+                    "the VIP must be a free address that moves between nodes."
+                )
+            if key == "control_plane" and ip is not None and ip not in network:
+                out.append(
+                    f"kubeha:vip:address: {address}/{prefix} does not contain control plane "
+                    f"{node.get('name')} ({ip}); VRRP/ARP only move the VIP inside the nodes' "
+                    "own subnet. Use an address from that subnet or fix kubeha:vip:prefix."
+                )
+    return out + _ports(model)
+
+
+def _ports(model: dict) -> list[str]:
+    conf = model["vip"]
+    api = model.get("apiserver") or {}
+    lb_port, api_port = conf.get("lb_port"), api.get("port")
+    out = []
+    for key, port in (("vip:lb_port", lb_port), ("apiserver:port", api_port)):
+        if not isinstance(port, int) or not 0 < port < 65536:
+            out.append(f"kubeha:{key}: {port!r} is not a TCP port.")
+    if out:
+        return out
+    bind = conf.get("lb_bind", "all")
+    if bind not in ("all", "vip"):
+        return [f"kubeha:vip:lb_bind: {bind!r}; use 'all' or 'vip'."]
+    if conf.get("provider") == "kube-vip":
+        if lb_port != api_port:
+            out.append(
+                f"kubeha:vip:lb_port: {lb_port} differs from kubeha:apiserver:port {api_port}; "
+                "kube-vip moves the VIP to a node whose own apiserver answers on its port, "
+                "nothing forwards another port. Set kubeha:vip:lb_port to "
+                f"{api_port}."
+            )
+        return out
+    if lb_port == api_port and bind == "all":
+        out.append(
+            f"kubeha:vip:lb_port: {lb_port} equals kubeha:apiserver:port while HAProxy binds "
+            f"all addresses on the control planes, where kube-apiserver already binds "
+            f"0.0.0.0:{api_port} (FACTS 6). Use another LB port (kubeadm's HA guide uses "
+            "8443: kubeha:vip:lb_port: 8443), or set kubeha:vip:lb_bind: vip with "
+            "kubeha:apiserver:bind_address: node."
+        )
+    if lb_port == api_port and bind == "vip" and api.get("bind_address") != "node":
+        out.append(
+            f"kubeha:apiserver:bind_address: {api.get('bind_address')!r} binds every "
+            f"address on port {api_port}, which collides with HAProxy on the VIP "
+            f"({conf.get('address')}:{lb_port}). Set kubeha:apiserver:bind_address: node "
+            "(each apiserver binds its node IP)."
+        )
+    return out
+
+
+def vrrp(model: dict) -> list[str]:
+    """
+    keepalived's VRRP settings: router id, version, advert_int, priorities, the secret.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call kubeha_rules.vrrp "$(cat model.json)"
+    """
+    if (model.get("vip") or {}).get("provider") != "keepalived-haproxy":
+        return []
+    conf = model.get("vrrp") or {}
+    out = []
+    router_id = conf.get("router_id")
+    if not isinstance(router_id, int) or not 1 <= router_id <= 255:
+        out.append(
+            f"kubeha:vrrp:router_id: {router_id!r}; virtual_router_id is 1-255 and must be "
+            "unique on the segment."
+        )
+    version, advert = conf.get("version"), conf.get("advert_int")
+    if version not in (2, 3):
+        out.append(f"kubeha:vrrp:version: {version!r}; use 2 or 3.")
+    elif not isinstance(advert, (int, float)) or isinstance(advert, bool):
+        out.append(f"kubeha:vrrp:advert_int: {advert!r} is not a number of seconds.")
+    elif version == 2 and (advert != int(advert) or not 1 <= advert <= 255):
+        out.append(
+            f"kubeha:vrrp:advert_int: {advert} with VRRPv2, which carries whole seconds "
+            "(1-255) in its header (RFC 3768). Use an integer, or kubeha:vrrp:version: 3 for "
+            "sub-second adverts (10 ms steps)."
+        )
+    elif version == 3 and (
+        not 0.01 <= advert <= 40.95 or abs(round(advert * 100) - advert * 100) > 1e-6
+    ):
+        out.append(
+            f"kubeha:vrrp:advert_int: {advert} with VRRPv3, which counts centiseconds "
+            "(RFC 5798): use 0.01-40.95 in steps of 0.01."
+        )
+    secret = str(conf.get("auth_pass") or "")
+    if version == 2 and not secret:
+        out.append(
+            "kubeha:vrrp:auth_pass: missing. VRRPv2 peers authenticate with a shared "
+            "secret; set it in a secret pillar (e.g. pillar/kubeha/<cluster>-secrets.sls, "
+            "gpg-encrypted), at most 8 characters."
+        )
+    elif version == 2 and len(secret) > 8:
+        out.append(
+            f"kubeha:vrrp:auth_pass: {len(secret)} characters; keepalived's PASS "
+            "authentication uses only the first 8, so peers with different tails would "
+            "still match. Use at most 8 characters."
+        )
+    try:
+        base, step = int(conf.get("priority_base")), int(conf.get("priority_step"))
+    except (TypeError, ValueError):
+        return [*out, "kubeha:vrrp:priority_base/priority_step: must be integers."]
+    lowest = base - step * (len(model.get("control_plane") or []) - 1)
+    if base > 254 or lowest < 1 or step < 1:
+        out.append(
+            f"kubeha:vrrp:priority_base: {base} with step {step} gives priorities up to "
+            f"{base} and down to {lowest}; keep them within 1-254 (255 is the address owner) "
+            "with a step of at least 1."
+        )
+    return out
+
+
+def haproxy(model: dict) -> list[str]:
+    """
+    HAProxy's check timings against etcd elections and the apiserver's shutdown delay.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call kubeha_rules.haproxy "$(cat model.json)"
+    """
+    if (model.get("vip") or {}).get("provider") != "keepalived-haproxy":
+        return []
+    check = (model.get("haproxy") or {}).get("check") or {}
+    out = []
+    try:
+        inter, fastinter = seconds(check.get("inter")), seconds(check.get("fastinter"))
+        seconds(check.get("downinter"))
+        seconds(check.get("timeout"))
+    except ValueError as err:
+        return [f"kubeha:haproxy:check: {err}."]
+    fall, rise = check.get("fall"), check.get("rise")
+    if not isinstance(fall, int) or not isinstance(rise, int) or fall < 1 or rise < 1:
+        return [f"kubeha:haproxy:check: fall ({fall!r}) and rise ({rise!r}) must be >= 1."]
+    election = 2 * _etcd_election(model)
+    window = (fall - 1) * fastinter
+    if window < election:
+        out.append(
+            f"kubeha:haproxy:check: the fall window (fall-1) x fastinter = {window:g} s is "
+            f"shorter than an etcd leader election (~2 x etcd:election_timeout_ms = "
+            f"{election:g} s). During an election every apiserver's /readyz fails at once "
+            "and HAProxy would mark all of them DOWN together. Raise fall or fastinter "
+            "(e.g. fall: 5, fastinter: 500ms)."
+        )
+    detection = inter + window
+    delay = (model.get("apiserver") or {}).get("shutdown_delay_seconds")
+    if not isinstance(delay, (int, float)) or delay <= detection:
+        out.append(
+            f"kubeha:apiserver:shutdown_delay_seconds: {delay!r} must exceed HAProxy's "
+            f"detection time inter + (fall-1) x fastinter = {detection:g} s, so /readyz "
+            "fails and HAProxy drains the server before its port closes (FACTS 10). Use "
+            f"at least {int(detection) + 2}."
+        )
+    return out
+
+
+def _etcd_election(model: dict) -> float:
+    return float((model.get("etcd") or {}).get("election_timeout_ms", 1000)) / 1000.0
+
+
+def _lease_timers(where: str, lease, renew, retry, election: float) -> list[str]:
+    try:
+        lease_s, renew_s, retry_s = float(lease), float(renew), float(retry)
+    except (TypeError, ValueError):
+        return [f"kubeha:{where}: lease_duration, renew_deadline, retry_period must be numbers."]
+    out = []
+    if lease_s != int(lease_s) or lease_s < 1:
+        out.append(
+            f"kubeha:{where}:lease_duration: {lease}; the Lease object stores whole seconds "
+            "(leaseDurationSeconds), so a fraction is silently dropped. Use an integer."
+        )
+    # client-go refuses these orders at start-up: the controller-manager/scheduler would
+    # crash-loop. [client-go/tools/leaderelection/leaderelection.go, NewLeaderElector]
+    if renew_s >= lease_s:
+        out.append(
+            f"kubeha:{where}:renew_deadline: {renew} must be shorter than lease_duration "
+            f"{lease} (client-go: 'leaseDuration must be greater than renewDeadline')."
+        )
+    if retry_s * JITTER_FACTOR >= renew_s:
+        out.append(
+            f"kubeha:{where}:retry_period: {retry} x {JITTER_FACTOR} must be shorter than "
+            f"renew_deadline {renew} (client-go: 'renewDeadline must be greater than "
+            "retryPeriod*JitterFactor')."
+        )
+    if renew_s <= 2 * election:
+        out.append(
+            f"kubeha:{where}:renew_deadline: {renew} s does not outlast an etcd leader "
+            f"election (~{2 * election:g} s): the leader would lose its lease during every "
+            "election. The safe floor is 5/3/1 (lease/renew/retry)."
+        )
+    return out
+
+
+def leader_election(model: dict) -> list[str]:
+    """
+    Lease timers of kube-controller-manager/kube-scheduler (and kube-vip when used).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call kubeha_rules.leader_election "$(cat model.json)"
+    """
+    election = _etcd_election(model)
+    conf = model.get("leader_election") or {}
+    out = _lease_timers(
+        "leader_election",
+        conf.get("lease_duration"),
+        conf.get("renew_deadline"),
+        conf.get("retry_period"),
+        election,
+    )
+    if (model.get("vip") or {}).get("provider") == "kube-vip":
+        kv = model.get("kube_vip") or {}
+        out += _lease_timers(
+            "kube_vip",
+            kv.get("lease_duration"),
+            kv.get("renew_deadline"),
+            kv.get("retry_period"),
+            election,
+        )
+    return out
+
+
+def kubernetes(model: dict) -> list[str]:
+    """
+    Version, package revision, the kubeadm API and raw kubeadm fragments, the upgrade target.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call kubeha_rules.kubernetes "$(cat model.json)"
+    """
+    kube = model.get("kubernetes") or {}
+    current = _version(kube.get("version"))
+    if current is None:
+        return [f"kubeha:kubernetes:version: {kube.get('version')!r}; use MAJOR.MINOR.PATCH."]
+    out = []
+    if not re.match(r"^\d+(\.\d+)*$", str(kube.get("package_revision", ""))):
+        out.append(
+            f"kubeha:kubernetes:package_revision: {kube.get('package_revision')!r}; "
+            "pkgs.k8s.io revisions look like '1.1'."
+        )
+    out += __salt__["kubeha_rules_kubeadm.problems"](model, current)
+    return out + _upgrade(model, current)
+
+
+def _upgrade(model: dict, current) -> list[str]:
+    conf = model.get("upgrade") or {}
+    out = []
+    raw = conf.get("target_version") or ""
+    if raw:
+        target = _version(raw)
+        if target is None:
+            out.append(f"kubeha:upgrade:target_version: {raw!r}; use MAJOR.MINOR.PATCH.")
+        elif target < current:
+            out.append(
+                f"kubeha:upgrade:target_version: {raw} is older than the running "
+                f"{model['kubernetes']['version']}; kubeadm does not downgrade. Roll back by "
+                "reinstalling the old packages on the failed node (runbook step 13)."
+            )
+        elif target[0] != current[0] or target[1] - current[1] > 1:
+            path = " -> ".join(f"1.{m}" for m in range(current[1], target[1] + 1))
+            out.append(
+                f"kubeha:upgrade:target_version: {raw} skips a minor from "
+                f"{model['kubernetes']['version']}; kubeadm upgrades one minor at a time "
+                f"(FACTS 12): go {path}, one target_version per run."
+            )
+    names = [n.get("name") for n in model.get("control_plane") or [] if isinstance(n, dict)]
+    order = list(conf.get("order") or [])
+    if order and sorted(order) != sorted(names):
+        out.append(
+            f"kubeha:upgrade:order: {order} must list every control plane exactly once "
+            f"({', '.join(map(str, names))}), or be empty for the default (all but the init "
+            "node, then the init node)."
+        )
+    return out
+
+
+def network(model: dict) -> list[str]:
+    """
+    Pod and service subnets: valid, disjoint, and apart from the nodes' subnet.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call kubeha_rules.network "$(cat model.json)"
+    """
+    conf = model.get("network") or {}
+    out, nets = [], {}
+    for key in ("pod_subnet", "service_subnet"):
+        try:
+            nets[key] = ipaddress.ip_network(str(conf.get(key)))
+        except ValueError:
+            out.append(f"kubeha:network:{key}: {conf.get(key)!r} is not a CIDR (host bits set?).")
+    vip_conf = model.get("vip") or {}
+    with contextlib.suppress(ValueError):
+        nets["vip"] = ipaddress.ip_network(
+            f"{vip_conf.get('address')}/{vip_conf.get('prefix')}", strict=False
+        )
+    keys = list(nets)
+    for i, a in enumerate(keys):
+        for b in keys[i + 1 :]:
+            if nets[a].overlaps(nets[b]):
+                name_b = "the nodes' subnet (vip address/prefix)" if b == "vip" else b
+                out.append(
+                    f"kubeha:network:{a}: {nets[a]} overlaps {name_b} {nets[b]}; "
+                    "routes would be ambiguous. Pick disjoint ranges."
+                )
+    cni = (model.get("cni") or {}).get("provider")
+    if cni not in ("flannel", "none"):
+        out.append(f"kubeha:cni:provider: {cni!r}; use flannel or none (bring your own).")
+    return out
+
+
+def components(model: dict) -> list[str]:
+    """
+    containerd, apiserver audit/OIDC settings.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call kubeha_rules.components "$(cat model.json)"
+    """
+    out = []
+    if (model.get("containerd") or {}).get("config_version") not in (2, 3):
+        out.append(
+            "kubeha:containerd:config_version: use 2 (containerd 1.6/1.7) or 3 "
+            "(containerd 2.x); the runc SystemdCgroup key lives at a different path in each."
+        )
+    api = model.get("apiserver") or {}
+    audit = api.get("audit") or {}
+    if audit.get("enabled"):
+        for key in ("policy_file", "log_dir"):
+            if not str(audit.get(key, "")).startswith("/"):
+                out.append(
+                    f"kubeha:apiserver:audit:{key}: {audit.get(key)!r} must be an absolute "
+                    "path (it is mounted into the apiserver pod, FACTS 5)."
+                )
+    oidc = api.get("oidc") or {}
+    if oidc.get("issuer_url"):
+        if not str(oidc["issuer_url"]).startswith("https://"):
+            out.append(
+                "kubeha:apiserver:oidc:issuer_url: kube-apiserver accepts only https:// issuers."
+            )
+        if not oidc.get("client_id"):
+            out.append("kubeha:apiserver:oidc:client_id: required when issuer_url is set.")
+    for key in ("extra_args",):
+        for owner in ("apiserver", "etcd", "kubelet"):
+            value = (model.get(owner) or {}).get(key)
+            if value is not None and not isinstance(value, dict):
+                out.append(
+                    f"kubeha:{owner}:{key}: write a mapping of flag: value (without --); "
+                    "kubeha renders it as a map (v1beta3) or a name/value list (v1beta4)."
+                )
+    return out
+
+
+RULES = (nodes, vip, vrrp, haproxy, leader_election, kubernetes, network, components)
+
+
+def problems(model: dict) -> list[str]:
+    """
+    Run every rule; a rule that cannot run on a malformed model reports that instead.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call kubeha_rules.problems "$(cat model.json)"
+    """
+    out: list[str] = []
+    for rule in RULES:
+        try:
+            out += rule(model)
+        except (KeyError, TypeError, AttributeError) as err:
+            out.append(f"kubeha:{rule.__name__}: malformed section ({err!r}); see docs/pillar.md.")
+    return out

@@ -1,0 +1,276 @@
+"""
+Every SLS renders for cp-1..cp-3 of the example cluster through a real master and minions
+that got the repo's modules from `saltutil.sync_all`; every rendered config file passes its
+daemon's own validator; the merged map per node matches its snapshot; bad pillar is refused
+before any state renders.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tomllib
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.conftest import REPO
+from tests.functional.conftest import EXAMPLE_NODES
+from tests.unit.model.test_kubeadm_config import check_shapes
+from tests.unit.model.test_refusals import RUNBOOK_KUBEADM_CONFIG
+
+SNAPSHOTS = Path(__file__).parent / "snapshots"
+KUBE_VIP = {"kubeha": {"vip": {"provider": "kube-vip", "lb_port": 6443}}}
+
+
+def all_sls() -> list[str]:
+    root = REPO / "salt"
+    names = []
+    for path in sorted(root.rglob("*.sls")):
+        rel = path.relative_to(root).with_suffix("")
+        parts = list(rel.parts[:-1]) if rel.name == "init" else list(rel.parts)
+        names.append(".".join(parts))
+    return names
+
+
+def pillar_for(sls: str) -> dict | None:
+    """The provider an SLS belongs to: kube-vip states render with that provider."""
+    return KUBE_VIP if sls.startswith("kubeha.lb.kube_vip") and "clean" not in sls else None
+
+
+def test_every_sls_renders(salt_master, example_minions):
+    """One master call per provider renders every SLS on all three nodes at once."""
+    groups = {"keepalived-haproxy": [], "kube-vip": []}
+    for sls in all_sls():
+        if sls != "top":
+            groups["kube-vip" if pillar_for(sls) else "keepalived-haproxy"].append(sls)
+    cli = salt_master.salt_cli(timeout=300)
+    rendered = {}
+    for provider, names in groups.items():
+        kwargs = {"pillar": KUBE_VIP} if provider == "kube-vip" else {}
+        ret = cli.run("state.show_sls", ",".join(names), minion_tgt="cp-*", **kwargs)
+        assert ret.returncode == 0, f"{provider}: {ret.stdout} {ret.stderr}"
+        for node in EXAMPLE_NODES:
+            data = ret.data[node]
+            assert isinstance(data, dict), f"{provider} on {node}: {data}"
+            slss = {v["__sls__"] for v in data.values() if isinstance(v, dict)}
+            missing = (
+                set(names)
+                - slss
+                - {
+                    "kubeha",
+                    "kubeha.lb",
+                    "kubeha.node",
+                    "kubeha.containerd",
+                    "kubeha.packages",
+                    "kubeha.kubeadm",
+                    "kubeha.lb.haproxy",
+                    "kubeha.lb.keepalived",
+                    "kubeha.clean",
+                    "kubeha.lb.clean",
+                }
+            )
+            assert not missing, f"{node}: no states from {sorted(missing)}"
+            rendered.setdefault(node, {}).update(data)
+    for node in EXAMPLE_NODES:
+        ids = set(rendered[node])
+        for state_id in (
+            "kubeha-node-swap-off-now",
+            "kubeha-containerd-config-file-managed",
+            "kubeha-packages-kube-installed",
+            "kubeha-lb-haproxy-config-file-managed",
+            "kubeha-lb-keepalived-file-managed",
+            "kubeha-kubeadm-kubeadm-config-file-managed",
+            "kubeha-lb-kube-vip-manifest-managed",
+            "kubeha-mapdata-shown",
+        ):
+            assert state_id in ids, f"{state_id} missing on {node}"
+
+
+def test_top_file_targets_kubeha_by_cluster_grain(example_minions):
+    ret = example_minions["cp-2"].salt_call_cli(timeout=120).run("state.show_top")
+    assert ret.returncode == 0, ret.stderr
+    assert ret.data == {"base": ["kubeha"]}
+
+
+def test_kube_vip_provider_renders_static_pod_instead_of_keepalived(example_minions):
+    ret = (
+        example_minions["cp-1"]
+        .salt_call_cli(timeout=120)
+        .run("state.show_sls", "kubeha", pillar=KUBE_VIP)
+    )
+    assert ret.returncode == 0, ret.stdout
+    assert "kubeha-lb-kube-vip-manifest-managed" in ret.data
+    assert "kubeha-lb-haproxy-config-file-managed" not in ret.data
+
+
+@pytest.fixture(scope="module")
+def previews(example_minions, tmp_path_factory):
+    """kubeha.preview renders each node's config files into a directory."""
+    out = {}
+    for node, factory in example_minions.items():
+        root = tmp_path_factory.mktemp(f"preview-{node}")
+        ret = factory.salt_call_cli(timeout=180).run(
+            "state.apply", "kubeha.preview", pillar={"kubeha_preview_dir": str(root)}
+        )
+        assert ret.returncode == 0, ret.stdout
+        out[node] = root
+    return out
+
+
+def _run(cmd: list[str], **kw) -> subprocess.CompletedProcess:
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=60, check=False, **kw)
+
+
+@pytest.mark.parametrize("node", EXAMPLE_NODES)
+def test_haproxy_cfg_passes_haproxy_check(previews, node):
+    cfg = previews[node] / "etc/haproxy/haproxy.cfg"
+    proc = _run(["haproxy", "-c", "-f", str(cfg)])
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "[WARNING]" not in proc.stdout + proc.stderr, proc.stdout + proc.stderr
+    text = cfg.read_text()
+    assert "bind *:8443" in text
+    assert "http-check send meth GET uri /readyz" in text
+    for name, ip in (("cp-1", "192.168.1.11"), ("cp-2", "192.168.1.12"), ("cp-3", "192.168.1.13")):
+        assert f"server {name} {ip}:6443" in text
+
+
+def test_haproxy_check_rejects_a_broken_config(previews, tmp_path):
+    """The validator is real: the same file with a typo fails."""
+    broken = tmp_path / "haproxy.cfg"
+    text = (previews["cp-1"] / "etc/haproxy/haproxy.cfg").read_text()
+    broken.write_text(text.replace("option redispatch", "option redispatchh"))
+    assert _run(["haproxy", "-c", "-f", str(broken)]).returncode != 0
+
+
+@pytest.fixture
+def netns_with_ens160():
+    """A namespace whose only interface is named like the nodes' (keepalived checks it)."""
+    name = f"khf-{os.getpid()}"
+    subprocess.run(["ip", "netns", "add", name], check=True)
+    try:
+        subprocess.run(
+            ["ip", "-n", name, "link", "add", "ens160", "type", "veth", "peer", "name", "khf0"],
+            check=True,
+        )
+        subprocess.run(["ip", "-n", name, "link", "set", "ens160", "up"], check=True)
+        yield name
+    finally:
+        subprocess.run(["ip", "netns", "del", name], check=False)
+
+
+@pytest.mark.root
+@pytest.mark.parametrize("node", EXAMPLE_NODES)
+def test_keepalived_conf_passes_keepalived_config_test(previews, netns_with_ens160, node):
+    cfg = previews[node] / "etc/keepalived/keepalived.conf"
+    cmd = ["ip", "netns", "exec", netns_with_ens160, "keepalived", "--config-test", "-f", str(cfg)]
+    proc = _run(cmd)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    # And it really checks: a VRRPv2 advert_int keepalived cannot parse fails it.
+    bad = cfg.with_name("bad.conf")
+    bad.write_text(cfg.read_text().replace("virtual_router_id 51", "virtual_router_id 999"))
+    assert _run([*cmd[:-1], str(bad)]).returncode != 0
+
+
+@pytest.mark.parametrize("node", EXAMPLE_NODES)
+def test_keepalived_conf_per_node(previews, node):
+    text = (previews[node] / "etc/keepalived/keepalived.conf").read_text()
+    index = EXAMPLE_NODES.index(node)
+    assert f"priority {150 - 10 * index}" in text
+    own = f"192.168.1.1{index + 1}"
+    assert f"unicast_src_ip {own}" in text
+    peers = text.split("unicast_peer {")[1].split("}")[0].split()
+    assert sorted(peers) == sorted({"192.168.1.11", "192.168.1.12", "192.168.1.13"} - {own})
+    assert "auth_pass ChangeMe" in text
+    mode = (previews[node] / "etc/keepalived/keepalived.conf").stat().st_mode & 0o777
+    assert mode == 0o600
+
+
+def test_notify_script_is_valid_shell(previews):
+    script = previews["cp-1"] / "etc/keepalived/kubeha-notify.sh"
+    assert _run(["sh", "-n", str(script)]).returncode == 0
+    assert "kubeha/vrrp/prod-cp/cp-1/" in script.read_text()
+
+
+@pytest.mark.parametrize("node", EXAMPLE_NODES)
+def test_containerd_config_loads_in_containerd(previews, node):
+    cfg = previews[node] / "etc/containerd/config.toml"
+    data = tomllib.loads(cfg.read_text())
+    runc = data["plugins"]["io.containerd.grpc.v1.cri"]["containerd"]["runtimes"]["runc"]
+    assert runc["options"]["SystemdCgroup"] is True
+    assert "cri" not in str(data["disabled_plugins"])
+    if shutil.which("containerd") is None:
+        pytest.skip("containerd is not installed; `make test` installs it")
+    proc = _run(["containerd", "--config", str(cfg), "config", "dump"])
+    assert proc.returncode == 0, proc.stderr
+    assert "SystemdCgroup = true" in proc.stdout
+    assert 'sandbox_image = "registry.k8s.io/pause:3.9"' in proc.stdout
+
+
+@pytest.mark.parametrize("node", EXAMPLE_NODES)
+def test_kubeadm_config_has_v1beta3_shape(previews, node):
+    path = previews[node] / "etc/kubernetes/kubeadm/kubeadm-config.yaml"
+    docs = list(yaml.safe_load_all(path.read_text()))
+    assert check_shapes(docs, "v1beta3") == []
+    assert docs[0]["nodeRegistration"]["name"] == node
+    assert path.stat().st_mode & 0o777 == 0o600
+
+
+def test_apt_source_points_at_the_minor_repo(previews):
+    text = (previews["cp-1"] / "etc/apt/sources.list.d/kubernetes.list").read_text()
+    assert (
+        "deb [signed-by=/etc/apt/keyrings/kubernetes-apt-keyring.asc] "
+        "https://pkgs.k8s.io/core:/stable:/v1.30/deb/ /"
+    ) in text
+
+
+def test_audit_policy_is_a_policy(previews):
+    doc = yaml.safe_load((previews["cp-1"] / "etc/kubernetes/audit/policy.yaml").read_text())
+    assert doc["kind"] == "Policy" and doc["apiVersion"] == "audit.k8s.io/v1"
+    assert doc["rules"][-1] == {"level": "Metadata"}
+
+
+@pytest.mark.parametrize("node", EXAMPLE_NODES)
+def test_mapdata_snapshot(example_minions, node):
+    """The merged, derived map per node; refresh with KUBEHA_UPDATE_SNAPSHOTS=1."""
+    ret = example_minions[node].salt_call_cli(timeout=120).run("state.apply", "kubeha._mapdata")
+    assert ret.returncode == 0, ret.stdout
+    (state,) = ret.data.values()
+    current = yaml.safe_load(state["comment"])
+    assert current["vrrp"]["auth_pass"] == "<masked>"
+    snapshot = SNAPSHOTS / f"mapdata-example-{node}.yaml"
+    if os.environ.get("KUBEHA_UPDATE_SNAPSHOTS"):
+        snapshot.parent.mkdir(exist_ok=True)
+        snapshot.write_text(yaml.safe_dump(current, sort_keys=True))
+    assert current == yaml.safe_load(snapshot.read_text())
+
+
+REFUSED = {
+    "runbook kubeadm config": (
+        {"kubeha": RUNBOOK_KUBEADM_CONFIG},
+        "kubeha:kubeadm:cluster_configuration:apiVersion: kubeadm.k8s.io/v1beta4 exists only "
+        "from kubeadm v1.31",
+    ),
+    "runbook HAProxy on 0.0.0.0:6443": (
+        {"kubeha": {"vip": {"lb_port": 6443}}},
+        "kubeha:vip:lb_port: 6443 equals kubeha:apiserver:port while HAProxy binds all",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(REFUSED))
+def test_bad_pillar_stops_before_any_state_renders(example_minions, case):
+    pillar, message = REFUSED[case]
+    ret = (
+        example_minions["cp-1"]
+        .salt_call_cli(timeout=120)
+        .run("state.apply", "kubeha", "test=True", pillar=pillar)
+    )
+    assert ret.returncode != 0
+    output = ret.stdout + ret.stderr
+    assert message in output, output
+    assert "nothing was changed" in output
+    # Refused while rendering: no state ran at all.
+    assert "Succeeded:" not in output
