@@ -45,7 +45,7 @@ format: venv
 	$(RUFF) check --fix .
 
 render: venv
-	$(PY) -m scripts.render_example
+	$(PY) scripts/render_example.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache reports/.tmp

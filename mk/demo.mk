@@ -4,6 +4,6 @@
 .PHONY: demo
 demo: venv system-deps
 	@echo "[demo] step 1/1: render every kubeha SLS for cp-1..cp-3 of the example cluster"
-	$(PY) -m scripts.render_example
+	$(PY) scripts/render_example.py
 	@echo "[demo] NOT YET: lab machines, highstate, orch.bootstrap, probe and report."
 	@echo "[demo]         These land with the lab, kubesim and bootstrap issues (4, 5, 6)."
