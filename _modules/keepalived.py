@@ -124,16 +124,18 @@ def _dump(timeout: float = 3.0) -> list[Instance] | None:
     if pid is None:
         return None
     path = Path(_setting("dump_dir")) / "keepalived.json"
-    before = path.stat().st_mtime if path.exists() else 0.0
+    # The dump holds the VRRP auth_data in clear: take it away as soon as it is read.
+    path.unlink(missing_ok=True)
     os.kill(pid, _json_signal())
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if path.exists() and path.stat().st_mtime != before:
-            try:
-                return parse_json_dump(json.loads(path.read_text()))
-            except ValueError:
-                pass  # still being written
-        time.sleep(0.05)
+        try:
+            payload = json.loads(path.read_text())
+        except (FileNotFoundError, ValueError):
+            time.sleep(0.05)  # not there yet, or still being written
+            continue
+        path.unlink(missing_ok=True)
+        return parse_json_dump(payload)
     return None
 
 

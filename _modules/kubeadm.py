@@ -130,7 +130,7 @@ def parse_join_commands(stdout: str) -> dict:
     ``--discovery-token-ca-cert-hash sha256:H`` and, for control planes,
     ``--control-plane --certificate-key K``, continued over lines with backslashes.
     """
-    flat = re.sub(r"\\\s*\n\s*", " ", stdout)
+    flat = re.sub(r"[ \t]*\\[ \t]*\n\s*", " ", stdout)
     joins = re.findall(r"kubeadm join (\S+) --token (\S+)((?: --?[\w-]+(?: [^\s-]\S*)?)*)", flat)
     if not joins:
         raise CommandExecutionError("no `kubeadm join` command in kubeadm's output")

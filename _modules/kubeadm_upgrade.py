@@ -47,12 +47,19 @@ def parse_upgrade_plan(stdout: str) -> list[dict]:
     """
     if "you're up-to-date" in stdout:
         return []
+    # The component-config table that may follow ("API GROUP ...") is not about versions.
+    stdout = stdout.split("The table below shows the current state of component configs")[0]
     plans: list[dict] = []
     current: dict | None = None
     has_node = False
     for line in stdout.splitlines():
         if m := re.match(r"Upgrade to the latest (.+):$", line.strip()):
             current = {"description": m.group(1), "target": None, "components": []}
+            plans.append(current)
+            continue
+        if line.startswith("Components that must be upgraded manually"):
+            # kubelet rows for the offer that follows
+            current = {"description": None, "target": None, "components": []}
             plans.append(current)
             continue
         if line.startswith("COMPONENT"):

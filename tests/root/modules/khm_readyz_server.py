@@ -26,7 +26,11 @@ def main() -> None:
         def log_message(self, *args):
             pass
 
-    httpd = http.server.ThreadingHTTPServer((ip, int(port)), Handler)
+    class Server(http.server.ThreadingHTTPServer):
+        def handle_error(self, request, client_address):
+            pass  # HAProxy's checks close TLS without a close_notify: not worth a traceback
+
+    httpd = Server((ip, int(port)), Handler)
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.load_cert_chain(cert, key)
     httpd.socket = ctx.wrap_socket(httpd.socket, server_side=True)

@@ -181,6 +181,8 @@ def test_states_and_vip_holder_read_from_keepalived(vrrp):
     assert inst["source"] == "keepalived.json"
     assert inst["vrid"] == 51 and inst["interface"] == "eth0"
     assert inst["effective_priority"] == 100 and VIP in inst["vips"][0]
+    # the dump carries the VRRP password in clear: read, then removed
+    assert not (vrrp[1].dir / "tmp" / "keepalived.json").exists()
     assert _holders(vrrp) == [1]
     # The notify script saw the same transitions.
     notified = json.loads((vrrp[1].dir / "notify" / "VI_1.json").read_text())
