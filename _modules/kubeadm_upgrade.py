@@ -48,7 +48,8 @@ def parse_upgrade_plan(stdout: str) -> list[dict]:
     if "you're up-to-date" in stdout:
         return []
     # The component-config table that may follow ("API GROUP ...") is not about versions.
-    stdout = stdout.split("The table below shows the current state of component configs")[0]
+    marker = "The table below shows the current state of component configs"
+    stdout = stdout.split(marker, maxsplit=1)[0]
     plans: list[dict] = []
     current: dict | None = None
     has_node = False

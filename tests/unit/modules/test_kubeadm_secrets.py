@@ -97,8 +97,8 @@ def test_init_keeps_secrets_in_a_0600_file_and_out_of_the_return(dirs):
 
 def test_init_failure_is_redacted(dirs):
     def fail(cmd, **kw):
-        return {"retcode": 1, "stdout": "",
-                "stderr": f"error: token 9vr73a.{TOKEN_SECRET} --certificate-key {CERT_KEY}"}  # fmt: skip
+        err = f"error: token 9vr73a.{TOKEN_SECRET} --certificate-key {CERT_KEY}"
+        return {"retcode": 1, "stdout": "", "stderr": err}
 
     with (
         patch.dict(kubeadm.__salt__, {"cmd.run_all": fail}),

@@ -74,9 +74,11 @@ def test_kernel_without_netem_gives_the_fix():
             "stderr": "Error: Specified qdisc kind is unknown.",
         }
     )
-    with patch.dict(netem.__salt__, {"cmd.run_all": run_all}):
-        with pytest.raises(CommandExecutionError) as err:
-            netem._tc_apply("add", "ens160", {"delay": 200.0}, "")
+    with (
+        patch.dict(netem.__salt__, {"cmd.run_all": run_all}),
+        pytest.raises(CommandExecutionError) as err,
+    ):
+        netem._tc_apply("add", "ens160", {"delay": 200.0}, "")
     text = str(err.value)
     assert "no sch_netem" in text and "linux-modules-extra-" in text and "backend=nfqueue" in text
     assert run_all.call_args.args[0] == [
