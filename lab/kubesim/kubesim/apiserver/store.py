@@ -99,8 +99,8 @@ class Store:
         meta = obj.setdefault("metadata", {})
         name = meta["name"]
         meta.pop("resourceVersion", None)
-        meta.setdefault("uid", str(uuid.uuid4()))
-        meta.setdefault("creationTimestamp", timestamp())
+        meta["uid"] = meta.get("uid") or str(uuid.uuid4())
+        meta["creationTimestamp"] = meta.get("creationTimestamp") or timestamp()
         if res.namespaced:
             meta["namespace"] = namespace
         try:

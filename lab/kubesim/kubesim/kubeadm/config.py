@@ -135,6 +135,8 @@ def _args_from(value: object, where: str, api_version: str) -> list[tuple[str, s
     gofield = GO_FIELD.get(where, where)
     if value is None:
         return []
+    if isinstance(value, list) and all(isinstance(i, tuple) for i in value):
+        return value  # already normalised
     if api_version.endswith("v1beta3"):
         if isinstance(value, list):
             raise KubeadmError(f"json: cannot unmarshal array into Go struct field {gofield}."
