@@ -33,3 +33,9 @@ def pytest_collection_modifyitems(config, items):
 def repo() -> Path:
     """The repository root (file_roots are [<repo>/salt, <repo>])."""
     return REPO
+
+
+@pytest.fixture(scope="session")
+def salt_factories_config(tmp_path_factory):
+    """Keep pytest-salt-factories' master/minion trees in pytest's temp dir, not in /tmp."""
+    return {"root_dir": tmp_path_factory.mktemp("salt-factories")}

@@ -274,3 +274,35 @@ def test_bad_pillar_stops_before_any_state_renders(example_minions, case):
     assert "nothing was changed" in output
     # Refused while rendering: no state ran at all.
     assert "Succeeded:" not in output
+
+
+def test_kube_vip_uses_super_admin_only_on_the_init_node_before_init(example_minions, tmp_path):
+    """kubeadm >= 1.29: admin.conf has no rights until init finishes, so the init node's
+    kube-vip starts on super-admin.conf; joined nodes use admin.conf."""
+    paths = {}
+    for node in ("cp-1", "cp-2"):
+        root = tmp_path / node
+        ret = (
+            example_minions[node]
+            .salt_call_cli(timeout=120)
+            .run(
+                "state.apply",
+                "kubeha.preview",
+                pillar={**KUBE_VIP, "kubeha_preview_dir": str(root)},
+            )
+        )
+        assert ret.returncode == 0, ret.stdout
+        manifest = yaml.safe_load((root / "etc/kubernetes/manifests/kube-vip.yaml").read_text())
+        (volume,) = manifest["spec"]["volumes"]
+        paths[node] = volume["hostPath"]["path"]
+        env = {e["name"]: e["value"] for e in manifest["spec"]["containers"][0]["env"]}
+        assert (env["vip_leaseduration"], env["vip_renewdeadline"], env["vip_retryperiod"]) == (
+            "5",
+            "3",
+            "1",
+        )
+        assert env["address"] == "192.168.1.10" and env["port"] == "6443"
+    assert paths == {
+        "cp-1": "/etc/kubernetes/super-admin.conf",
+        "cp-2": "/etc/kubernetes/admin.conf",
+    }
