@@ -99,7 +99,7 @@ def _get(url: str, ctx: ssl.SSLContext, timeout: float) -> tuple[int, bytes]:
         conn.close()
 
 
-def parse_checks(body: str) -> dict:
+def _parse_checks(body: str) -> dict:
     """
     ``/readyz?verbose`` / ``/livez?verbose`` body, e.g. ``[+]ping ok``,
     ``[-]etcd failed: reason withheld``, ``[+]etcd excluded: ok``, then
@@ -135,7 +135,7 @@ def _health(endpoint: str, server, kubeconfig, timeout) -> dict:
         raise CommandExecutionError(f"GET {endpoint} on {server or creds.server}: {err}") from err
     finally:
         creds.close()
-    parsed = parse_checks(body.decode(errors="replace"))
+    parsed = _parse_checks(body.decode(errors="replace"))
     return dict(parsed, status=status, ok=status == 200, server=base)
 
 
@@ -171,7 +171,7 @@ def _percentile(sorted_values: list[float], pct: float) -> float:
     return sorted_values[rank - 1]
 
 
-def summarize(samples_ms: list[float], errors: int) -> dict:
+def _summarize(samples_ms: list[float], errors: int) -> dict:
     """p50/p95/p99/max of the successful samples, with the error count."""
     ok = sorted(samples_ms)
     out = {"count": len(ok) + errors, "ok": len(ok), "errors": errors}
@@ -234,7 +234,7 @@ def ttfb(
                 conn.close()
     finally:
         creds.close()
-    return dict(summarize(samples, errors), path=path, last_error=last_error)
+    return dict(_summarize(samples, errors), path=path, last_error=last_error)
 
 
 def _client(kubeconfig):
@@ -251,7 +251,7 @@ def _client(kubeconfig):
     return client, api
 
 
-def parse_lease(lease: dict) -> dict:
+def _parse_lease(lease: dict) -> dict:
     """A coordination.k8s.io/v1 Lease (as the API returns it) in the operator's words."""
     spec = lease.get("spec") or {}
     holder = spec.get("holderIdentity") or ""
@@ -285,7 +285,7 @@ def leases(
     try:
         for name in [names] if isinstance(names, str) else names:
             obj = coord.read_namespaced_lease(name, namespace)
-            out.append(parse_lease(api.sanitize_for_serialization(obj)))
+            out.append(_parse_lease(api.sanitize_for_serialization(obj)))
     except client.exceptions.ApiException as err:
         raise CommandExecutionError(
             f"reading Lease {namespace}: {err.status} {err.reason}"
@@ -295,7 +295,7 @@ def leases(
     return out
 
 
-def parse_node(node: dict) -> dict:
+def _parse_node(node: dict) -> dict:
     """A v1 Node in the operator's words: Ready, kubelet version, cordoned, roles."""
     conds = {c["type"]: c for c in (node.get("status") or {}).get("conditions") or []}
     labels = node["metadata"].get("labels") or {}
@@ -324,7 +324,7 @@ def nodes(kubeconfig=None):
     client, api = _client(kubeconfig)
     try:
         items = client.CoreV1Api(api).list_node().items
-        return [parse_node(api.sanitize_for_serialization(n)) for n in items]
+        return [_parse_node(api.sanitize_for_serialization(n)) for n in items]
     except client.exceptions.ApiException as err:
         raise CommandExecutionError(f"listing nodes: {err.status} {err.reason}") from err
     finally:

@@ -44,7 +44,7 @@ def _state(value: str, prefix: str) -> str:
     return value[len(prefix) :] if value.startswith(prefix) else value
 
 
-def parse_containers(payload: dict) -> list[dict]:
+def _parse_containers(payload: dict) -> list[dict]:
     """``crictl ps -o json``: {"containers": [Container, ...]}."""
     out = []
     for c in payload.get("containers") or []:
@@ -65,7 +65,7 @@ def parse_containers(payload: dict) -> list[dict]:
     return out
 
 
-def parse_pods(payload: dict) -> list[dict]:
+def _parse_pods(payload: dict) -> list[dict]:
     """``crictl pods -o json``: {"items": [PodSandbox, ...]}."""
     return [
         {
@@ -81,7 +81,7 @@ def parse_pods(payload: dict) -> list[dict]:
     ]
 
 
-def parse_inspect(payload: dict) -> dict:
+def _parse_inspect(payload: dict) -> dict:
     """``crictl inspect -o json``: {"status": ContainerStatus, "info": {...}}."""
     status = payload.get("status") or {}
     info = payload.get("info") or {}
@@ -114,7 +114,7 @@ def ps(name=None, all=False, pod=None):  # noqa: A002  (crictl's own flag name)
         args.append("-a")
     if pod:
         args += ["--pod", str(pod)]
-    found = parse_containers(json.loads(_crictl(args) or "{}"))
+    found = _parse_containers(json.loads(_crictl(args) or "{}"))
     return [c for c in found if name is None or c["name"] == name]
 
 
@@ -128,7 +128,7 @@ def pods(name=None, namespace=None):
 
         salt 'cp-1' crictl.pods namespace=kube-system
     """
-    found = parse_pods(json.loads(_crictl(["pods", "-o", "json"]) or "{}"))
+    found = _parse_pods(json.loads(_crictl(["pods", "-o", "json"]) or "{}"))
     return [
         p
         for p in found
@@ -166,7 +166,7 @@ def inspect(name_or_id):
         salt 'cp-1' crictl.inspect kube-apiserver
     """
     cid = container_id(name_or_id) or str(name_or_id)
-    return parse_inspect(json.loads(_crictl(["inspect", "-o", "json", cid])))
+    return _parse_inspect(json.loads(_crictl(["inspect", "-o", "json", cid])))
 
 
 def stop(name_or_id, timeout=10):

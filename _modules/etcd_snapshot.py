@@ -85,7 +85,7 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def parse_status(stdout: str) -> dict:
+def _parse_status(stdout: str) -> dict:
     """Parse ``etcdutl snapshot status -w json`` (same shape as 3.4's etcdctl)."""
     try:
         data = json.loads(stdout.strip().splitlines()[-1])
@@ -116,7 +116,7 @@ def status(path):
     tool = "etcdutl" if _etcdutl_bin() else "etcdctl"
     return asdict(
         SnapshotStatus(
-            path=str(snap), sha256=_sha256(snap), checked_with=tool, **parse_status(stdout)
+            path=str(snap), sha256=_sha256(snap), checked_with=tool, **_parse_status(stdout)
         )
     )
 

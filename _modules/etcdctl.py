@@ -142,7 +142,7 @@ def _hex(member_id) -> str:
     return f"{int(member_id):x}"
 
 
-def parse_member_list(payload: dict) -> list[Member]:
+def _parse_member_list(payload: dict) -> list[Member]:
     return [
         Member(
             id=_hex(m["ID"]),
@@ -156,7 +156,7 @@ def parse_member_list(payload: dict) -> list[Member]:
     ]
 
 
-def parse_endpoint_health(payload: list) -> list[EndpointHealth]:
+def _parse_endpoint_health(payload: list) -> list[EndpointHealth]:
     return [
         EndpointHealth(
             endpoint=h["endpoint"],
@@ -168,7 +168,7 @@ def parse_endpoint_health(payload: list) -> list[EndpointHealth]:
     ]
 
 
-def parse_endpoint_status(payload: list) -> list[EndpointStatus]:
+def _parse_endpoint_status(payload: list) -> list[EndpointStatus]:
     out = []
     for entry in payload:
         st = entry["Status"]
@@ -194,7 +194,7 @@ def parse_endpoint_status(payload: list) -> list[EndpointStatus]:
 
 def _members(endpoints=None, tls=None) -> list[Member]:
     stdout, _, _ = _run(["member", "list", "-w", "json"], endpoints, tls)
-    return parse_member_list(_json(stdout, "member list"))
+    return _parse_member_list(_json(stdout, "member list"))
 
 
 def _member_endpoints(endpoints=None, tls=None) -> list[str]:
@@ -263,7 +263,7 @@ def endpoint_health(endpoints=None, all_members=True, *, cacert=None, cert=None,
     stdout, stderr, rc = _run(["endpoint", "health", "-w", "json"], targets, tls, check=False)
     if not stdout.strip():
         raise CommandExecutionError(f"etcdctl endpoint health failed: {stderr.strip()}")
-    return [asdict(h) for h in parse_endpoint_health(_json(stdout, "endpoint health"))]
+    return [asdict(h) for h in _parse_endpoint_health(_json(stdout, "endpoint health"))]
 
 
 def endpoint_status(endpoints=None, all_members=True, *, cacert=None, cert=None, key=None):
@@ -284,7 +284,7 @@ def endpoint_status(endpoints=None, all_members=True, *, cacert=None, cert=None,
     # etcdctl prints "Failed to get the status of endpoint X (err)" on stderr per dead
     # endpoint, the rest on stdout, then exits 1 (etcdctl/ctlv3/command/ep_command.go).
     stdout, stderr, _ = _run(["endpoint", "status", "-w", "json"], targets, tls, check=False)
-    found = parse_endpoint_status(_json(stdout, "endpoint status")) if stdout.strip() else []
+    found = _parse_endpoint_status(_json(stdout, "endpoint status")) if stdout.strip() else []
     out = [dict(asdict(s), reachable=True) for s in found]
     seen = {s.endpoint for s in found}
     for ep in targets:

@@ -89,7 +89,7 @@ def command(cmd, sock=None, timeout=5):
     return b"".join(chunks).decode(errors="replace")
 
 
-def parse_stat(text: str) -> list[dict]:
+def _parse_stat(text: str) -> list[dict]:
     """Parse ``show stat`` CSV (header line starts with ``# ``)."""
     if not text.startswith("# "):
         raise CommandExecutionError(f"HAProxy show stat: unexpected answer {text[:200]!r}")
@@ -126,7 +126,7 @@ def stats(sock=None):
 
         salt 'cp-1' haproxy_runtime.stats
     """
-    rows = parse_stat(command("show stat", sock))
+    rows = _parse_stat(command("show stat", sock))
     for row in rows:
         row["type_name"] = TYPES.get(row.get("type", ""), "")
     return rows

@@ -98,7 +98,7 @@ def _json_signal() -> int:
     return int(_run(["keepalived", "--signum=JSON"]).strip())
 
 
-def parse_json_dump(payload: list) -> list[Instance]:
+def _parse_json_dump(payload: list) -> list[Instance]:
     """keepalived.json: one {"data": ..., "stats": ...} per VRRP instance (vrrp_json.c)."""
     out = []
     for entry in payload:
@@ -135,7 +135,7 @@ def _dump(timeout: float = 3.0) -> list[Instance] | None:
             time.sleep(0.05)  # not there yet, or still being written
             continue
         path.unlink(missing_ok=True)
-        return parse_json_dump(payload)
+        return _parse_json_dump(payload)
     return None
 
 
@@ -195,7 +195,15 @@ def state(instance="VI_1"):
 
 
 def local_addresses() -> list[str]:
-    """IPv4 addresses configured in keepalived's namespace (``ip -o -4 addr``)."""
+    """
+    IPv4 addresses configured where keepalived runs (``ip -o -4 addr``).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt 'cp-1' keepalived.local_addresses
+    """
     netns = _setting("netns")
     cmd = ["ip", *(["-n", netns] if netns else []), "-o", "-4", "addr", "show"]
     return re.findall(r"\binet (\d+\.\d+\.\d+\.\d+)/", _run(cmd))

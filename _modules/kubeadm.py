@@ -121,7 +121,7 @@ def config_validate(config=str(CONFIG)):
 # --- join data --------------------------------------------------------------------------
 
 
-def parse_join_commands(stdout: str) -> dict:
+def _parse_join_commands(stdout: str) -> dict:
     """
     Join parameters from ``kubeadm init`` / ``token create --print-join-command`` output.
 
@@ -220,7 +220,7 @@ def _fresh_join_data(control_plane: bool) -> dict:
     now = time.time()
     if not data.get("endpoint"):
         out = _kubeadm(["token", "create", "--ttl", "2h", "--print-join-command"], secret=True)
-        data = dict(parse_join_commands(out), token_expires=now + 7200)
+        data = dict(_parse_join_commands(out), token_expires=now + 7200)
     elif data.get("token_expires", 0) < now + 600:
         token = _kubeadm(["token", "create", "--ttl", "2h"], secret=True).strip().splitlines()[-1]
         if not TOKEN_RE.fullmatch(token):
@@ -297,7 +297,7 @@ def init(config=str(CONFIG), upload_certs=True, ignore_preflight_errors=None):
         args.append(f"--ignore-preflight-errors={ignore_preflight_errors}")
     started = time.time()
     out = _kubeadm(args, timeout=900, secret=True)
-    data = parse_join_commands(out)
+    data = _parse_join_commands(out)
     data["token_expires"] = started + 24 * 3600  # kubeadm's default bootstrap token TTL
     if data.get("certificate_key"):
         data["certificate_key_expires"] = started + CERT_KEY_LIFETIME_S
@@ -308,7 +308,7 @@ def init(config=str(CONFIG), upload_certs=True, ignore_preflight_errors=None):
 # --- tokens -----------------------------------------------------------------------------
 
 
-def parse_token_list(stdout: str) -> list[dict]:
+def _parse_token_list(stdout: str) -> list[dict]:
     """
     ``kubeadm token list`` (tabwriter columns TOKEN TTL EXPIRES USAGES DESCRIPTION EXTRA
     GROUPS, cmd/kubeadm/app/cmd/token.go); the secret half of each token is dropped.
@@ -349,7 +349,7 @@ def token_list():
 
         salt 'cp-1' kubeadm.token_list
     """
-    return parse_token_list(_kubeadm(["token", "list"], timeout=60, secret=True))
+    return _parse_token_list(_kubeadm(["token", "list"], timeout=60, secret=True))
 
 
 def token_create(ttl="2h", description=None):
@@ -366,7 +366,7 @@ def token_create(ttl="2h", description=None):
     if description:
         args += ["--description", str(description)]
     out = _kubeadm(args, timeout=60, secret=True)
-    fresh = parse_join_commands(out)
+    fresh = _parse_join_commands(out)
     data = _load_join_data() or {}
     data.update(fresh)
     _store_join_data(data)

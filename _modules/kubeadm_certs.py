@@ -54,7 +54,7 @@ def _expiry(text: str) -> dt.datetime:
     return dt.datetime.strptime(text, "%b %d, %Y %H:%M UTC").replace(tzinfo=dt.UTC)
 
 
-def parse_check_expiration(stdout: str, now: dt.datetime | None = None) -> dict:
+def _parse_check_expiration(stdout: str, now: dt.datetime | None = None) -> dict:
     """
     ``kubeadm certs check-expiration`` text: two tables (certificates; certificate
     authorities). Days left are computed from the expiry date, not from kubeadm's
@@ -100,7 +100,7 @@ def check_expiration(cert_dir=None):
     args = ["certs", "check-expiration"]
     if cert_dir:
         args.append(f"--cert-dir={cert_dir}")
-    return parse_check_expiration(_kubeadm(args))
+    return _parse_check_expiration(_kubeadm(args))
 
 
 def expiring(min_days=30, cert_dir=None):

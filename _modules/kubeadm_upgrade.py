@@ -39,7 +39,7 @@ def _kubeadm(args: list[str], *, timeout: int) -> str:
     return res["stdout"]
 
 
-def parse_upgrade_plan(stdout: str) -> list[dict]:
+def _parse_upgrade_plan(stdout: str) -> list[dict]:
     """
     ``kubeadm upgrade plan`` text: one entry per offered upgrade with the target and
     every component row (name, node, current, target). Format from kubeadm's
@@ -109,7 +109,7 @@ def plan(version=None):
         salt 'cp-1' kubeadm_upgrade.plan v1.31.0
     """
     args = ["upgrade", "plan", *([str(version)] if version else [])]
-    return parse_upgrade_plan(_kubeadm(args, timeout=300))
+    return _parse_upgrade_plan(_kubeadm(args, timeout=300))
 
 
 def apply(version, config=None, etcd_upgrade=True):

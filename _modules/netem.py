@@ -81,7 +81,15 @@ def _seconds(value) -> float:
 
 
 def normalize(delay=None, jitter=None, loss=None, *, duplicate=None, corrupt=None, rate=None):
-    """Validated fault parameters (ms and %), dropping the ones not asked for."""
+    """
+    Validated fault parameters (ms and %), dropping the ones not asked for.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt 'cp-1' netem.normalize delay=200ms jitter=20ms loss=20%
+    """
     out = {
         "delay": _ms(delay) if delay not in (None, "") else None,
         "jitter": _ms(jitter) if jitter not in (None, "") else None,
@@ -105,7 +113,16 @@ def _num(value: float) -> str:
 
 
 def tc_command(action: str, ifname: str, params: dict, netns: str = "") -> list[str]:
-    """The tc command line for ``add``/``change`` (netem egress qdisc at the root)."""
+    """
+    The tc command line for ``add``/``change`` (netem egress qdisc at the root), without
+    running it.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt 'cp-1' netem.tc_command add ens160 '{"delay": 200.0, "loss": 20.0}'
+    """
     cmd = ["tc", *(["-n", netns] if netns else []), "qdisc", action, "dev", ifname, "root", "netem"]
     if "delay" in params:
         cmd += ["delay", f"{_num(params['delay'])}ms"]
@@ -366,7 +383,7 @@ def _nfqueue_stop(ifname: str, netns: str, current: dict | None) -> None:
 # --- public API -------------------------------------------------------------------------
 
 
-def parse_tc_show(text: str) -> dict | None:
+def _parse_tc_show(text: str) -> dict | None:
     """The root netem qdisc of ``tc qdisc show dev IF``, parsed; None when there is none."""
     for line in text.splitlines():
         if not re.match(r"qdisc netem \S+ root\b", line):
@@ -404,7 +421,7 @@ def show(ifname, netns=None):
         )
         if res["retcode"] != 0:
             raise CommandExecutionError(f"tc qdisc show dev {ifname}: {res['stderr'].strip()}")
-        qdisc = parse_tc_show(res["stdout"])
+        qdisc = _parse_tc_show(res["stdout"])
     state = _read_state(ifname, netns)
     daemon_alive = False
     if state and state.get("backend") == "nfqueue" and state.get("pid"):

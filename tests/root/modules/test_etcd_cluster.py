@@ -37,7 +37,9 @@ def cluster(request, tmp_path_factory):
 @pytest.fixture(scope="module")
 def salt(cluster, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("loader")
-    return loaders(tmp, etcdctl=cluster.tls_opts()).modules
+    both = loaders(tmp, etcdctl=cluster.tls_opts())
+    both.modules.states = both.states
+    return both.modules
 
 
 def test_member_list_names_every_member(cluster, salt):
@@ -192,3 +194,23 @@ def _b64(value: str) -> str:
     import base64
 
     return base64.b64decode(value).decode()
+
+
+def test_states_healthy_and_snapshot_saved(cluster, salt, tmp_path):
+    ok = salt.states.etcdctl.healthy("etcd")
+    assert ok["result"] is True and "All 3 etcd members are healthy" in ok["comment"]
+    snap = str(tmp_path / "state.db")
+    first = salt.states.etcdctl.snapshot_saved(snap)
+    assert first["result"] is True and first["changes"]["saved"] == snap
+    again = salt.states.etcdctl.snapshot_saved(snap)
+    assert again["result"] is True and again["changes"] == {}
+    calm = salt.states.etcdctl.defragmented("etcd")  # a fresh DB is far below 64 MiB
+    assert calm["result"] is True and calm["changes"] == {}
+    victim = cluster.members[1]
+    cluster.stop(victim)
+    try:
+        sick = salt.states.etcdctl.healthy("etcd")
+        assert sick["result"] is False and victim.client_url in sick["comment"]
+    finally:
+        cluster.start(victim, state="existing")
+        cluster.wait_healthy()

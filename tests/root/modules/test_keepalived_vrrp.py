@@ -154,7 +154,9 @@ def vrrp(tmp_path_factory, request):
             "notify_dir": str(d / "notify"),
             "netns": ns,
         }
-        nodes[i] = loaders(d / "salt", keepalived=settings).modules
+        both = loaders(d / "salt", keepalived=settings)
+        nodes[i] = both.modules
+        nodes[i].states = both.states
         nodes[i].dir = d
         nodes[i].settings = settings
     assert _wait_holder(nodes, 1, timeout=20) is not None, "no VIP holder after 20 s"
@@ -212,6 +214,26 @@ def test_raising_a_backup_above_the_master_moves_the_vip(vrrp, record_property):
     assert cleared["cleared_override"] == 150 and cleared["config_changed"]
     assert vrrp[2].keepalived.get_priority()["override_grain"] is None
     assert _wait_holder(vrrp, 1, timeout=15) is not None
+
+
+def test_priority_state_is_idempotent(vrrp):
+    st = vrrp[3].states.keepalived
+    try:
+        first = st.priority(name="VI_1", priority=85)
+        assert first["result"] is True, first["comment"]
+        assert first["changes"]["new"] == 85
+        assert first["changes"]["grain"] == {"old": None, "new": 85}
+        # A second state.apply is a new job: grains come from the grains file again.
+        fresh = loaders(vrrp[3].dir / "salt", keepalived=vrrp[3].settings).states
+        again = fresh.keepalived.priority(name="VI_1", priority=85)
+        assert again["result"] is True and again["changes"] == {}
+        deadline = time.monotonic() + 10
+        while vrrp[3].keepalived.get_priority()["effective"] != 85:
+            assert time.monotonic() < deadline, "keepalived did not reload the priority"
+            time.sleep(0.2)
+        assert _holders(vrrp) == [1]  # 85 < 100: the VIP stays where it is
+    finally:
+        vrrp[3].keepalived.clear_priority(priority=80)
 
 
 def test_notify_files_are_the_fallback_when_keepalived_is_down(vrrp, tmp_path):

@@ -66,7 +66,9 @@ def link(request, tmp_path_factory):
     )
     tmp = tmp_path_factory.mktemp("netem")
     state_dir = tmp / "state"
-    salt = loaders(tmp / "salt", netem={"state_dir": str(state_dir)}).modules
+    both = loaders(tmp / "salt", netem={"state_dir": str(state_dir)})
+    salt = both.modules
+    salt.states = both.states
     _probe(20, 0.01)  # ARP and warm-up
     return salt, state_dir, tmp
 
@@ -195,4 +197,22 @@ def test_nfqueue_refuses_what_it_cannot_do(link):
 
     with pytest.raises(CommandExecutionError, match="not corrupt, duplicate"):
         salt.netem.add("vb", corrupt=1, duplicate=1, backend="nfqueue", netns=B)
+    assert "kubeha-netem" not in _rules()
+
+
+def test_states_present_is_idempotent_and_absent_clears(link):
+    salt, _, _ = link
+    st = salt.states.netem
+    try:
+        first = st.present("vb", delay="100ms", loss=5, backend="nfqueue", netns=B, duration=60)
+        assert first["result"] is True and first["changes"]["new"] == {"delay": 100.0, "loss": 5.0}
+        again = st.present("vb", delay="100ms", loss=5, backend="nfqueue", netns=B, duration=60)
+        assert again["result"] is True and again["changes"] == {}
+        moved = st.present("vb", delay="50ms", backend="nfqueue", netns=B, duration=60)
+        assert moved["changes"]["old"] == {"delay": 100.0, "loss": 5.0}
+        assert salt.netem.show("vb", netns=B)["state"]["delay_ms"] == 50.0
+    finally:
+        gone = st.absent("vb", netns=B)
+    assert gone["result"] is True and gone["changes"]["removed"] == ["nfqueue daemon"]
+    assert st.absent("vb", netns=B)["changes"] == {}
     assert "kubeha-netem" not in _rules()

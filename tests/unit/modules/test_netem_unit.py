@@ -59,11 +59,11 @@ def test_bad_parameters_are_refused(kwargs, message):
 
 
 def test_parse_tc_show():
-    parsed = netem.parse_tc_show(TC_SHOW)
+    parsed = netem._parse_tc_show(TC_SHOW)
     assert parsed["delay"] == 200.0 and parsed["jitter"] == 20.0
     assert parsed["loss"] == 20.0 and parsed["duplicate"] == 1.0 and parsed["corrupt"] == 0.1
     assert parsed["rate"] == "10Mbit"
-    assert netem.parse_tc_show("qdisc noqueue 0: root refcnt 2\n") is None
+    assert netem._parse_tc_show("qdisc noqueue 0: root refcnt 2\n") is None
 
 
 def test_kernel_without_netem_gives_the_fix():
