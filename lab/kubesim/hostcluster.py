@@ -20,11 +20,25 @@ BASE_IP = 20
 IGNORE = "FileExisting-conntrack,FileExisting-crictl,Mem,NumCPU"
 
 
-def config(version: str = "v1.30.0", api: str = "kubeadm.k8s.io/v1beta3", endpoint: str = "198.18.0.21:6443",
-           lease: tuple[str, str, str] = ("5s", "3s", "1s"), first_ip: str = "198.18.0.21",
-           node: str = "cp-1") -> str:
-    le = dict(zip(("leader-elect-lease-duration", "leader-elect-renew-deadline",
-                   "leader-elect-retry-period"), lease, strict=True))
+def config(
+    version: str = "v1.30.0",
+    api: str = "kubeadm.k8s.io/v1beta3",
+    endpoint: str = "198.18.0.21:6443",
+    lease: tuple[str, str, str] = ("5s", "3s", "1s"),
+    first_ip: str = "198.18.0.21",
+    node: str = "cp-1",
+) -> str:
+    le = dict(
+        zip(
+            (
+                "leader-elect-lease-duration",
+                "leader-elect-renew-deadline",
+                "leader-elect-retry-period",
+            ),
+            lease,
+            strict=True,
+        )
+    )
     if api.endswith("v1beta4"):
         args = "\n".join(f"    - {{name: {k}, value: {v}}}" for k, v in le.items())
     else:
@@ -51,8 +65,10 @@ scheduler:
 class HostCluster:
     def __init__(self, workdir: Path, names: list[str], version: str = "v1.30.0") -> None:
         self.workdir = workdir
-        self.nodes = [HostNode(n, f"198.18.0.{BASE_IP + i + 1}", workdir / n, version)
-                      for i, n in enumerate(names)]
+        self.nodes = [
+            HostNode(n, f"198.18.0.{BASE_IP + i + 1}", workdir / n, version)
+            for i, n in enumerate(names)
+        ]
         self.join_cp: str = ""
 
     def __enter__(self) -> HostCluster:
@@ -80,14 +96,29 @@ class HostCluster:
     def init(self, config_text: str, extra: list[str] | None = None) -> subprocess.CompletedProcess:
         path = self.first.workdir / "kubeadm-config.yaml"
         path.write_text(config_text)
-        res = self.first.run(["kubeadm", "init", "--config", str(path), "--upload-certs",
-                              f"--ignore-preflight-errors={IGNORE}", *(extra or [])], timeout=300)
+        res = self.first.run(
+            [
+                "kubeadm",
+                "init",
+                "--config",
+                str(path),
+                "--upload-certs",
+                f"--ignore-preflight-errors={IGNORE}",
+                *(extra or []),
+            ],
+            timeout=300,
+        )
         m = re.search(r"^\s+(kubeadm join .*?--certificate-key \w+)", res.stdout, re.S | re.M)
         if m:
             self.join_cp = re.sub(r"\\\n\s*", "", m.group(1))
         return res
 
     def join_control_plane(self, node: HostNode) -> subprocess.CompletedProcess:
-        argv = self.join_cp.split() + ["--apiserver-advertise-address", node.ip,
-                                       "--node-name", node.name, f"--ignore-preflight-errors={IGNORE}"]
+        argv = self.join_cp.split() + [
+            "--apiserver-advertise-address",
+            node.ip,
+            "--node-name",
+            node.name,
+            f"--ignore-preflight-errors={IGNORE}",
+        ]
         return node.run(argv, timeout=400)

@@ -24,8 +24,14 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 PYTHON = "/usr/bin/python3"
 HUB = "kubesim-hub"
-TMPFS = ["/etc/kubernetes", "/var/lib/kubelet", "/var/lib/etcd", "/run/kubesim", "/run/containerd",
-         "/var/log/pods"]
+TMPFS = [
+    "/etc/kubernetes",
+    "/var/lib/kubelet",
+    "/var/lib/etcd",
+    "/run/kubesim",
+    "/run/containerd",
+    "/var/log/pods",
+]
 
 
 def ensure_hub() -> None:
@@ -39,20 +45,29 @@ def ensure_hub() -> None:
 
 
 def remove_hub() -> None:
-    subprocess.run(["ip", "netns", "del", HUB], check=False, timeout=10)
+    """Remove the hub once no host node is left in it."""
+    others = [p for p in Path("/run/netns").glob("kubesim-*") if p.name != HUB]
+    if not others:
+        subprocess.run(["ip", "netns", "del", HUB], check=False, timeout=10)
 
 
 def write_launchers(bindir: Path, version: str, cri_version: str | None = None) -> None:
     """/usr/bin-style launchers for kubeadm, kubelet, kubectl, crictl running this checkout."""
     bindir.mkdir(parents=True, exist_ok=True)
-    entries = {"kubeadm": "kubesim.kubeadm.cli", "kubelet": "kubesim.kubelet.main",
-               "kubectl": "kubesim.kubectl", "crictl": "kubesim.crictl"}
+    entries = {
+        "kubeadm": "kubesim.kubeadm.cli",
+        "kubelet": "kubesim.kubelet.main",
+        "kubectl": "kubesim.kubectl",
+        "crictl": "kubesim.crictl",
+    }
     for name, entry in entries.items():
         v = cri_version if (name == "crictl" and cri_version) else version
         path = bindir / name
-        path.write_text(f"#!{PYTHON}\nimport sys\nsys.path.insert(0, {str(HERE)!r})\n"
-                        f"from kubesim.versions import set_own_version\nset_own_version({v!r})\n"
-                        f"from {entry} import main\nsys.exit(main())\n")
+        path.write_text(
+            f"#!{PYTHON}\nimport sys\nsys.path.insert(0, {str(HERE)!r})\n"
+            f"from kubesim.versions import set_own_version\nset_own_version({v!r})\n"
+            f"from {entry} import main\nsys.exit(main())\n"
+        )
         path.chmod(0o755)
 
 
@@ -81,11 +96,20 @@ class HostNode:
         ensure_hub()
         hub = ["ip", "netns", "exec", HUB]
         peer = f"v-{self.name}"
-        subprocess.run(hub + ["ip", "link", "add", "name", peer, "type", "veth", "peer", "name",
-                              "ens160"], check=True, timeout=10)
-        subprocess.run(hub + ["ip", "link", "set", "ens160", "netns", self.netns], check=True, timeout=10)
-        subprocess.run(hub + ["ip", "link", "set", peer, "master", "br0", "up"], check=True, timeout=10)
-        subprocess.run(ns + ["ip", "addr", "add", f"{self.ip}/24", "dev", "ens160"], check=True, timeout=10)
+        subprocess.run(
+            hub + ["ip", "link", "add", "name", peer, "type", "veth", "peer", "name", "ens160"],
+            check=True,
+            timeout=10,
+        )
+        subprocess.run(
+            hub + ["ip", "link", "set", "ens160", "netns", self.netns], check=True, timeout=10
+        )
+        subprocess.run(
+            hub + ["ip", "link", "set", peer, "master", "br0", "up"], check=True, timeout=10
+        )
+        subprocess.run(
+            ns + ["ip", "addr", "add", f"{self.ip}/24", "dev", "ens160"], check=True, timeout=10
+        )
         subprocess.run(ns + ["ip", "link", "set", "ens160", "up"], check=True, timeout=10)
         # The namespace's own sysctl: kubeadm's preflight reads it.
         subprocess.run(ns + ["sysctl", "-qw", "net.ipv4.ip_forward=1"], check=False, timeout=10)
@@ -97,7 +121,7 @@ class HostNode:
             set -e
             mount --make-rprivate /
             hostname {self.name}
-            for d in {' '.join(TMPFS)}; do mkdir -p $d; mount -t tmpfs tmpfs $d; done
+            for d in {" ".join(TMPFS)}; do mkdir -p $d; mount -t tmpfs tmpfs $d; done
             mkdir -p /etc/kubernetes/manifests
             exec {PYTHON} -c '
 import socket, os, signal, sys
@@ -108,10 +132,26 @@ while True:
     c, _ = s.accept(); c.close()
 '
         """)
-        proc = subprocess.Popen(["ip", "netns", "exec", self.netns, "unshare", "--mount", "--uts",
-                                 "--propagation", "private", "sh", "-c", script],
-                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                start_new_session=True)
+        proc = subprocess.Popen(
+            [
+                "ip",
+                "netns",
+                "exec",
+                self.netns,
+                "unshare",
+                "--mount",
+                "--uts",
+                "--propagation",
+                "private",
+                "sh",
+                "-c",
+                script,
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
+        )
         line = proc.stdout.readline() if proc.stdout else ""
         if "ready" not in line:
             raise RuntimeError(f"node {self.name}: namespace holder failed: {line}")
@@ -127,13 +167,25 @@ while True:
         return env
 
     def prefix(self) -> list[str]:
-        return ["nsenter", f"--net=/run/netns/{self.netns}", f"--mount=/proc/{self.holder.pid}/ns/mnt",
-                f"--uts=/proc/{self.holder.pid}/ns/uts"]
+        return [
+            "nsenter",
+            f"--net=/run/netns/{self.netns}",
+            f"--mount=/proc/{self.holder.pid}/ns/mnt",
+            f"--uts=/proc/{self.holder.pid}/ns/uts",
+        ]
 
-    def run(self, argv: list[str], timeout: float = 300, check: bool = False,
-            stdin: str | None = None) -> subprocess.CompletedProcess:
-        return subprocess.run(self.prefix() + argv, env=self.env(), capture_output=True, text=True,
-                              timeout=timeout, check=check, input=stdin)
+    def run(
+        self, argv: list[str], timeout: float = 300, check: bool = False, stdin: str | None = None
+    ) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            self.prefix() + argv,
+            env=self.env(),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=check,
+            input=stdin,
+        )
 
     def start_kubelet(self) -> subprocess.Popen:
         """The kubelet as kubelet.service would run it (drop-in flags), restarted on exit."""
@@ -146,9 +198,13 @@ while True:
               sleep 1
             done
         """).replace("NODE", self.name)
-        proc = subprocess.Popen(self.prefix() + ["sh", "-c", loop], env=self.env(),
-                                start_new_session=True, stdout=subprocess.DEVNULL,
-                                stderr=subprocess.DEVNULL)
+        proc = subprocess.Popen(
+            self.prefix() + ["sh", "-c", loop],
+            env=self.env(),
+            start_new_session=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         self.procs.append(proc)
         return proc
 
@@ -162,13 +218,20 @@ while True:
     def destroy(self) -> None:
         # containers run in their own sessions: kill them by the PIDs the records hold
         if getattr(self, "holder", None) is not None and self.holder.poll() is None:
-            self.run([PYTHON, "-c", textwrap.dedent("""
+            self.run(
+                [
+                    PYTHON,
+                    "-c",
+                    textwrap.dedent("""
                 import json, os, signal, pathlib
                 for p in pathlib.Path('/run/kubesim/cri/containers').glob('*.json'):
                     d = json.loads(p.read_text())
                     try: os.kill(d['pid'], signal.SIGKILL)
                     except Exception: pass
-            """)], timeout=30)
+            """),
+                ],
+                timeout=30,
+            )
         for proc in reversed(self.procs):
             if proc.poll() is None:
                 try:
@@ -182,6 +245,7 @@ while True:
 def etcd_dir() -> Path:
     sys.path.insert(0, str(HERE.parent.parent))
     from lab.kubesim.build import etcd_binaries
+
     return etcd_binaries()["etcd"].parent
 
 

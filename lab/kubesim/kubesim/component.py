@@ -15,8 +15,10 @@ from .versions import Version
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv:
-        print("usage: kubesim.component kube-apiserver|kube-controller-manager|kube-scheduler ...",
-              file=sys.stderr)
+        print(
+            "usage: kubesim.component kube-apiserver|kube-controller-manager|kube-scheduler ...",
+            file=sys.stderr,
+        )
         return 2
     name, rest = argv[0], argv[1:]
     if rest and rest[0] == name:  # manifests' command starts with the binary name
@@ -27,12 +29,15 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if name == "kube-apiserver":
         from .apiserver.server import run
+
         return run(rest, version)
     if name == "kube-controller-manager":
         from .controllers.manager import run
+
         return run(rest, version)
     if name == "kube-scheduler":
         from .controllers.scheduler import run
+
         return run(rest, version)
     print(f"kubesim: unknown component {name}", file=sys.stderr)
     return 2

@@ -23,8 +23,12 @@ from pathlib import Path
 
 ROOT = Path(os.environ.get("KUBESIM_CRI_ROOT", "/run/kubesim/cri"))
 
-RUNNING, EXITED, CREATED, UNKNOWN = ("CONTAINER_RUNNING", "CONTAINER_EXITED",
-                                     "CONTAINER_CREATED", "CONTAINER_UNKNOWN")
+RUNNING, EXITED, CREATED, UNKNOWN = (
+    "CONTAINER_RUNNING",
+    "CONTAINER_EXITED",
+    "CONTAINER_CREATED",
+    "CONTAINER_UNKNOWN",
+)
 READY, NOTREADY = "SANDBOX_READY", "SANDBOX_NOTREADY"
 
 
@@ -42,7 +46,7 @@ def proc_start_time(pid: int) -> str | None:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return None
-    fields = stat[stat.rfind(")") + 2:].split()
+    fields = stat[stat.rfind(")") + 2 :].split()
     if fields and fields[0] == "Z":
         return None
     return fields[19] if len(fields) > 19 else None

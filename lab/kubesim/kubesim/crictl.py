@@ -17,10 +17,29 @@ from . import flags as flagutil
 from .humanize import units_human_duration
 from .versions import own_version
 
-STATE = {cri.RUNNING: "Running", cri.EXITED: "Exited", cri.CREATED: "Created", cri.UNKNOWN: "Unknown"}
+STATE = {
+    cri.RUNNING: "Running",
+    cri.EXITED: "Exited",
+    cri.CREATED: "Created",
+    cri.UNKNOWN: "Unknown",
+}
 POD_STATE = {cri.READY: "Ready", cri.NOTREADY: "NotReady"}
-BOOLS = {"a", "all", "q", "quiet", "no-trunc", "v", "verbose", "latest", "l", "version", "f",
-         "follow", "r", "resolve-image-path"}
+BOOLS = {
+    "a",
+    "all",
+    "q",
+    "quiet",
+    "no-trunc",
+    "v",
+    "verbose",
+    "latest",
+    "l",
+    "version",
+    "f",
+    "follow",
+    "r",
+    "resolve-image-path",
+}
 
 
 def trunc(ident: str) -> str:
@@ -44,6 +63,7 @@ def ps(flags: dict, rest: list[str]) -> int:
         items = [c for c in items if STATE[c.state].lower() == state.lower()]
     if name_re:
         import re
+
         items = [c for c in items if re.search(name_re, c.name)]
     if pod:
         items = [c for c in items if c.pod_sandbox_id.startswith(pod)]
@@ -61,10 +81,18 @@ def ps(flags: dict, rest: list[str]) -> int:
     rows = [["CONTAINER", "IMAGE", "CREATED", "STATE", "NAME", "ATTEMPT", "POD ID", "POD"]]
     for c in items:
         image = c.image_ref if no_trunc else trunc(c.image_ref.split(":", 1)[1])
-        rows.append([c.id if no_trunc else trunc(c.id), image, _ago(c.created_at), STATE[c.state],
-                     c.name, str(c.attempt),
-                     c.pod_sandbox_id if no_trunc else trunc(c.pod_sandbox_id),
-                     c.labels.get("io.kubernetes.pod.name", "")])
+        rows.append(
+            [
+                c.id if no_trunc else trunc(c.id),
+                image,
+                _ago(c.created_at),
+                STATE[c.state],
+                c.name,
+                str(c.attempt),
+                c.pod_sandbox_id if no_trunc else trunc(c.pod_sandbox_id),
+                c.labels.get("io.kubernetes.pod.name", ""),
+            ]
+        )
     print(tabwriter.table(rows, 20, 3), end="")
     return 0
 
@@ -85,8 +113,17 @@ def pods(flags: dict, rest: list[str]) -> int:
         return 0
     rows = [["POD ID", "CREATED", "STATE", "NAME", "NAMESPACE", "ATTEMPT", "RUNTIME"]]
     for s in items:
-        rows.append([trunc(s.id), _ago(s.created_at), POD_STATE[s.state], s.name, s.namespace,
-                     str(s.attempt), "(default)"])
+        rows.append(
+            [
+                trunc(s.id),
+                _ago(s.created_at),
+                POD_STATE[s.state],
+                s.name,
+                s.namespace,
+                str(s.attempt),
+                "(default)",
+            ]
+        )
     print(tabwriter.table(rows, 20, 3), end="")
     return 0
 
@@ -97,14 +134,20 @@ def _find(records: cri.Records, ident: str) -> cri.Container:
     except ValueError as err:
         raise SystemExit(_fatal(str(err))) from err
     if c is None:
-        raise SystemExit(_fatal(f'rpc error: code = NotFound desc = an error occurred when try to '
-                                f'find container "{ident}": not found'))
+        raise SystemExit(
+            _fatal(
+                f"rpc error: code = NotFound desc = an error occurred when try to "
+                f'find container "{ident}": not found'
+            )
+        )
     return c
 
 
 def _fatal(message: str) -> int:
-    print(f'time="{time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}" level=fatal msg="{message}"',
-          file=sys.stderr)
+    print(
+        f'time="{time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}" level=fatal msg="{message}"',
+        file=sys.stderr,
+    )
     return 1
 
 
@@ -121,11 +164,17 @@ def stop(flags: dict, rest: list[str]) -> int:
 
 
 def _container_json(c: cri.Container) -> dict:
-    return {"id": c.id, "podSandboxId": c.pod_sandbox_id,
-            "metadata": {"name": c.name, "attempt": c.attempt},
-            "image": {"image": c.image_ref, "annotations": {}}, "imageRef": c.image_ref,
-            "state": c.state, "createdAt": str(c.created_at), "labels": c.labels,
-            "annotations": c.annotations}
+    return {
+        "id": c.id,
+        "podSandboxId": c.pod_sandbox_id,
+        "metadata": {"name": c.name, "attempt": c.attempt},
+        "image": {"image": c.image_ref, "annotations": {}},
+        "imageRef": c.image_ref,
+        "state": c.state,
+        "createdAt": str(c.created_at),
+        "labels": c.labels,
+        "annotations": c.annotations,
+    }
 
 
 def inspect(flags: dict, rest: list[str]) -> int:
@@ -133,15 +182,32 @@ def inspect(flags: dict, rest: list[str]) -> int:
     out = []
     for ident in rest:
         c = records.refresh(_find(records, ident))
-        out.append({"status": {
-            "id": c.id, "metadata": {"attempt": c.attempt, "name": c.name}, "state": c.state,
-            "createdAt": _rfc(c.created_at), "startedAt": _rfc(c.started_at),
-            "finishedAt": _rfc(c.finished_at) if c.finished_at else "0001-01-01T00:00:00Z",
-            "exitCode": c.exit_code, "image": {"annotations": {}, "image": c.image},
-            "imageRef": c.image_ref, "reason": c.reason, "message": "", "labels": c.labels,
-            "annotations": c.annotations, "mounts": [], "logPath": c.log_path},
-            "info": {"sandboxID": c.pod_sandbox_id, "pid": c.pid if c.state == cri.RUNNING else 0,
-                     "runtimeSpec": {"process": {"args": c.command}}}})
+        out.append(
+            {
+                "status": {
+                    "id": c.id,
+                    "metadata": {"attempt": c.attempt, "name": c.name},
+                    "state": c.state,
+                    "createdAt": _rfc(c.created_at),
+                    "startedAt": _rfc(c.started_at),
+                    "finishedAt": _rfc(c.finished_at) if c.finished_at else "0001-01-01T00:00:00Z",
+                    "exitCode": c.exit_code,
+                    "image": {"annotations": {}, "image": c.image},
+                    "imageRef": c.image_ref,
+                    "reason": c.reason,
+                    "message": "",
+                    "labels": c.labels,
+                    "annotations": c.annotations,
+                    "mounts": [],
+                    "logPath": c.log_path,
+                },
+                "info": {
+                    "sandboxID": c.pod_sandbox_id,
+                    "pid": c.pid if c.state == cri.RUNNING else 0,
+                    "runtimeSpec": {"process": {"args": c.command}},
+                },
+            }
+        )
     print(json.dumps(out[0] if len(out) == 1 else out, indent=2))
     return 0
 
@@ -158,10 +224,10 @@ def logs(flags: dict, rest: list[str]) -> int:
     try:
         data = open(c.log_path, "rb").read()
     except OSError as err:
-        return _fatal(f"failed to try resolving symlinks in path \"{c.log_path}\": {err}")
+        return _fatal(f'failed to try resolving symlinks in path "{c.log_path}": {err}')
     tail = flags.get("tail")
     if tail and tail != "-1":
-        data = b"\n".join(data.splitlines()[-int(tail):]) + b"\n"
+        data = b"\n".join(data.splitlines()[-int(tail) :]) + b"\n"
     sys.stdout.buffer.write(data)
     return 0
 
@@ -171,8 +237,10 @@ def rm(flags: dict, rest: list[str]) -> int:
     for ident in rest:
         c = _find(records, ident)
         if c.state == cri.RUNNING and "f" not in flags and "force" not in flags:
-            return _fatal(f'unable to remove container "{ident}": rpc error: code = Unknown desc = '
-                          'failed to remove container: container is running')
+            return _fatal(
+                f'unable to remove container "{ident}": rpc error: code = Unknown desc = '
+                "failed to remove container: container is running"
+            )
         cri.stop_container(records, c, 0)
         records.remove_container(c.id)
         print(ident)
@@ -187,12 +255,16 @@ def main(argv: list[str] | None = None) -> int:
         print(f"crictl version {version}")
         return 0
     if not rest:
-        print("NAME:\n   crictl - client for CRI\n\nCOMMANDS:\n   ps, pods, stop, inspect, logs, rm, version")
+        print(
+            "NAME:\n   crictl - client for CRI\n\nCOMMANDS:\n   ps, pods, stop, inspect, logs, rm, version"
+        )
         return 0
     cmd, rest = rest[0], rest[1:]
     handlers = {"ps": ps, "pods": pods, "stop": stop, "inspect": inspect, "logs": logs, "rm": rm}
     if cmd == "version":
-        print("Version:  0.1.0\nRuntimeName:  containerd\nRuntimeVersion:  1.6.20\nRuntimeApiVersion:  v1")
+        print(
+            "Version:  0.1.0\nRuntimeName:  containerd\nRuntimeVersion:  1.6.20\nRuntimeApiVersion:  v1"
+        )
         return 0
     if cmd not in handlers:
         return _fatal(f"No help topic for '{cmd}'")

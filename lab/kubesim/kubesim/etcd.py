@@ -149,12 +149,16 @@ class EtcdClient:
                     doc = {"error": data.decode(errors="replace")}
                 if resp.status != 200:
                     message = doc.get("message") or doc.get("error") or str(doc)
-                    raise EtcdError(f"etcdserver: {message}".replace("etcdserver: etcdserver", "etcdserver"))
+                    raise EtcdError(
+                        f"etcdserver: {message}".replace("etcdserver: etcdserver", "etcdserver")
+                    )
                 return doc
         raise EtcdError(f"context deadline exceeded: {last}")
 
     # -- kv -------------------------------------------------------------------------------
-    def get(self, key: str | bytes, timeout: float | None = None, serializable: bool = False) -> KeyValue | None:
+    def get(
+        self, key: str | bytes, timeout: float | None = None, serializable: bool = False
+    ) -> KeyValue | None:
         body = {"key": _b64(key)}
         if serializable:
             body["serializable"] = True
@@ -162,7 +166,9 @@ class EtcdClient:
         kvs = doc.get("kvs") or []
         return KeyValue.from_json(kvs[0]) if kvs else None
 
-    def get_prefix(self, prefix: str | bytes, keys_only: bool = False) -> tuple[list[KeyValue], int]:
+    def get_prefix(
+        self, prefix: str | bytes, keys_only: bool = False
+    ) -> tuple[list[KeyValue], int]:
         raw = prefix.encode() if isinstance(prefix, str) else prefix
         body = {"key": _b64(raw), "range_end": _b64(prefix_end(raw))}
         if keys_only:
@@ -206,7 +212,12 @@ class EtcdClient:
         return False, int(kvs[0].get("mod_revision", 0)) if kvs else 0
 
     def delete_if(self, key: str | bytes, mod_revision: int) -> bool:
-        compare = {"key": _b64(key), "target": "MOD", "result": "EQUAL", "mod_revision": str(mod_revision)}
+        compare = {
+            "key": _b64(key),
+            "target": "MOD",
+            "result": "EQUAL",
+            "mod_revision": str(mod_revision),
+        }
         doc = self.call(
             "/v3/kv/txn",
             {"compare": [compare], "success": [{"request_delete_range": {"key": _b64(key)}}]},
@@ -218,7 +229,9 @@ class EtcdClient:
         doc = self.call("/v3/cluster/member/list", {"linearizable": True})
         return [Member.from_json(m) for m in doc.get("members") or []]
 
-    def member_add(self, peer_urls: list[str], learner: bool = False) -> tuple[Member, list[Member]]:
+    def member_add(
+        self, peer_urls: list[str], learner: bool = False
+    ) -> tuple[Member, list[Member]]:
         doc = self.call("/v3/cluster/member/add", {"peerURLs": peer_urls, "isLearner": learner})
         return Member.from_json(doc.get("member", {})), [
             Member.from_json(m) for m in doc.get("members") or []

@@ -13,7 +13,7 @@ def parse(argv: list[str], bools: set[str] = frozenset()) -> tuple[dict[str, str
     while i < len(argv):
         arg = argv[i]
         if arg == "--":
-            rest += argv[i + 1:]
+            rest += argv[i + 1 :]
             break
         if arg.startswith("-") and len(arg) > 1:
             name = arg.lstrip("-")

@@ -9,7 +9,7 @@ def age_seconds(timestamp: str | None) -> float:
     if not timestamp:
         return 0.0
     when = dt.datetime.fromisoformat(timestamp.replace("Z", "+00:00"))
-    return (dt.datetime.now(dt.timezone.utc) - when).total_seconds()
+    return (dt.datetime.now(dt.UTC) - when).total_seconds()
 
 
 def human_duration(seconds: float) -> str:

@@ -48,8 +48,12 @@ class ApiError(Exception):
         super().__init__(message)
 
 
-def resource_path(resource: str, namespace: str | None = None, name: str | None = None,
-                  subresource: str | None = None) -> str:
+def resource_path(
+    resource: str,
+    namespace: str | None = None,
+    name: str | None = None,
+    subresource: str | None = None,
+) -> str:
     group, version, namespaced = RESOURCES[resource]
     base = f"/api/{version}" if not group else f"/apis/{group}/{version}"
     if namespaced and namespace:
@@ -65,9 +69,17 @@ def resource_path(resource: str, namespace: str | None = None, name: str | None 
 class Client:
     """HTTPS to one apiserver with a client certificate or bearer token."""
 
-    def __init__(self, server: str, ca_pem: bytes | None, cert_pem: bytes | None = None,
-                 key_pem: bytes | None = None, token: str | None = None,
-                 timeout: float = 10.0, insecure: bool = False, keepalive: bool = True) -> None:
+    def __init__(
+        self,
+        server: str,
+        ca_pem: bytes | None,
+        cert_pem: bytes | None = None,
+        key_pem: bytes | None = None,
+        token: str | None = None,
+        timeout: float = 10.0,
+        insecure: bool = False,
+        keepalive: bool = True,
+    ) -> None:
         url = urlparse(server)
         self.host = url.hostname or "127.0.0.1"
         self.port = url.port or 443
@@ -97,8 +109,9 @@ class Client:
     def _conn(self, timeout: float) -> http.client.HTTPSConnection:
         conn = getattr(self._local, "conn", None)
         if conn is None or not self.keepalive:
-            conn = http.client.HTTPSConnection(self.host, self.port, context=self.context,
-                                               timeout=timeout)
+            conn = http.client.HTTPSConnection(
+                self.host, self.port, context=self.context, timeout=timeout
+            )
             self._local.conn = conn
         conn.timeout = timeout
         if conn.sock is not None:
@@ -111,9 +124,15 @@ class Client:
             conn.close()
             self._local.conn = None
 
-    def raw(self, method: str, path: str, body: bytes | None = None,
-            content_type: str = "application/json", timeout: float | None = None,
-            accept: str = "application/json") -> tuple[int, bytes]:
+    def raw(
+        self,
+        method: str,
+        path: str,
+        body: bytes | None = None,
+        content_type: str = "application/json",
+        timeout: float | None = None,
+        accept: str = "application/json",
+    ) -> tuple[int, bytes]:
         timeout = self.timeout if timeout is None else timeout
         headers = {"Accept": accept, "User-Agent": "kubesim"}
         if body is not None:
@@ -140,8 +159,15 @@ class Client:
                 raise
         raise ConnectionError("unreachable")
 
-    def request(self, method: str, path: str, obj: dict | None = None, query: dict | None = None,
-                content_type: str = "application/json", timeout: float | None = None) -> dict:
+    def request(
+        self,
+        method: str,
+        path: str,
+        obj: dict | None = None,
+        query: dict | None = None,
+        content_type: str = "application/json",
+        timeout: float | None = None,
+    ) -> dict:
         if query:
             path += "?" + urlencode({k: v for k, v in query.items() if v is not None})
         body = json.dumps(obj).encode() if obj is not None else None
@@ -166,27 +192,60 @@ class Client:
                 return None
             raise
 
-    def list(self, resource: str, namespace: str | None = None, label_selector: str | None = None,
-             field_selector: str | None = None, **kw) -> dict:
-        return self.request("GET", resource_path(resource, namespace),
-                            query={"labelSelector": label_selector,
-                                   "fieldSelector": field_selector}, **kw)
+    def list(
+        self,
+        resource: str,
+        namespace: str | None = None,
+        label_selector: str | None = None,
+        field_selector: str | None = None,
+        **kw,
+    ) -> dict:
+        return self.request(
+            "GET",
+            resource_path(resource, namespace),
+            query={"labelSelector": label_selector, "fieldSelector": field_selector},
+            **kw,
+        )
 
     def create(self, resource: str, obj: dict, namespace: str | None = None, **kw) -> dict:
         return self.request("POST", resource_path(resource, namespace), obj, **kw)
 
-    def update(self, resource: str, obj: dict, namespace: str | None = None,
-               subresource: str | None = None, **kw) -> dict:
+    def update(
+        self,
+        resource: str,
+        obj: dict,
+        namespace: str | None = None,
+        subresource: str | None = None,
+        **kw,
+    ) -> dict:
         name = obj["metadata"]["name"]
         return self.request("PUT", resource_path(resource, namespace, name, subresource), obj, **kw)
 
-    def patch(self, resource: str, name: str, patch: dict, namespace: str | None = None,
-              subresource: str | None = None, **kw) -> dict:
-        return self.request("PATCH", resource_path(resource, namespace, name, subresource), patch,
-                            content_type="application/merge-patch+json", **kw)
+    def patch(
+        self,
+        resource: str,
+        name: str,
+        patch: dict,
+        namespace: str | None = None,
+        subresource: str | None = None,
+        **kw,
+    ) -> dict:
+        return self.request(
+            "PATCH",
+            resource_path(resource, namespace, name, subresource),
+            patch,
+            content_type="application/merge-patch+json",
+            **kw,
+        )
 
-    def delete(self, resource: str, name: str, namespace: str | None = None,
-               grace_period: int | None = None, **kw) -> dict:
+    def delete(
+        self,
+        resource: str,
+        name: str,
+        namespace: str | None = None,
+        grace_period: int | None = None,
+        **kw,
+    ) -> dict:
         body = None
         if grace_period is not None:
             body = {"kind": "DeleteOptions", "apiVersion": "v1", "gracePeriodSeconds": grace_period}

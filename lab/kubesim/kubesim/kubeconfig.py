@@ -33,7 +33,9 @@ class KubeConfig:
         contexts = {c["name"]: c["context"] for c in doc.get("contexts") or []}
         if current not in contexts:
             if not contexts:
-                raise ValueError(f"invalid configuration: no configuration has been provided ({path})")
+                raise ValueError(
+                    f"invalid configuration: no configuration has been provided ({path})"
+                )
             current = next(iter(contexts))
         ctx = contexts[current]
         cluster = {c["name"]: c["cluster"] for c in doc.get("clusters") or []}[ctx["cluster"]]

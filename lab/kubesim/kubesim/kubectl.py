@@ -19,28 +19,80 @@ from . import kubectl_print
 from .kubeclient import RESOURCES, ApiError, Client, resource_path
 from .versions import git_commit, own_version
 
-ALIASES = {"no": "nodes", "node": "nodes", "po": "pods", "pod": "pods", "lease": "leases",
-           "pdb": "poddisruptionbudgets", "poddisruptionbudget": "poddisruptionbudgets",
-           "cm": "configmaps", "configmap": "configmaps", "secret": "secrets", "ns": "namespaces",
-           "namespace": "namespaces", "rs": "replicasets", "replicaset": "replicasets",
-           "deploy": "deployments", "deployment": "deployments", "ds": "daemonsets",
-           "daemonset": "daemonsets", "csr": "certificatesigningrequests", "ev": "events",
-           "event": "events", "svc": "services", "service": "services", "ep": "endpoints",
-           "sa": "serviceaccounts", "clusterrolebinding": "clusterrolebindings"}
-KIND_TO_RESOURCE = {"Pod": "pods", "PodDisruptionBudget": "poddisruptionbudgets",
-                    "ConfigMap": "configmaps", "Secret": "secrets", "Namespace": "namespaces",
-                    "ReplicaSet": "replicasets", "Deployment": "deployments", "DaemonSet": "daemonsets",
-                    "Lease": "leases", "Node": "nodes", "Service": "services",
-                    "ServiceAccount": "serviceaccounts", "ClusterRole": "clusterroles",
-                    "ClusterRoleBinding": "clusterrolebindings", "Role": "roles",
-                    "RoleBinding": "rolebindings"}
-BOOLS = {"A", "all-namespaces", "ignore-daemonsets", "delete-emptydir-data", "force",
-         "disable-eviction", "client", "no-headers", "watch", "w", "help", "h", "wait",
-         "delete-local-data"}
-SINGULAR = {"poddisruptionbudgets": "poddisruptionbudget.policy", "pods": "pod", "nodes": "node",
-            "configmaps": "configmap", "secrets": "secret", "namespaces": "namespace",
-            "replicasets": "replicaset.apps", "deployments": "deployment.apps",
-            "daemonsets": "daemonset.apps", "leases": "lease.coordination.k8s.io"}
+ALIASES = {
+    "no": "nodes",
+    "node": "nodes",
+    "po": "pods",
+    "pod": "pods",
+    "lease": "leases",
+    "pdb": "poddisruptionbudgets",
+    "poddisruptionbudget": "poddisruptionbudgets",
+    "cm": "configmaps",
+    "configmap": "configmaps",
+    "secret": "secrets",
+    "ns": "namespaces",
+    "namespace": "namespaces",
+    "rs": "replicasets",
+    "replicaset": "replicasets",
+    "deploy": "deployments",
+    "deployment": "deployments",
+    "ds": "daemonsets",
+    "daemonset": "daemonsets",
+    "csr": "certificatesigningrequests",
+    "ev": "events",
+    "event": "events",
+    "svc": "services",
+    "service": "services",
+    "ep": "endpoints",
+    "sa": "serviceaccounts",
+    "clusterrolebinding": "clusterrolebindings",
+}
+KIND_TO_RESOURCE = {
+    "Pod": "pods",
+    "PodDisruptionBudget": "poddisruptionbudgets",
+    "ConfigMap": "configmaps",
+    "Secret": "secrets",
+    "Namespace": "namespaces",
+    "ReplicaSet": "replicasets",
+    "Deployment": "deployments",
+    "DaemonSet": "daemonsets",
+    "Lease": "leases",
+    "Node": "nodes",
+    "Service": "services",
+    "ServiceAccount": "serviceaccounts",
+    "ClusterRole": "clusterroles",
+    "ClusterRoleBinding": "clusterrolebindings",
+    "Role": "roles",
+    "RoleBinding": "rolebindings",
+}
+BOOLS = {
+    "A",
+    "all-namespaces",
+    "ignore-daemonsets",
+    "delete-emptydir-data",
+    "force",
+    "disable-eviction",
+    "client",
+    "no-headers",
+    "watch",
+    "w",
+    "help",
+    "h",
+    "wait",
+    "delete-local-data",
+}
+SINGULAR = {
+    "poddisruptionbudgets": "poddisruptionbudget.policy",
+    "pods": "pod",
+    "nodes": "node",
+    "configmaps": "configmap",
+    "secrets": "secret",
+    "namespaces": "namespace",
+    "replicasets": "replicaset.apps",
+    "deployments": "deployment.apps",
+    "daemonsets": "daemonset.apps",
+    "leases": "lease.coordination.k8s.io",
+}
 
 
 class KubectlError(Exception):
@@ -56,11 +108,15 @@ def resolve(name: str) -> str:
 
 
 def client_for(flags: dict) -> Client:
-    path = flags.get("kubeconfig") or os.environ.get("KUBECONFIG") or str(Path.home() / ".kube/config")
+    path = (
+        flags.get("kubeconfig") or os.environ.get("KUBECONFIG") or str(Path.home() / ".kube/config")
+    )
     path = path.split(":")[0]
     if not Path(path).exists():
-        raise KubectlError("The connection to the server localhost:8080 was refused - did you specify "
-                           "the right host or port?")
+        raise KubectlError(
+            "The connection to the server localhost:8080 was refused - did you specify "
+            "the right host or port?"
+        )
     timeout = flagutil.duration(flags.get("request-timeout", "0")) or 60.0
     return Client.from_kubeconfig(path, timeout=timeout, keepalive=False)
 
@@ -74,6 +130,7 @@ def server_error(err: ApiError) -> str:
 
 def jsonpath(template: str, obj: object) -> str:
     """The jsonpath subset scripts use: {.a.b}, {.items[*].metadata.name}, {range}{end} absent."""
+
     def walk(node: object, parts: list[str]) -> list[object]:
         if not parts:
             return [node]
@@ -86,7 +143,9 @@ def jsonpath(template: str, obj: object) -> str:
         if idx == "*":
             return [x for item in (cur or []) for x in walk(item, rest)]
         if idx is not None:
-            return walk(cur[int(idx)], rest) if isinstance(cur, list) and int(idx) < len(cur) else []
+            return (
+                walk(cur[int(idx)], rest) if isinstance(cur, list) and int(idx) < len(cur) else []
+            )
         return walk(cur, rest)
 
     def repl(m: re.Match) -> str:
@@ -112,13 +171,21 @@ def output(resource: str, doc: dict, single: bool, flags: dict, all_ns: bool) ->
     elif fmt in ("", "wide"):
         if not items:
             ns = flags.get("namespace") or flags.get("n") or "default"
-            print("No resources found" + ("" if all_ns or not RESOURCES[resource][2] else f" in {ns} namespace") + ".",
-                  file=sys.stderr)
+            print(
+                "No resources found"
+                + ("" if all_ns or not RESOURCES[resource][2] else f" in {ns} namespace")
+                + ".",
+                file=sys.stderr,
+            )
             return
-        print(kubectl_print.render(resource, items, fmt == "wide", all_ns,
-                                   "no-headers" in flags), end="")
+        print(
+            kubectl_print.render(resource, items, fmt == "wide", all_ns, "no-headers" in flags),
+            end="",
+        )
     else:
-        raise KubectlError(f'error: unable to match a printer suitable for the output format "{fmt}"')
+        raise KubectlError(
+            f'error: unable to match a printer suitable for the output format "{fmt}"'
+        )
 
 
 def get(c: Client, flags: dict, args: list[str]) -> int:
@@ -130,8 +197,11 @@ def get(c: Client, flags: dict, args: list[str]) -> int:
                 msg = json.loads(text).get("message", text)
             except ValueError:
                 msg = text
-            print(f'Error from server (InternalError): an error on the server ("{msg}") has prevented '
-                  "the request from succeeding", file=sys.stderr)
+            print(
+                f'Error from server (InternalError): an error on the server ("{msg}") has prevented '
+                "the request from succeeding",
+                file=sys.stderr,
+            )
             return 1
         sys.stdout.write(body.decode(errors="replace"))
         if not body.endswith(b"\n"):
@@ -155,10 +225,16 @@ def get(c: Client, flags: dict, args: list[str]) -> int:
         if len(docs) == 1:
             output(resource, docs[0], True, flags, all_ns)
         else:
-            output(resource, {"apiVersion": "v1", "kind": "List", "items": docs}, False, flags, all_ns)
+            output(
+                resource, {"apiVersion": "v1", "kind": "List", "items": docs}, False, flags, all_ns
+            )
         return 0
-    doc = c.list(resource, ns, label_selector=flags.get("l") or flags.get("selector"),
-                 field_selector=flags.get("field-selector"))
+    doc = c.list(
+        resource,
+        ns,
+        label_selector=flags.get("l") or flags.get("selector"),
+        field_selector=flags.get("field-selector"),
+    )
     output(resource, doc, False, flags, all_ns)
     return 0
 
@@ -192,16 +268,27 @@ def drain(c: Client, flags: dict, node: str) -> int:
             if "ignore-daemonsets" in flags:
                 warnings.append(f"ignoring DaemonSet-managed Pods: {ref}")
                 continue
-            errors.append(("cannot delete DaemonSet-managed Pods (use --ignore-daemonsets to ignore)", ref))
+            errors.append(
+                ("cannot delete DaemonSet-managed Pods (use --ignore-daemonsets to ignore)", ref)
+            )
             continue
         if not owners:
             if "force" not in flags:
-                errors.append(("cannot delete Pods declare no controller (use --force to override)", ref))
+                errors.append(
+                    ("cannot delete Pods declare no controller (use --force to override)", ref)
+                )
                 continue
             warnings.append(f"deleting Pods that declare no controller: {ref}")
-        if any("emptyDir" in v for v in p.get("spec", {}).get("volumes") or []) and \
-                "delete-emptydir-data" not in flags:
-            errors.append(("cannot delete Pods with local storage (use --delete-emptydir-data to override)", ref))
+        if (
+            any("emptyDir" in v for v in p.get("spec", {}).get("volumes") or [])
+            and "delete-emptydir-data" not in flags
+        ):
+            errors.append(
+                (
+                    "cannot delete Pods with local storage (use --delete-emptydir-data to override)",
+                    ref,
+                )
+            )
             continue
         todo.append(p)
     if errors:
@@ -209,8 +296,10 @@ def drain(c: Client, flags: dict, node: str) -> int:
         for msg, ref in errors:
             grouped.setdefault(msg, []).append(ref)
         text = ", ".join(f"{m}: {', '.join(refs)}" for m, refs in grouped.items())
-        print(f'error: unable to drain node "{node}" due to error: {text}, continuing command...',
-              file=sys.stderr)
+        print(
+            f'error: unable to drain node "{node}" due to error: {text}, continuing command...',
+            file=sys.stderr,
+        )
         print(f"There are pending nodes to be drained:\n {node}", file=sys.stderr)
         print(f"error: {text}", file=sys.stderr)
         return 1
@@ -224,29 +313,45 @@ def drain(c: Client, flags: dict, node: str) -> int:
         print(f"evicting pod {ns}/{name}")
         while True:
             try:
-                c.request("POST", resource_path("pods", ns, name, "eviction"), {
-                    "apiVersion": "policy/v1", "kind": "Eviction",
-                    "metadata": {"name": name, "namespace": ns},
-                    **({"deleteOptions": {"gracePeriodSeconds": int(flags["grace-period"])}}
-                       if flags.get("grace-period") not in (None, "-1") else {})})
+                c.request(
+                    "POST",
+                    resource_path("pods", ns, name, "eviction"),
+                    {
+                        "apiVersion": "policy/v1",
+                        "kind": "Eviction",
+                        "metadata": {"name": name, "namespace": ns},
+                        **(
+                            {"deleteOptions": {"gracePeriodSeconds": int(flags["grace-period"])}}
+                            if flags.get("grace-period") not in (None, "-1")
+                            else {}
+                        ),
+                    },
+                )
                 break
             except ApiError as err:
                 if err.status == 404:
                     break
                 if err.status == 429:
                     if deadline and time.monotonic() + 5 > deadline:
-                        failures.append(f'error when evicting pods/"{name}" -n "{ns}": global timeout '
-                                        f"reached: {flagutil.go_duration(timeout)}")
+                        failures.append(
+                            f'error when evicting pods/"{name}" -n "{ns}": global timeout '
+                            f"reached: {flagutil.go_duration(timeout)}"
+                        )
                         break
-                    print(f'error when evicting pods/"{name}" -n "{ns}" (will retry after 5s): {err}',
-                          file=sys.stderr)
+                    print(
+                        f'error when evicting pods/"{name}" -n "{ns}" (will retry after 5s): {err}',
+                        file=sys.stderr,
+                    )
                     time.sleep(5)
                     continue
                 failures.append(f'error when evicting pods/"{name}" -n "{ns}": {err}')
                 break
     if failures:
-        print(f'error: unable to drain node "{node}" due to error: [{", ".join(failures)}], '
-              "continuing command...", file=sys.stderr)
+        print(
+            f'error: unable to drain node "{node}" due to error: [{", ".join(failures)}], '
+            "continuing command...",
+            file=sys.stderr,
+        )
         print(f"There are pending nodes to be drained:\n {node}", file=sys.stderr)
         for f in failures:
             print(f, file=sys.stderr)
@@ -258,7 +363,10 @@ def drain(c: Client, flags: dict, node: str) -> int:
                 print(f"pod/{p['metadata']['name']} evicted")
                 pending.pop(uid)
         if deadline and time.monotonic() > deadline:
-            print(f'error: unable to drain node "{node}" due to error: global timeout reached', file=sys.stderr)
+            print(
+                f'error: unable to drain node "{node}" due to error: global timeout reached',
+                file=sys.stderr,
+            )
             return 1
         if pending:
             time.sleep(1)
@@ -280,26 +388,48 @@ def apply(c: Client, flags: dict, create_only: bool = False) -> int:
     for doc in load_manifests(flags.get("f") or flags.get("filename", "")):
         resource = KIND_TO_RESOURCE.get(doc.get("kind", ""))
         if resource is None:
-            raise KubectlError(f'error: resource mapping not found for name: "{doc.get("metadata", {}).get("name")}" '
-                               f'namespace: "" from "{flags.get("f")}": no matches for kind '
-                               f'"{doc.get("kind")}" in version "{doc.get("apiVersion")}"')
-        ns = (doc.get("metadata", {}).get("namespace") or flags.get("n") or flags.get("namespace")
-              or "default") if RESOURCES[resource][2] else None
+            raise KubectlError(
+                f'error: resource mapping not found for name: "{doc.get("metadata", {}).get("name")}" '
+                f'namespace: "" from "{flags.get("f")}": no matches for kind '
+                f'"{doc.get("kind")}" in version "{doc.get("apiVersion")}"'
+            )
+        ns = (
+            (
+                doc.get("metadata", {}).get("namespace")
+                or flags.get("n")
+                or flags.get("namespace")
+                or "default"
+            )
+            if RESOURCES[resource][2]
+            else None
+        )
         label = f"{SINGULAR.get(resource, resource)}/{doc['metadata']['name']}"
         current = c.get_or_none(resource, doc["metadata"]["name"], ns)
         if current is None:
             c.create(resource, doc, ns)
             print(f"{label} created")
         elif create_only:
-            raise KubectlError(f'Error from server (AlreadyExists): error when creating "{flags.get("f")}": '
-                               f'{resource} "{doc["metadata"]["name"]}" already exists')
+            raise KubectlError(
+                f'Error from server (AlreadyExists): error when creating "{flags.get("f")}": '
+                f'{resource} "{doc["metadata"]["name"]}" already exists'
+            )
         else:
             merged = json.loads(json.dumps(current))
             changed = False
             for key in ("spec", "data", "metadata"):
                 if key in doc:
-                    want = doc[key] if key != "metadata" else {**current["metadata"], **{
-                        k: v for k, v in doc["metadata"].items() if k in ("labels", "annotations")}}
+                    want = (
+                        doc[key]
+                        if key != "metadata"
+                        else {
+                            **current["metadata"],
+                            **{
+                                k: v
+                                for k, v in doc["metadata"].items()
+                                if k in ("labels", "annotations")
+                            },
+                        }
+                    )
                     if merged.get(key) != want:
                         merged[key] = want
                         changed = True
@@ -313,15 +443,21 @@ def apply(c: Client, flags: dict, create_only: bool = False) -> int:
 
 def delete(c: Client, flags: dict, args: list[str]) -> int:
     if flags.get("f"):
-        targets = [(KIND_TO_RESOURCE[d["kind"]], d["metadata"]["name"], d["metadata"].get("namespace"))
-                   for d in load_manifests(flags["f"])]
+        targets = [
+            (KIND_TO_RESOURCE[d["kind"]], d["metadata"]["name"], d["metadata"].get("namespace"))
+            for d in load_manifests(flags["f"])
+        ]
     else:
         resource = resolve(args[0].split("/")[0])
         names = [args[0].split("/", 1)[1]] if "/" in args[0] else args[1:]
         targets = [(resource, n, None) for n in names]
     grace = int(flags["grace-period"]) if flags.get("grace-period") not in (None, "-1") else None
     for resource, name, ns in targets:
-        ns = (ns or flags.get("n") or flags.get("namespace") or "default") if RESOURCES[resource][2] else None
+        ns = (
+            (ns or flags.get("n") or flags.get("namespace") or "default")
+            if RESOURCES[resource][2]
+            else None
+        )
         c.delete(resource, name, ns, grace_period=grace)
         print(f'{SINGULAR.get(resource, resource).split(".")[0]} "{name}" deleted')
     return 0
@@ -329,9 +465,17 @@ def delete(c: Client, flags: dict, args: list[str]) -> int:
 
 def version(flags: dict) -> int:
     v = own_version()
-    info = {"major": str(v.major), "minor": str(v.minor), "gitVersion": str(v),
-            "gitCommit": git_commit(v), "gitTreeState": "clean", "buildDate": "2024-04-17T17:36:05Z",
-            "goVersion": "go1.22.2", "compiler": "gc", "platform": "linux/amd64"}
+    info = {
+        "major": str(v.major),
+        "minor": str(v.minor),
+        "gitVersion": str(v),
+        "gitCommit": git_commit(v),
+        "gitTreeState": "clean",
+        "buildDate": "2024-04-17T17:36:05Z",
+        "goVersion": "go1.22.2",
+        "compiler": "gc",
+        "platform": "linux/amd64",
+    }
     server = None
     if "client" not in flags:
         try:
@@ -344,15 +488,20 @@ def version(flags: dict) -> int:
         doc = {"clientVersion": info, "kustomizeVersion": "v5.0.4-0.20230601165947-6ce0bf390ce3"}
         if server:
             doc["serverVersion"] = server
-        print(json.dumps(doc, indent=2) if fmt == "json" else yaml.safe_dump(doc, sort_keys=False), end="\n" if fmt == "json" else "")
+        print(
+            json.dumps(doc, indent=2) if fmt == "json" else yaml.safe_dump(doc, sort_keys=False),
+            end="\n" if fmt == "json" else "",
+        )
         return 0
     print(f"Client Version: {v}")
     print("Kustomize Version: v5.0.4-0.20230601165947-6ce0bf390ce3")
     if server:
         print(f"Server Version: {server['gitVersion']}")
     elif "client" not in flags:
-        print("The connection to the server was refused - did you specify the right host or port?",
-              file=sys.stderr)
+        print(
+            "The connection to the server was refused - did you specify the right host or port?",
+            file=sys.stderr,
+        )
         return 1
     return 0
 
@@ -385,7 +534,11 @@ def main(argv: list[str] | None = None) -> int:
         if cmd == "patch":
             resource = resolve(args[0].split("/")[0])
             name = args[0].split("/", 1)[1] if "/" in args[0] else args[1]
-            ns = (flags.get("n") or flags.get("namespace") or "default") if RESOURCES[resource][2] else None
+            ns = (
+                (flags.get("n") or flags.get("namespace") or "default")
+                if RESOURCES[resource][2]
+                else None
+            )
             c.patch(resource, name, json.loads(flags.get("p") or flags.get("patch") or "{}"), ns)
             print(f"{SINGULAR.get(resource, resource)}/{name} patched")
             return 0
@@ -397,8 +550,10 @@ def main(argv: list[str] | None = None) -> int:
         print(server_error(err), file=sys.stderr)
         return 1
     except OSError as err:
-        print(f"The connection to the server was refused - did you specify the right host or port? ({err})",
-              file=sys.stderr)
+        print(
+            f"The connection to the server was refused - did you specify the right host or port? ({err})",
+            file=sys.stderr,
+        )
         return 1
 
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import re
 
-_SET = re.compile(r"^\s*(!?)([A-Za-z0-9._/-]+)\s*(?:(notin|in)\s*\(([^)]*)\)|(==|=|!=)\s*([A-Za-z0-9._-]*))?\s*$")
+_SET = re.compile(
+    r"^\s*(!?)([A-Za-z0-9._/-]+)\s*(?:(notin|in)\s*\(([^)]*)\)|(==|=|!=)\s*([A-Za-z0-9._-]*))?\s*$"
+)
 
 
 def _split(selector: str) -> list[str]:

@@ -29,7 +29,7 @@ JITTER_FACTOR = 1.2
 
 
 def micro_time(when: dt.datetime | None = None) -> str:
-    when = when or dt.datetime.now(dt.timezone.utc)
+    when = when or dt.datetime.now(dt.UTC)
     return when.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
@@ -42,8 +42,11 @@ class Record:
     transitions: int = 0
 
     def to_spec(self) -> dict:
-        spec: dict = {"holderIdentity": self.holder, "leaseDurationSeconds": self.lease_duration,
-                      "leaseTransitions": self.transitions}
+        spec: dict = {
+            "holderIdentity": self.holder,
+            "leaseDurationSeconds": self.lease_duration,
+            "leaseTransitions": self.transitions,
+        }
         if self.acquire_time:
             spec["acquireTime"] = self.acquire_time
         if self.renew_time:
@@ -52,15 +55,27 @@ class Record:
 
     @classmethod
     def from_spec(cls, spec: dict) -> Record:
-        return cls(spec.get("holderIdentity") or "", int(spec.get("leaseDurationSeconds") or 0),
-                   spec.get("acquireTime"), spec.get("renewTime"),
-                   int(spec.get("leaseTransitions") or 0))
+        return cls(
+            spec.get("holderIdentity") or "",
+            int(spec.get("leaseDurationSeconds") or 0),
+            spec.get("acquireTime"),
+            spec.get("renewTime"),
+            int(spec.get("leaseTransitions") or 0),
+        )
 
 
 class LeaderElector:
-    def __init__(self, client: Client, namespace: str, name: str, identity: str,
-                 lease_duration: float, renew_deadline: float, retry_period: float,
-                 release_on_cancel: bool = False) -> None:
+    def __init__(
+        self,
+        client: Client,
+        namespace: str,
+        name: str,
+        identity: str,
+        lease_duration: float,
+        renew_deadline: float,
+        retry_period: float,
+        release_on_cancel: bool = False,
+    ) -> None:
         if lease_duration <= renew_deadline:
             raise ValueError("leaseDuration must be greater than renewDeadline")
         if renew_deadline <= JITTER_FACTOR * retry_period:
@@ -114,30 +129,44 @@ class LeaderElector:
                 self._set_observed(record)
                 return True
             except Exception as err:  # noqa: BLE001 - any failure falls back to the slow path
-                klog.error(f"Failed to update lock optimistically: {err}, falling back to slow "
-                           "path", "leaderelection.go:436")
+                klog.error(
+                    f"Failed to update lock optimistically: {err}, falling back to slow path",
+                    "leaderelection.go:436",
+                )
         # 2. obtain or create the election record
         try:
             self.lease = self.client.get("leases", self.name, self.namespace, timeout=self.timeout)
         except ApiError as err:
             if err.status != 404:
-                klog.error(f"error retrieving resource lock {self.describe}: {err}",
-                           "leaderelection.go:332")
+                klog.error(
+                    f"error retrieving resource lock {self.describe}: {err}",
+                    "leaderelection.go:332",
+                )
                 return False
             try:
-                self.lease = self.client.create("leases", {
-                    "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
-                    "metadata": {"name": self.name, "namespace": self.namespace},
-                    "spec": record.to_spec()}, self.namespace, timeout=self.timeout)
+                self.lease = self.client.create(
+                    "leases",
+                    {
+                        "apiVersion": "coordination.k8s.io/v1",
+                        "kind": "Lease",
+                        "metadata": {"name": self.name, "namespace": self.namespace},
+                        "spec": record.to_spec(),
+                    },
+                    self.namespace,
+                    timeout=self.timeout,
+                )
             except Exception as cerr:  # noqa: BLE001
-                klog.error(f"error initially creating leader election record: {cerr}",
-                           "leaderelection.go:343")
+                klog.error(
+                    f"error initially creating leader election record: {cerr}",
+                    "leaderelection.go:343",
+                )
                 return False
             self._set_observed(record)
             return True
         except Exception as err:  # noqa: BLE001 - timeouts, refused connections
-            klog.error(f"error retrieving resource lock {self.describe}: {err}",
-                       "leaderelection.go:332")
+            klog.error(
+                f"error retrieving resource lock {self.describe}: {err}", "leaderelection.go:332"
+            )
             return False
         old = Record.from_spec(self.lease.get("spec") or {})
         raw = json.dumps(self.lease.get("spec") or {}, sort_keys=True).encode()
@@ -183,8 +212,10 @@ class LeaderElector:
             if stop.is_set():
                 return
             if not ok:
-                klog.info(f"failed to renew lease {self.describe}: timed out waiting for the "
-                          "condition", "leaderelection.go:285")
+                klog.info(
+                    f"failed to renew lease {self.describe}: timed out waiting for the condition",
+                    "leaderelection.go:285",
+                )
                 return
             stop.wait(self.retry_period)
 

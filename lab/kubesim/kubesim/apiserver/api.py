@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from .. import labelsel as selectors
 from . import objects
 from .resources import Resource, lookup
-from .store import Store, StatusError, not_found
+from .store import StatusError, Store, not_found
 
 EVICTION_RETRY = "Cannot evict pod as it would violate the pod's disruption budget."
 
@@ -46,8 +46,14 @@ def parse_path(path: str) -> Route | None:
     res = lookup(group, version, rest[0])
     if res is None:
         raise StatusError(404, "NotFound", "the server could not find the requested resource")
-    return Route(res, namespace, rest[1] if len(rest) > 1 else "",
-                 rest[2] if len(rest) > 2 else "", group, version)
+    return Route(
+        res,
+        namespace,
+        rest[1] if len(rest) > 1 else "",
+        rest[2] if len(rest) > 2 else "",
+        group,
+        version,
+    )
 
 
 def list_kind(res: Resource) -> str:
@@ -67,7 +73,8 @@ class Api:
                 return "watch" if query.get("watch") in ("true", "1") else "list"
             return "get"
         return {"POST": "create", "PUT": "update", "PATCH": "patch", "DELETE": "delete"}.get(
-            method, method.lower())
+            method, method.lower()
+        )
 
     def _check_namespace(self, route: Route) -> None:
         if route.res and route.res.namespaced and route.namespace:
@@ -75,11 +82,17 @@ class Api:
                 self.store.get(self.ns_res, None, route.namespace)
             except StatusError as err:
                 if err.code == 404:
-                    raise StatusError(404, "NotFound", f'namespaces "{route.namespace}" not found',
-                                      {"name": route.namespace, "kind": "namespaces"}) from err
+                    raise StatusError(
+                        404,
+                        "NotFound",
+                        f'namespaces "{route.namespace}" not found',
+                        {"name": route.namespace, "kind": "namespaces"},
+                    ) from err
                 raise
 
-    def handle(self, method: str, route: Route, query: dict, body: bytes, content_type: str) -> tuple[int, dict]:
+    def handle(
+        self, method: str, route: Route, query: dict, body: bytes, content_type: str
+    ) -> tuple[int, dict]:
         res = route.res
         assert res is not None
         ns = route.namespace if res.namespaced else None
@@ -104,7 +117,11 @@ class Api:
             return 200, self.patch(res, ns, route.name, doc, content_type, route.subresource)
         if method == "DELETE":
             return 200, self.delete(res, ns, route.name, doc, query)
-        raise StatusError(405, "MethodNotAllowed", f"the server does not allow this method on the requested resource")
+        raise StatusError(
+            405,
+            "MethodNotAllowed",
+            "the server does not allow this method on the requested resource",
+        )
 
     def list(self, res: Resource, ns: str | None, query: dict) -> dict:
         items, rev = self.store.list(res, ns)
@@ -122,32 +139,50 @@ class Api:
             obj.pop("kind", None)
             obj.pop("apiVersion", None)
             out.append(obj)
-        return {"kind": list_kind(res), "apiVersion": res.group_version,
-                "metadata": {"resourceVersion": str(rev)}, "items": out}
+        return {
+            "kind": list_kind(res),
+            "apiVersion": res.group_version,
+            "metadata": {"resourceVersion": str(rev)},
+            "items": out,
+        }
 
     def update(self, res: Resource, ns: str | None, name: str, doc: dict, sub: str) -> dict:
         if doc.get("metadata", {}).get("name") not in (None, name):
-            raise StatusError(400, "BadRequest", "the name of the object "
-                              f"({doc['metadata']['name']}) does not match the name on the URL ({name})")
+            raise StatusError(
+                400,
+                "BadRequest",
+                "the name of the object "
+                f"({doc['metadata']['name']}) does not match the name on the URL ({name})",
+            )
         old = self.store.get(res, ns, name)
         rv = doc.get("metadata", {}).get("resourceVersion")
         new = objects.prepare_update(res, old, doc, sub)
         new["metadata"]["name"] = name
         if rv and rv != old["metadata"]["resourceVersion"]:
             from .store import conflict
-            raise conflict(res, name)
-        return self._finish_delete(res, ns, self.store.update(res, ns, new, int(old["metadata"]["resourceVersion"])))
 
-    def patch(self, res: Resource, ns: str | None, name: str, doc: object, ctype: str, sub: str) -> dict:
+            raise conflict(res, name)
+        return self._finish_delete(
+            res, ns, self.store.update(res, ns, new, int(old["metadata"]["resourceVersion"]))
+        )
+
+    def patch(
+        self, res: Resource, ns: str | None, name: str, doc: object, ctype: str, sub: str
+    ) -> dict:
         for _ in range(5):  # the registry retries a patch on a conflicting concurrent write
             old = self.store.get(res, ns, name)
             if ctype.startswith("application/json-patch"):
                 merged = objects.json_patch(old, doc)  # type: ignore[arg-type]
             else:
                 merged = objects.merge_patch(old, doc)
-            rv = (doc.get("metadata") or {}).get("resourceVersion") if isinstance(doc, dict) else None
+            rv = (
+                (doc.get("metadata") or {}).get("resourceVersion")
+                if isinstance(doc, dict)
+                else None
+            )
             if rv and rv != old["metadata"]["resourceVersion"]:
                 from .store import conflict
+
                 raise conflict(res, name)
             new = objects.prepare_update(res, old, merged, sub)
             try:
@@ -158,6 +193,7 @@ class Api:
                 raise
             return self._finish_delete(res, ns, saved)
         from .store import conflict
+
         raise conflict(res, name)
 
     def _finish_delete(self, res: Resource, ns: str | None, obj: dict) -> dict:
@@ -187,9 +223,18 @@ class Api:
         self.store.delete(res, ns, name)
         if res.plural in ("pods",):
             return obj
-        return {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
-                "details": {"name": name, "group": res.group, "kind": res.plural,
-                            "uid": obj["metadata"].get("uid")}}
+        return {
+            "kind": "Status",
+            "apiVersion": "v1",
+            "metadata": {},
+            "status": "Success",
+            "details": {
+                "name": name,
+                "group": res.group,
+                "kind": res.plural,
+                "uid": obj["metadata"].get("uid"),
+            },
+        }
 
     # -- pods/binding (pkg/registry/core/pod/storage/storage.go assignPod) -----------------
     def bind(self, ns: str, name: str, binding: dict) -> dict:
@@ -197,80 +242,140 @@ class Api:
         node = (binding.get("target") or {}).get("name", "")
         pod = self.store.get(res, ns, name)
         if pod["metadata"].get("deletionTimestamp"):
-            raise StatusError(409, "Conflict", f'Operation cannot be fulfilled on pods/binding '
-                              f'"{name}": pod {name} is being deleted, cannot be assigned to a host')
+            raise StatusError(
+                409,
+                "Conflict",
+                f"Operation cannot be fulfilled on pods/binding "
+                f'"{name}": pod {name} is being deleted, cannot be assigned to a host',
+            )
         current = pod.get("spec", {}).get("nodeName")
         if current:
-            raise StatusError(409, "Conflict", f'Operation cannot be fulfilled on pods/binding '
-                              f'"{name}": pod {name} is already assigned to node "{current}"')
+            raise StatusError(
+                409,
+                "Conflict",
+                f"Operation cannot be fulfilled on pods/binding "
+                f'"{name}": pod {name} is already assigned to node "{current}"',
+            )
         pod["spec"]["nodeName"] = node
         conds = pod.setdefault("status", {}).setdefault("conditions", [])
         conds[:] = [c for c in conds if c.get("type") != "PodScheduled"]
-        conds.append({"type": "PodScheduled", "status": "True", "lastProbeTime": None,
-                      "lastTransitionTime": _now()})
+        conds.append(
+            {
+                "type": "PodScheduled",
+                "status": "True",
+                "lastProbeTime": None,
+                "lastTransitionTime": _now(),
+            }
+        )
         self.store.update(res, ns, pod, int(pod["metadata"]["resourceVersion"]))
-        return {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
-                "code": 201}
+        return {
+            "kind": "Status",
+            "apiVersion": "v1",
+            "metadata": {},
+            "status": "Success",
+            "code": 201,
+        }
 
     # -- pods/eviction (pkg/registry/core/pod/storage/eviction.go) -------------------------
     def evict(self, ns: str, name: str, eviction: dict) -> tuple[int, dict]:
         pods = lookup("", "v1", "pods")
         pod = self.store.get(pods, ns, name)
         phase = pod.get("status", {}).get("phase")
-        ignore_pdb = phase in ("Succeeded", "Failed", "Pending") or \
-            pod["metadata"].get("deletionTimestamp")
+        ignore_pdb = phase in ("Succeeded", "Failed", "Pending") or pod["metadata"].get(
+            "deletionTimestamp"
+        )
         if not ignore_pdb:
             for _ in range(5):
-                pdbs = [p for p in self.store.list(self.pdb_res, ns)[0]
-                        if selectors.match_label_selector(p.get("spec", {}).get("selector"),
-                                                          pod["metadata"].get("labels"))]
+                pdbs = [
+                    p
+                    for p in self.store.list(self.pdb_res, ns)[0]
+                    if selectors.match_label_selector(
+                        p.get("spec", {}).get("selector"), pod["metadata"].get("labels")
+                    )
+                ]
                 if len(pdbs) > 1:
-                    raise StatusError(500, "InternalError", "This pod has more than one "
-                                      "PodDisruptionBudget, which the eviction subresource does "
-                                      "not support.")
+                    raise StatusError(
+                        500,
+                        "InternalError",
+                        "This pod has more than one "
+                        "PodDisruptionBudget, which the eviction subresource does "
+                        "not support.",
+                    )
                 if not pdbs:
                     break
                 pdb = pdbs[0]
                 status = pdb.get("status", {})
                 pdb_name = pdb["metadata"]["name"]
                 if status.get("observedGeneration", 0) < pdb["metadata"].get("generation", 1):
-                    raise StatusError(429, "TooManyRequests", EVICTION_RETRY, {"causes": [
-                        {"reason": "DisruptionBudget", "message": f"The disruption budget "
-                         f"{pdb_name} is still being processed by the server."}]})
+                    raise StatusError(
+                        429,
+                        "TooManyRequests",
+                        EVICTION_RETRY,
+                        {
+                            "causes": [
+                                {
+                                    "reason": "DisruptionBudget",
+                                    "message": f"The disruption budget "
+                                    f"{pdb_name} is still being processed by the server.",
+                                }
+                            ]
+                        },
+                    )
                 allowed = status.get("disruptionsAllowed", 0)
                 if allowed < 0:
                     raise StatusError(403, "Forbidden", "pdb disruptions allowed is negative")
                 if allowed == 0:
-                    raise StatusError(429, "TooManyRequests", EVICTION_RETRY, {"causes": [
-                        {"reason": "DisruptionBudget", "message": f"The disruption budget "
-                         f"{pdb_name} needs {status.get('desiredHealthy', 0)} healthy pods and "
-                         f"has {status.get('currentHealthy', 0)} currently"}]})
+                    raise StatusError(
+                        429,
+                        "TooManyRequests",
+                        EVICTION_RETRY,
+                        {
+                            "causes": [
+                                {
+                                    "reason": "DisruptionBudget",
+                                    "message": f"The disruption budget "
+                                    f"{pdb_name} needs {status.get('desiredHealthy', 0)} healthy pods and "
+                                    f"has {status.get('currentHealthy', 0)} currently",
+                                }
+                            ]
+                        },
+                    )
                 status["disruptionsAllowed"] = allowed - 1
                 status.setdefault("disruptedPods", {})[name] = _now()
                 try:
-                    self.store.update(self.pdb_res, ns, pdb, int(pdb["metadata"]["resourceVersion"]))
+                    self.store.update(
+                        self.pdb_res, ns, pdb, int(pdb["metadata"]["resourceVersion"])
+                    )
                     break
                 except StatusError as err:
                     if err.code != 409:
                         raise
             else:
                 raise StatusError(429, "TooManyRequests", EVICTION_RETRY)
-        opts = (eviction.get("deleteOptions") or {})
+        opts = eviction.get("deleteOptions") or {}
         self.delete(pods, ns, name, copy.deepcopy(opts), {})
-        return 201, {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
-                     "code": 201}
+        return 201, {
+            "kind": "Status",
+            "apiVersion": "v1",
+            "metadata": {},
+            "status": "Success",
+            "code": 201,
+        }
 
     def ensure_namespace(self, name: str) -> None:
         try:
-            self.store.create(self.ns_res, None, objects.prepare_create(
-                self.ns_res, {"metadata": {"name": name}}, None))
+            self.store.create(
+                self.ns_res,
+                None,
+                objects.prepare_create(self.ns_res, {"metadata": {"name": name}}, None),
+            )
         except StatusError as err:
             if err.code != 409:
                 raise
 
 
 def _now() -> str:
-    return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 __all__ = ["Api", "Route", "parse_path", "not_found"]

@@ -21,12 +21,13 @@ LEVELS = ["None", "Metadata", "Request", "RequestResponse"]
 
 
 def _micro() -> str:
-    return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 class AuditLog:
-    def __init__(self, policy_file: str | None, log_path: str | None, maxsize_mb: int = 0,
-                 maxbackup: int = 0) -> None:
+    def __init__(
+        self, policy_file: str | None, log_path: str | None, maxsize_mb: int = 0, maxbackup: int = 0
+    ) -> None:
         self.rules: list[dict] = []
         self.omit_stages: list[str] = []
         self.enabled = bool(policy_file and log_path)
@@ -44,8 +45,19 @@ class AuditLog:
         if self.path:
             self.path.parent.mkdir(parents=True, exist_ok=True)
 
-    def level(self, user: str, groups: list[str], verb: str, namespace: str, group: str,
-              resource: str, subresource: str, name: str, path: str, resource_request: bool) -> tuple[str, list[str]]:
+    def level(
+        self,
+        user: str,
+        groups: list[str],
+        verb: str,
+        namespace: str,
+        group: str,
+        resource: str,
+        subresource: str,
+        name: str,
+        path: str,
+        resource_request: bool,
+    ) -> tuple[str, list[str]]:
         for rule in self.rules:
             if rule.get("users") and user not in rule["users"]:
                 continue
@@ -59,43 +71,70 @@ class AuditLog:
                 if rule.get("namespaces") and namespace not in rule["namespaces"]:
                     continue
                 if rule.get("resources") and not self._match_resources(
-                        rule["resources"], group, resource, subresource, name):
+                    rule["resources"], group, resource, subresource, name
+                ):
                     continue
             else:
                 if rule.get("resources") or rule.get("namespaces"):
                     continue
                 urls = rule.get("nonResourceURLs")
-                if urls and not any(path == u or (u.endswith("*") and path.startswith(u[:-1]))
-                                    for u in urls):
+                if urls and not any(
+                    path == u or (u.endswith("*") and path.startswith(u[:-1])) for u in urls
+                ):
                     continue
             return rule.get("level", "None"), list(rule.get("omitStages") or [])
         return "None", []
 
     @staticmethod
-    def _match_resources(groups: list[dict], group: str, resource: str, subresource: str,
-                         name: str) -> bool:
+    def _match_resources(
+        groups: list[dict], group: str, resource: str, subresource: str, name: str
+    ) -> bool:
         combined = f"{resource}/{subresource}" if subresource else resource
         for g in groups:
             if "group" in g and g["group"] not in (group, "*"):
                 continue
             names = g.get("resources") or []
             if names and not any(
-                    n in (combined, "*", "*/*") or (n == f"{resource}/*" and subresource)
-                    or (n == f"*/{subresource}" and subresource) for n in names):
+                n in (combined, "*", "*/*")
+                or (n == f"{resource}/*" and subresource)
+                or (n == f"*/{subresource}" and subresource)
+                for n in names
+            ):
                 continue
             if g.get("resourceNames") and name not in g["resourceNames"]:
                 continue
             return True
         return False
 
-    def event(self, stage: str, level: str, audit_id: str, verb: str, uri: str, user: str,
-              groups: list[str], source_ip: str, user_agent: str, obj_ref: dict | None,
-              code: int | None, request_obj: dict | None, response_obj: dict | None,
-              received: str) -> None:
-        ev = {"kind": "Event", "apiVersion": "audit.k8s.io/v1", "level": level,
-              "auditID": audit_id, "stage": stage, "requestURI": uri, "verb": verb,
-              "user": {"username": user, "groups": groups}, "sourceIPs": [source_ip],
-              "userAgent": user_agent}
+    def event(
+        self,
+        stage: str,
+        level: str,
+        audit_id: str,
+        verb: str,
+        uri: str,
+        user: str,
+        groups: list[str],
+        source_ip: str,
+        user_agent: str,
+        obj_ref: dict | None,
+        code: int | None,
+        request_obj: dict | None,
+        response_obj: dict | None,
+        received: str,
+    ) -> None:
+        ev = {
+            "kind": "Event",
+            "apiVersion": "audit.k8s.io/v1",
+            "level": level,
+            "auditID": audit_id,
+            "stage": stage,
+            "requestURI": uri,
+            "verb": verb,
+            "user": {"username": user, "groups": groups},
+            "sourceIPs": [source_ip],
+            "userAgent": user_agent,
+        }
         if obj_ref:
             ev["objectRef"] = obj_ref
         if code is not None:
@@ -115,14 +154,18 @@ class AuditLog:
                 return
             if self.path is None:
                 return
-            if self.maxsize and self.path.exists() and self.path.stat().st_size + len(line) > self.maxsize:
+            if (
+                self.maxsize
+                and self.path.exists()
+                and self.path.stat().st_size + len(line) > self.maxsize
+            ):
                 self._rotate()
             with open(self.path, "a") as fh:
                 fh.write(line)
 
     def _rotate(self) -> None:
         assert self.path is not None
-        stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H-%M-%S.%f")[:-3]
+        stamp = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H-%M-%S.%f")[:-3]
         os.replace(self.path, self.path.with_name(f"{self.path.stem}-{stamp}{self.path.suffix}"))
         if self.maxbackup:
             backups = sorted(self.path.parent.glob(f"{self.path.stem}-*{self.path.suffix}"))

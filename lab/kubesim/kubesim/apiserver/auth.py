@@ -17,12 +17,16 @@ import hmac
 from dataclasses import dataclass, field
 
 from ..etcd import EtcdError
-from .store import Store
 from .resources import lookup
+from .store import Store
 
 ADMIN_GROUPS = {"system:masters", "kubeadm:cluster-admins"}
-COMPONENT_USERS = {"system:kube-controller-manager", "system:kube-scheduler",
-                   "kube-apiserver-kubelet-client", "system:kube-proxy"}
+COMPONENT_USERS = {
+    "system:kube-controller-manager",
+    "system:kube-scheduler",
+    "kube-apiserver-kubelet-client",
+    "system:kube-proxy",
+}
 PUBLIC_PATHS = ("/healthz", "/livez", "/readyz", "/version")
 
 
@@ -67,10 +71,11 @@ def from_token(store: Store, token: str) -> User | None:
     exp = data.get("expiration")
     if exp:
         when = dt.datetime.strptime(exp.replace("Z", "+0000"), "%Y-%m-%dT%H:%M:%S%z")
-        if when < dt.datetime.now(dt.timezone.utc):
+        if when < dt.datetime.now(dt.UTC):
             return None
     groups = ["system:bootstrappers"] + [
-        g for g in data.get("auth-extra-groups", "").split(",") if g]
+        g for g in data.get("auth-extra-groups", "").split(",") if g
+    ]
     return User(f"system:bootstrap:{token_id}", groups + ["system:authenticated"])
 
 
@@ -80,11 +85,18 @@ def allowed(user: User, verb: str, resource: str, namespace: str, name: str, pat
         return True
     if user.name.startswith("system:node:") or "system:nodes" in groups:
         return True
-    if path.startswith(PUBLIC_PATHS) or path in ("/api", "/apis") or path.startswith(
-            ("/api/v1?", "/openapi")):
+    if (
+        path.startswith(PUBLIC_PATHS)
+        or path in ("/api", "/apis")
+        or path.startswith(("/api/v1?", "/openapi"))
+    ):
         return True
-    if resource == "configmaps" and namespace == "kube-public" and name == "cluster-info" \
-            and verb == "get":
+    if (
+        resource == "configmaps"
+        and namespace == "kube-public"
+        and name == "cluster-info"
+        and verb == "get"
+    ):
         return True
     if "system:bootstrappers" in groups:
         if verb in ("get", "list") and resource in ("configmaps", "nodes", "pods"):
@@ -96,15 +108,25 @@ def allowed(user: User, verb: str, resource: str, namespace: str, name: str, pat
     return False
 
 
-def forbidden_message(user: User, verb: str, resource: str, group: str, namespace: str,
-                      name: str, path: str) -> str:
+def forbidden_message(
+    user: User, verb: str, resource: str, group: str, namespace: str, name: str, path: str
+) -> str:
     if not resource:
         return f'forbidden: User "{user.name}" cannot {verb} path "{path}"'
     what = f'{resource} "{name}"' if name else resource
     scope = f'in the namespace "{namespace}"' if namespace else "at the cluster scope"
-    return (f'{what} is forbidden: User "{user.name}" cannot {verb} resource "{resource}" '
-            f'in API group "{group}" {scope}')
+    return (
+        f'{what} is forbidden: User "{user.name}" cannot {verb} resource "{resource}" '
+        f'in API group "{group}" {scope}'
+    )
 
 
-__all__ = ["ANONYMOUS", "User", "allowed", "forbidden_message", "from_cert", "from_token",
-           "EtcdError"]
+__all__ = [
+    "ANONYMOUS",
+    "User",
+    "allowed",
+    "forbidden_message",
+    "from_cert",
+    "from_token",
+    "EtcdError",
+]

@@ -48,8 +48,13 @@ Check = Callable[[], str | None]  # returns None when healthy, else the (logged)
 
 
 class Health:
-    def __init__(self, etcd: EtcdClient, healthcheck_timeout: float, readycheck_timeout: float,
-                 log: Callable[[str], None]) -> None:
+    def __init__(
+        self,
+        etcd: EtcdClient,
+        healthcheck_timeout: float,
+        readycheck_timeout: float,
+        log: Callable[[str], None],
+    ) -> None:
         self.etcd = etcd
         self.healthcheck_timeout = healthcheck_timeout
         self.readycheck_timeout = readycheck_timeout
@@ -77,7 +82,9 @@ class Health:
         if endpoint != "livez":
             base.append(("autoregister-completion", lambda: None))
         if endpoint == "readyz":
-            base.append(("shutdown", lambda: "process is shutting down" if self.shutting_down else None))
+            base.append(
+                ("shutdown", lambda: "process is shutting down" if self.shutting_down else None)
+            )
         return base
 
     def handle(self, path: str, query: str) -> tuple[int, str]:

@@ -7,8 +7,31 @@ from __future__ import annotations
 
 import threading
 
-BUCKETS = [0.005, 0.025, 0.05, 0.1, 0.2, 0.4, 0.6, 0.8, 1.0, 1.25, 1.5, 2, 3, 4, 5, 6, 8, 10,
-           15, 20, 30, 45, 60]
+BUCKETS = [
+    0.005,
+    0.025,
+    0.05,
+    0.1,
+    0.2,
+    0.4,
+    0.6,
+    0.8,
+    1.0,
+    1.25,
+    1.5,
+    2,
+    3,
+    4,
+    5,
+    6,
+    8,
+    10,
+    15,
+    20,
+    30,
+    45,
+    60,
+]
 
 
 class Metrics:
@@ -17,11 +40,27 @@ class Metrics:
         self.durations: dict[tuple, list] = {}  # labels -> [bucket counts..., sum, count]
         self.totals: dict[tuple, int] = {}
 
-    def observe(self, verb: str, group: str, version: str, resource: str, subresource: str,
-                scope: str, code: int, seconds: float) -> None:
-        labels = (("component", "apiserver"), ("dry_run", ""), ("group", group),
-                  ("resource", resource), ("scope", scope), ("subresource", subresource),
-                  ("verb", verb), ("version", version))
+    def observe(
+        self,
+        verb: str,
+        group: str,
+        version: str,
+        resource: str,
+        subresource: str,
+        scope: str,
+        code: int,
+        seconds: float,
+    ) -> None:
+        labels = (
+            ("component", "apiserver"),
+            ("dry_run", ""),
+            ("group", group),
+            ("resource", resource),
+            ("scope", scope),
+            ("subresource", subresource),
+            ("verb", verb),
+            ("version", version),
+        )
         with self.lock:
             entry = self.durations.setdefault(labels, [0] * len(BUCKETS) + [0.0, 0])
             for i, bound in enumerate(BUCKETS):
@@ -37,21 +76,31 @@ class Metrics:
         return "{" + ",".join(f'{k}="{v}"' for k, v in labels + extra) + "}"
 
     def render(self) -> str:
-        out = ["# HELP apiserver_request_duration_seconds [STABLE] Response latency distribution "
-               "in seconds for each verb, dry run value, group, version, resource, subresource, "
-               "scope and component.",
-               "# TYPE apiserver_request_duration_seconds histogram"]
+        out = [
+            "# HELP apiserver_request_duration_seconds [STABLE] Response latency distribution "
+            "in seconds for each verb, dry run value, group, version, resource, subresource, "
+            "scope and component.",
+            "# TYPE apiserver_request_duration_seconds histogram",
+        ]
         with self.lock:
             for labels, entry in sorted(self.durations.items()):
                 for i, bound in enumerate(BUCKETS):
-                    out.append("apiserver_request_duration_seconds_bucket"
-                               f"{self._fmt(labels, (('le', repr(float(bound)).rstrip('0').rstrip('.') if bound != int(bound) else str(bound)),))} {entry[i]}")
-                out.append(f"apiserver_request_duration_seconds_bucket{self._fmt(labels, (('le', '+Inf'),))} {entry[-1]}")
+                    out.append(
+                        "apiserver_request_duration_seconds_bucket"
+                        f"{self._fmt(labels, (('le', repr(float(bound)).rstrip('0').rstrip('.') if bound != int(bound) else str(bound)),))} {entry[i]}"
+                    )
+                out.append(
+                    f"apiserver_request_duration_seconds_bucket{self._fmt(labels, (('le', '+Inf'),))} {entry[-1]}"
+                )
                 out.append(f"apiserver_request_duration_seconds_sum{self._fmt(labels)} {entry[-2]}")
-                out.append(f"apiserver_request_duration_seconds_count{self._fmt(labels)} {entry[-1]}")
-            out.append("# HELP apiserver_request_total [STABLE] Counter of apiserver requests broken "
-                       "out for each verb, dry run value, group, version, resource, scope, "
-                       "component, and HTTP response code.")
+                out.append(
+                    f"apiserver_request_duration_seconds_count{self._fmt(labels)} {entry[-1]}"
+                )
+            out.append(
+                "# HELP apiserver_request_total [STABLE] Counter of apiserver requests broken "
+                "out for each verb, dry run value, group, version, resource, scope, "
+                "component, and HTTP response code."
+            )
             out.append("# TYPE apiserver_request_total counter")
             for labels, count in sorted(self.totals.items()):
                 out.append(f"apiserver_request_total{self._fmt(labels)} {count}")

@@ -54,8 +54,12 @@ def json_patch(doc: dict, ops: list[dict]) -> dict:
         elif kind == "test":
             have = parent[int(last)] if isinstance(parent, list) else parent.get(last)
             if have != op.get("value"):
-                raise StatusError(422, "Invalid", f"the server rejected our request due to an "
-                                  f"error in our request: test failed at {op['path']}")
+                raise StatusError(
+                    422,
+                    "Invalid",
+                    f"the server rejected our request due to an "
+                    f"error in our request: test failed at {op['path']}",
+                )
     return doc
 
 
@@ -69,8 +73,12 @@ def default_pod(pod: dict) -> None:
     spec.setdefault("enableServiceLinks", True)
     spec.setdefault("priority", 0)
     for c in spec.get("containers") or []:
-        c.setdefault("imagePullPolicy", "Always" if c.get("image", "").endswith(":latest")
-                     or ":" not in c.get("image", "") else "IfNotPresent")
+        c.setdefault(
+            "imagePullPolicy",
+            "Always"
+            if c.get("image", "").endswith(":latest") or ":" not in c.get("image", "")
+            else "IfNotPresent",
+        )
         c.setdefault("terminationMessagePath", "/dev/termination-log")
         c.setdefault("terminationMessagePolicy", "File")
         c.setdefault("resources", {})
@@ -88,18 +96,33 @@ def prepare_create(res: Resource, obj: dict, namespace: str | None) -> dict:
     if not meta.get("name"):
         if meta.get("generateName"):
             import secrets
+
             alphabet = "bcdfghjklmnpqrstvwxz2456789"
-            meta["name"] = meta["generateName"] + "".join(secrets.choice(alphabet) for _ in range(5))
+            meta["name"] = meta["generateName"] + "".join(
+                secrets.choice(alphabet) for _ in range(5)
+            )
         else:
-            raise StatusError(422, "Invalid", f"{res.kind} \"\" is invalid: metadata.name: "
-                              "Required value: name or generateName is required")
+            raise StatusError(
+                422,
+                "Invalid",
+                f'{res.kind} "" is invalid: metadata.name: '
+                "Required value: name or generateName is required",
+            )
     if res.namespaced:
         if meta.get("namespace") and namespace and meta["namespace"] != namespace:
-            raise StatusError(400, "BadRequest", "the namespace of the provided object does not "
-                              "match the namespace sent on the request")
+            raise StatusError(
+                400,
+                "BadRequest",
+                "the namespace of the provided object does not "
+                "match the namespace sent on the request",
+            )
         meta["namespace"] = namespace
-    if "spec" in obj or res.plural in ("poddisruptionbudgets", "replicasets", "deployments",
-                                       "daemonsets"):
+    if "spec" in obj or res.plural in (
+        "poddisruptionbudgets",
+        "replicasets",
+        "deployments",
+        "daemonsets",
+    ):
         meta["generation"] = 1
     if res.plural == "pods":
         default_pod(obj)
@@ -108,8 +131,13 @@ def prepare_create(res: Resource, obj: dict, namespace: str | None) -> dict:
         obj["status"] = {"phase": "Active"}
         meta.setdefault("labels", {})["kubernetes.io/metadata.name"] = meta["name"]
     if res.plural == "poddisruptionbudgets":
-        obj["status"] = {"disruptionsAllowed": 0, "currentHealthy": 0, "desiredHealthy": 0,
-                         "expectedPods": 0, "observedGeneration": 0}
+        obj["status"] = {
+            "disruptionsAllowed": 0,
+            "currentHealthy": 0,
+            "desiredHealthy": 0,
+            "expectedPods": 0,
+            "observedGeneration": 0,
+        }
     if res.plural == "secrets":
         obj.setdefault("type", "Opaque")
     if res.plural == "nodes":
@@ -124,8 +152,13 @@ def prepare_update(res: Resource, old: dict, new: dict, subresource: str) -> dic
     new["kind"] = res.kind
     new["apiVersion"] = res.group_version
     meta, old_meta = new.setdefault("metadata", {}), old["metadata"]
-    for keep in ("uid", "creationTimestamp", "namespace", "deletionTimestamp",
-                 "deletionGracePeriodSeconds"):
+    for keep in (
+        "uid",
+        "creationTimestamp",
+        "namespace",
+        "deletionTimestamp",
+        "deletionGracePeriodSeconds",
+    ):
         if keep in old_meta:
             meta[keep] = old_meta[keep]
     if res.status and subresource != "status" and "status" in old:
@@ -142,15 +175,19 @@ def prepare_update(res: Resource, old: dict, new: dict, subresource: str) -> dic
     if res.plural == "pods" and subresource != "status":
         old_node = old.get("spec", {}).get("nodeName")
         if old_node and new.get("spec", {}).get("nodeName") != old_node:
-            raise StatusError(422, "Invalid", f'Pod "{meta.get("name")}" is invalid: spec: '
-                              "Forbidden: pod updates may not change fields other than "
-                              "`spec.containers[*].image`,`spec.initContainers[*].image`,"
-                              "`spec.activeDeadlineSeconds`,`spec.tolerations` (only additions "
-                              "to existing tolerations),`spec.terminationGracePeriodSeconds` "
-                              "(allow it to be set to 1 if it was previously negative)")
+            raise StatusError(
+                422,
+                "Invalid",
+                f'Pod "{meta.get("name")}" is invalid: spec: '
+                "Forbidden: pod updates may not change fields other than "
+                "`spec.containers[*].image`,`spec.initContainers[*].image`,"
+                "`spec.activeDeadlineSeconds`,`spec.tolerations` (only additions "
+                "to existing tolerations),`spec.terminationGracePeriodSeconds` "
+                "(allow it to be set to 1 if it was previously negative)",
+            )
     return new
 
 
 def deletion_timestamp(grace: int) -> str:
-    when = dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=grace)
+    when = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=grace)
     return when.strftime("%Y-%m-%dT%H:%M:%SZ")

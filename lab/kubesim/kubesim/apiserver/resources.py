@@ -20,7 +20,14 @@ class Resource:
     short: tuple[str, ...] = ()
     status: bool = False  # has a /status subresource (main PUT ignores .status)
     verbs: tuple[str, ...] = (
-        "create", "delete", "deletecollection", "get", "list", "patch", "update", "watch",
+        "create",
+        "delete",
+        "deletecollection",
+        "get",
+        "list",
+        "patch",
+        "update",
+        "watch",
     )
 
     @property
@@ -44,20 +51,44 @@ _ALL = [
     Resource("endpoints", "", "v1", "Endpoints", True, "services/endpoints", ("ep",)),
     Resource("serviceaccounts", "", "v1", "ServiceAccount", True, "serviceaccounts", ("sa",)),
     Resource("leases", "coordination.k8s.io", "v1", "Lease", True, "leases"),
-    Resource("poddisruptionbudgets", "policy", "v1", "PodDisruptionBudget", True,
-             "poddisruptionbudgets", ("pdb",), True),
+    Resource(
+        "poddisruptionbudgets",
+        "policy",
+        "v1",
+        "PodDisruptionBudget",
+        True,
+        "poddisruptionbudgets",
+        ("pdb",),
+        True,
+    ),
     Resource("replicasets", "apps", "v1", "ReplicaSet", True, "replicasets", ("rs",), True),
     Resource("deployments", "apps", "v1", "Deployment", True, "deployments", ("deploy",), True),
     Resource("daemonsets", "apps", "v1", "DaemonSet", True, "daemonsets", ("ds",), True),
-    Resource("certificatesigningrequests", "certificates.k8s.io", "v1",
-             "CertificateSigningRequest", False, "certificatesigningrequests", ("csr",), True),
-    Resource("clusterroles", "rbac.authorization.k8s.io", "v1", "ClusterRole", False,
-             "clusterroles"),
-    Resource("clusterrolebindings", "rbac.authorization.k8s.io", "v1", "ClusterRoleBinding",
-             False, "clusterrolebindings"),
+    Resource(
+        "certificatesigningrequests",
+        "certificates.k8s.io",
+        "v1",
+        "CertificateSigningRequest",
+        False,
+        "certificatesigningrequests",
+        ("csr",),
+        True,
+    ),
+    Resource(
+        "clusterroles", "rbac.authorization.k8s.io", "v1", "ClusterRole", False, "clusterroles"
+    ),
+    Resource(
+        "clusterrolebindings",
+        "rbac.authorization.k8s.io",
+        "v1",
+        "ClusterRoleBinding",
+        False,
+        "clusterrolebindings",
+    ),
     Resource("roles", "rbac.authorization.k8s.io", "v1", "Role", True, "roles"),
-    Resource("rolebindings", "rbac.authorization.k8s.io", "v1", "RoleBinding", True,
-             "rolebindings"),
+    Resource(
+        "rolebindings", "rbac.authorization.k8s.io", "v1", "RoleBinding", True, "rolebindings"
+    ),
 ]
 
 BY_GV_PLURAL = {(r.group, r.version, r.plural): r for r in _ALL}
@@ -84,18 +115,50 @@ def resource_list(group: str, version: str) -> dict | None:
         return None
     resources = []
     for r in items:
-        resources.append({
-            "name": r.plural, "singularName": r.kind.lower(), "namespaced": r.namespaced,
-            "kind": r.kind, "verbs": list(r.verbs), **({"shortNames": list(r.short)} if r.short else {}),
-        })
+        resources.append(
+            {
+                "name": r.plural,
+                "singularName": r.kind.lower(),
+                "namespaced": r.namespaced,
+                "kind": r.kind,
+                "verbs": list(r.verbs),
+                **({"shortNames": list(r.short)} if r.short else {}),
+            }
+        )
         if r.status:
-            resources.append({"name": f"{r.plural}/status", "singularName": "", "namespaced":
-                              r.namespaced, "kind": r.kind, "verbs": ["get", "patch", "update"]})
+            resources.append(
+                {
+                    "name": f"{r.plural}/status",
+                    "singularName": "",
+                    "namespaced": r.namespaced,
+                    "kind": r.kind,
+                    "verbs": ["get", "patch", "update"],
+                }
+            )
         if r.plural == "pods":
-            resources.append({"name": "pods/eviction", "singularName": "", "namespaced": True,
-                              "group": "policy", "version": "v1", "kind": "Eviction",
-                              "verbs": ["create"]})
-            resources.append({"name": "pods/binding", "singularName": "", "namespaced": True,
-                              "kind": "Binding", "verbs": ["create"]})
-    return {"kind": "APIResourceList", "apiVersion": "v1",
-            "groupVersion": f"{group}/{version}" if group else version, "resources": resources}
+            resources.append(
+                {
+                    "name": "pods/eviction",
+                    "singularName": "",
+                    "namespaced": True,
+                    "group": "policy",
+                    "version": "v1",
+                    "kind": "Eviction",
+                    "verbs": ["create"],
+                }
+            )
+            resources.append(
+                {
+                    "name": "pods/binding",
+                    "singularName": "",
+                    "namespaced": True,
+                    "kind": "Binding",
+                    "verbs": ["create"],
+                }
+            )
+    return {
+        "kind": "APIResourceList",
+        "apiVersion": "v1",
+        "groupVersion": f"{group}/{version}" if group else version,
+        "resources": resources,
+    }

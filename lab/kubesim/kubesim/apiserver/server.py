@@ -40,18 +40,27 @@ class Apiserver:
         self.flags = flags
         self.version = version
         endpoints = flags.get("etcd-servers", "https://127.0.0.1:2379").split(",")
-        self.etcd = EtcdClient(endpoints, flags["etcd-cafile"], flags["etcd-certfile"],
-                               flags["etcd-keyfile"], timeout=10.0)
+        self.etcd = EtcdClient(
+            endpoints,
+            flags["etcd-cafile"],
+            flags["etcd-certfile"],
+            flags["etcd-keyfile"],
+            timeout=10.0,
+        )
         self.store = Store(self.etcd)
         self.api = Api(self.store)
         self.health = Health(
             self.etcd,
             flagutil.duration(flags.get("etcd-healthcheck-timeout", "2s")),
             flagutil.duration(flags.get("etcd-readycheck-timeout", "2s")),
-            lambda m: klog.warning(m, "healthz.go:261"))
-        self.audit = AuditLog(flags.get("audit-policy-file"), flags.get("audit-log-path"),
-                              int(flags.get("audit-log-maxsize", "0") or 0),
-                              int(flags.get("audit-log-maxbackup", "0") or 0))
+            lambda m: klog.warning(m, "healthz.go:261"),
+        )
+        self.audit = AuditLog(
+            flags.get("audit-policy-file"),
+            flags.get("audit-log-path"),
+            int(flags.get("audit-log-maxsize", "0") or 0),
+            int(flags.get("audit-log-maxbackup", "0") or 0),
+        )
         self.metrics = Metrics()
         self.shutdown_delay = flagutil.duration(flags.get("shutdown-delay-duration", "0s"))
         self.inflight = 0
@@ -60,10 +69,17 @@ class Apiserver:
         self.port = int(flags.get("secure-port", "6443"))
 
     def version_info(self) -> dict:
-        return {"major": str(self.version.major), "minor": str(self.version.minor),
-                "gitVersion": str(self.version), "gitCommit": git_commit(self.version),
-                "gitTreeState": "clean", "buildDate": "2024-04-17T17:27:03Z",
-                "goVersion": "go1.22.2", "compiler": "gc", "platform": "linux/amd64"}
+        return {
+            "major": str(self.version.major),
+            "minor": str(self.version.minor),
+            "gitVersion": str(self.version),
+            "gitCommit": git_commit(self.version),
+            "gitTreeState": "clean",
+            "buildDate": "2024-04-17T17:27:03Z",
+            "goVersion": "go1.22.2",
+            "compiler": "gc",
+            "platform": "linux/amd64",
+        }
 
     def tls_context(self) -> ssl.SSLContext:
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
@@ -83,7 +99,9 @@ class Apiserver:
                     self.api.ensure_namespace(ns)
                 break
             except StatusError as err:
-                klog.warning(f"unable to create system namespaces: {err.message}", "controller.go:96")
+                klog.warning(
+                    f"unable to create system namespaces: {err.message}", "controller.go:96"
+                )
                 time.sleep(1)
         self.health.hooks_done = True
         klog.info("All post-start hooks are done", "genericapiserver.go:533")
@@ -108,7 +126,7 @@ class Handler(BaseHTTPRequestHandler):
     def handle_one_request(self) -> None:
         try:
             super().handle_one_request()
-        except (ssl.SSLError, ConnectionError, socket.timeout, OSError):
+        except (TimeoutError, ssl.SSLError, ConnectionError, OSError):
             self.close_connection = True
 
     def do_GET(self) -> None:  # noqa: N802
@@ -163,25 +181,44 @@ class Handler(BaseHTTPRequestHandler):
             route = parse_path(path) if path.startswith(("/api/", "/apis/")) else None
             if route is not None and route.res is not None:
                 verb = app.api.verb(method, route, query)
-                if not auth.allowed(user, verb, route.res.plural, route.namespace, route.name, path):
-                    raise StatusError(403, "Forbidden", auth.forbidden_message(
-                        user, verb, route.res.plural, route.group, route.namespace, route.name, path),
-                        {"name": route.name, "kind": route.res.plural} if route.name else {"kind": route.res.plural})
+                if not auth.allowed(
+                    user, verb, route.res.plural, route.namespace, route.name, path
+                ):
+                    raise StatusError(
+                        403,
+                        "Forbidden",
+                        auth.forbidden_message(
+                            user,
+                            verb,
+                            route.res.plural,
+                            route.group,
+                            route.namespace,
+                            route.name,
+                            path,
+                        ),
+                        {"name": route.name, "kind": route.res.plural}
+                        if route.name
+                        else {"kind": route.res.plural},
+                    )
                 if verb == "watch":
                     raise StatusError(405, "MethodNotAllowed", "kubesim: watch is not served")
-                code, doc = app.api.handle(method, route, query, body,
-                                           self.headers.get("Content-Type", "application/json"))
+                code, doc = app.api.handle(
+                    method, route, query, body, self.headers.get("Content-Type", "application/json")
+                )
                 out = json.dumps(doc).encode()
             else:
                 if not auth.allowed(user, verb, "", "", "", path):
-                    raise StatusError(403, "Forbidden", auth.forbidden_message(
-                        user, verb, "", "", "", "", path))
+                    raise StatusError(
+                        403, "Forbidden", auth.forbidden_message(user, verb, "", "", "", "", path)
+                    )
                 code, out, ctype = self.non_resource(path, split.query)
         except StatusError as err:
             code, out = err.code, json.dumps(err.status()).encode()
         except (ValueError, KeyError, TypeError) as err:
             code = 400
-            out = json.dumps(StatusError(400, "BadRequest", f"kubesim: bad request: {err}").status()).encode()
+            out = json.dumps(
+                StatusError(400, "BadRequest", f"kubesim: bad request: {err}").status()
+            ).encode()
         finally:
             with app.inflight_lock:
                 app.inflight -= 1
@@ -190,23 +227,48 @@ class Handler(BaseHTTPRequestHandler):
         finally:
             elapsed = time.monotonic() - start
             res = route.res if route is not None else None
-            scope = ("resource" if route and route.name else
-                     "namespace" if route and route.namespace else "cluster") if res else ""
-            app.metrics.observe(verb.upper() if res else method, res.group if res else "",
-                                res.version if res else "", res.plural if res else "",
-                                route.subresource if route else "", scope, code, elapsed)
+            scope = (
+                (
+                    "resource"
+                    if route and route.name
+                    else "namespace"
+                    if route and route.namespace
+                    else "cluster"
+                )
+                if res
+                else ""
+            )
+            app.metrics.observe(
+                verb.upper() if res else method,
+                res.group if res else "",
+                res.version if res else "",
+                res.plural if res else "",
+                route.subresource if route else "",
+                scope,
+                code,
+                elapsed,
+            )
             self.audit(method, verb, route, user, code, body, out, received)
 
-    def audit(self, method: str, verb: str, route, user, code: int, body: bytes, out: bytes,
-              received: str) -> None:
+    def audit(
+        self, method: str, verb: str, route, user, code: int, body: bytes, out: bytes, received: str
+    ) -> None:
         log = self.app.audit
         if not log.enabled or user is None:
             return
         res = route.res if route is not None else None
-        level, omit = log.level(user.name, user.groups, verb, route.namespace if route else "",
-                                res.group if res else "", res.plural if res else "",
-                                route.subresource if route else "", route.name if route else "",
-                                urlsplit(self.path).path, res is not None)
+        level, omit = log.level(
+            user.name,
+            user.groups,
+            verb,
+            route.namespace if route else "",
+            res.group if res else "",
+            res.plural if res else "",
+            route.subresource if route else "",
+            route.name if route else "",
+            urlsplit(self.path).path,
+            res is not None,
+        )
         if level == "None":
             return
         omit = set(omit) | set(log.omit_stages)
@@ -222,22 +284,38 @@ class Handler(BaseHTTPRequestHandler):
             if route.subresource:
                 ref["subresource"] = route.subresource
         audit_id = AuditLog.new_id()
-        common = dict(audit_id=audit_id, verb=verb, uri=self.path, user=user.name,
-                      groups=user.groups, source_ip=self.client_address[0],
-                      user_agent=self.headers.get("User-Agent", ""), obj_ref=ref, received=received)
+        common = dict(
+            audit_id=audit_id,
+            verb=verb,
+            uri=self.path,
+            user=user.name,
+            groups=user.groups,
+            source_ip=self.client_address[0],
+            user_agent=self.headers.get("User-Agent", ""),
+            obj_ref=ref,
+            received=received,
+        )
         req_obj = _json_or_none(body) if level in ("Request", "RequestResponse") else None
         if "RequestReceived" not in omit:
-            log.event("RequestReceived", level, code=None, request_obj=None, response_obj=None,
-                      **common)
+            log.event(
+                "RequestReceived", level, code=None, request_obj=None, response_obj=None, **common
+            )
         if "ResponseComplete" not in omit:
-            log.event("ResponseComplete", level, code=code, request_obj=req_obj,
-                      response_obj=_json_or_none(out) if level == "RequestResponse" else None,
-                      **common)
+            log.event(
+                "ResponseComplete",
+                level,
+                code=code,
+                request_obj=req_obj,
+                response_obj=_json_or_none(out) if level == "RequestResponse" else None,
+                **common,
+            )
 
     def non_resource(self, path: str, query: str) -> tuple[int, bytes, str]:
         app = self.app
         text = "text/plain; charset=utf-8"
-        if path in ("/livez", "/readyz", "/healthz") or path.startswith(("/livez/", "/readyz/", "/healthz/")):
+        if path in ("/livez", "/readyz", "/healthz") or path.startswith(
+            ("/livez/", "/readyz/", "/healthz/")
+        ):
             code, body = app.health.handle(path, query)
             return code, body.encode(), text
         if path == "/version":
@@ -246,15 +324,33 @@ class Handler(BaseHTTPRequestHandler):
             return 200, app.metrics.render().encode(), "text/plain; version=0.0.4; charset=utf-8"
         if path == "/api":
             addr = f"{app.advertise}:{app.port}"
-            return 200, json.dumps({"kind": "APIVersions", "versions": ["v1"],
-                                    "serverAddressByClientCIDRs": [
-                                        {"clientCIDR": "0.0.0.0/0", "serverAddress": addr}]}).encode(), "application/json"
+            return (
+                200,
+                json.dumps(
+                    {
+                        "kind": "APIVersions",
+                        "versions": ["v1"],
+                        "serverAddressByClientCIDRs": [
+                            {"clientCIDR": "0.0.0.0/0", "serverAddress": addr}
+                        ],
+                    }
+                ).encode(),
+                "application/json",
+            )
         if path == "/apis":
-            groups = [{"name": g, "versions": [{"groupVersion": f"{g}/{v}", "version": v} for v in vs],
-                       "preferredVersion": {"groupVersion": f"{g}/{vs[0]}", "version": vs[0]}}
-                      for g, vs in resources.groups().items()]
-            return 200, json.dumps({"kind": "APIGroupList", "apiVersion": "v1",
-                                    "groups": groups}).encode(), "application/json"
+            groups = [
+                {
+                    "name": g,
+                    "versions": [{"groupVersion": f"{g}/{v}", "version": v} for v in vs],
+                    "preferredVersion": {"groupVersion": f"{g}/{vs[0]}", "version": vs[0]},
+                }
+                for g, vs in resources.groups().items()
+            ]
+            return (
+                200,
+                json.dumps({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups}).encode(),
+                "application/json",
+            )
         parts = [p for p in path.split("/") if p]
         if len(parts) == 2 and parts[0] == "api":
             doc = resources.resource_list("", parts[1])
@@ -276,24 +372,31 @@ def _json_or_none(data: bytes) -> dict | None:
 
 def run(argv: list[str], version: Version) -> int:
     flags, _ = flagutil.parse(argv, bools={"allow-privileged", "enable-bootstrap-token-auth"})
-    for needed in ("etcd-cafile", "etcd-certfile", "etcd-keyfile", "tls-cert-file",
-                   "tls-private-key-file"):
+    for needed in (
+        "etcd-cafile",
+        "etcd-certfile",
+        "etcd-keyfile",
+        "tls-cert-file",
+        "tls-private-key-file",
+    ):
         if needed not in flags:
             klog.fatal(f"Error: --{needed} is required by kubesim's kube-apiserver", "server.go:1")
     app = Apiserver(flags, version)
     klog.info(f'"Starting" version="{version}"', "options.go:221")
-    klog.info(f"Golang settings GOGC= GOMAXPROCS= GOTRACEBACK=", "server.go:151")
+    klog.info("Golang settings GOGC= GOMAXPROCS= GOTRACEBACK=", "server.go:151")
     Handler.app = app
     bind = flags.get("bind-address", "0.0.0.0")
     httpd = Server((bind, app.port), Handler, bind_and_activate=False)
-    httpd.socket = app.tls_context().wrap_socket(httpd.socket, server_side=True,
-                                                 do_handshake_on_connect=False)
+    httpd.socket = app.tls_context().wrap_socket(
+        httpd.socket, server_side=True, do_handshake_on_connect=False
+    )
     # The handshake runs in the request thread (first read), never in the accept loop.
     httpd.server_bind()
     httpd.server_activate()
     klog.info(f'"Serving securely on {bind}:{app.port}"', "secure_serving.go:213")
-    serving = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.2},
-                               daemon=True)
+    serving = threading.Thread(
+        target=httpd.serve_forever, kwargs={"poll_interval": 0.2}, daemon=True
+    )
     serving.start()
     threading.Thread(target=app.bootstrap, daemon=True).start()
     stop = threading.Event()
@@ -312,9 +415,15 @@ def run(argv: list[str], version: Version) -> int:
     # serving for --shutdown-delay-duration, then stops listening and drains in-flight
     # requests (up to 60 s) before the process exits.
     app.health.shutting_down = True
-    klog.info(f'"[graceful-termination] shutdown event" name="ShutdownInitiated"', "genericapiserver.go:696")
+    klog.info(
+        '"[graceful-termination] shutdown event" name="ShutdownInitiated"',
+        "genericapiserver.go:696",
+    )
     time.sleep(app.shutdown_delay)
-    klog.info('"[graceful-termination] shutdown event" name="AfterShutdownDelayDuration"', "genericapiserver.go:722")
+    klog.info(
+        '"[graceful-termination] shutdown event" name="AfterShutdownDelayDuration"',
+        "genericapiserver.go:722",
+    )
     httpd.shutdown()
     httpd.socket.close()
     deadline = time.monotonic() + 60

@@ -30,28 +30,41 @@ class StatusError(Exception):
         self.details = details
 
     def status(self) -> dict:
-        doc = {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
-               "message": self.message, "reason": self.reason, "code": self.code}
+        doc = {
+            "kind": "Status",
+            "apiVersion": "v1",
+            "metadata": {},
+            "status": "Failure",
+            "message": self.message,
+            "reason": self.reason,
+            "code": self.code,
+        }
         if self.details is not None:
             doc["details"] = self.details
         return doc
 
 
 def not_found(res: Resource, name: str) -> StatusError:
-    return StatusError(404, "NotFound", f'{res.qualified} "{name}" not found',
-                       {"name": name, "group": res.group, "kind": res.plural})
+    return StatusError(
+        404,
+        "NotFound",
+        f'{res.qualified} "{name}" not found',
+        {"name": name, "group": res.group, "kind": res.plural},
+    )
 
 
 def conflict(res: Resource, name: str) -> StatusError:
     return StatusError(
-        409, "Conflict",
+        409,
+        "Conflict",
         f'Operation cannot be fulfilled on {res.qualified} "{name}": the object has been '
         "modified; please apply your changes to the latest version and try again",
-        {"name": name, "group": res.group, "kind": res.plural})
+        {"name": name, "group": res.group, "kind": res.plural},
+    )
 
 
 def timestamp() -> str:
-    return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def key_of(res: Resource, namespace: str | None, name: str | None = None) -> str:
@@ -108,12 +121,18 @@ class Store:
         except EtcdError as err:
             raise storage_error(err) from err
         if not ok:
-            raise StatusError(409, "AlreadyExists", f'{res.qualified} "{name}" already exists',
-                              {"name": name, "group": res.group, "kind": res.plural})
+            raise StatusError(
+                409,
+                "AlreadyExists",
+                f'{res.qualified} "{name}" already exists',
+                {"name": name, "group": res.group, "kind": res.plural},
+            )
         meta["resourceVersion"] = str(rev)
         return obj
 
-    def update(self, res: Resource, namespace: str | None, obj: dict, expect_rv: int | None) -> dict:
+    def update(
+        self, res: Resource, namespace: str | None, obj: dict, expect_rv: int | None
+    ) -> dict:
         """Write `obj`; expect_rv None means unconditional (AllowUnconditionalUpdate)."""
         meta = obj["metadata"]
         name = meta["name"]
@@ -136,7 +155,9 @@ class Store:
         meta["resourceVersion"] = str(rev)
         return obj
 
-    def delete(self, res: Resource, namespace: str | None, name: str, expect_rv: int | None = None) -> bool:
+    def delete(
+        self, res: Resource, namespace: str | None, name: str, expect_rv: int | None = None
+    ) -> bool:
         key = key_of(res, namespace, name)
         try:
             if expect_rv is None:

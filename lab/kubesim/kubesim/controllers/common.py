@@ -22,9 +22,19 @@ from ..leaderelection import LeaderElector
 def self_signed_context(host: str) -> ssl.SSLContext:
     """The serving cert a component makes for itself when given none (cert dir or in memory)."""
     ca, ca_key = pki.make_ca(f"{host}-ca@kubesim")
-    cert, key = pki.sign_leaf(pki.CertSpec("serving", "serving", "", f"{host}@kubesim",
-                                           server=True, dns_names=["localhost", host],
-                                           ips=["127.0.0.1"]), ca, ca_key)
+    cert, key = pki.sign_leaf(
+        pki.CertSpec(
+            "serving",
+            "serving",
+            "",
+            f"{host}@kubesim",
+            server=True,
+            dns_names=["localhost", host],
+            ips=["127.0.0.1"],
+        ),
+        ca,
+        ca_key,
+    )
     fd, name = tempfile.mkstemp(prefix="kubesim-serving-", suffix=".pem")
     with os.fdopen(fd, "wb") as fh:
         fh.write(pki.cert_pem(cert) + pki.key_pem(key))
@@ -46,8 +56,10 @@ def serve_healthz(bind: str, port: int, checks: Callable[[], list[tuple[str, boo
             endpoint = path.strip("/") or "healthz"
             results = checks()
             failed = [n for n, ok in results if not ok]
-            lines = [f"[{'-' if not ok else '+'}]{n} {'failed: reason withheld' if not ok else 'ok'}"
-                     for n, ok in results]
+            lines = [
+                f"[{'-' if not ok else '+'}]{n} {'failed: reason withheld' if not ok else 'ok'}"
+                for n, ok in results
+            ]
             if endpoint not in ("healthz", "livez", "readyz"):
                 code, body = 404, "404 page not found\n"
             elif failed:
@@ -68,7 +80,9 @@ def serve_healthz(bind: str, port: int, checks: Callable[[], list[tuple[str, boo
         allow_reuse_address = True
 
     httpd = S((bind, port), H, bind_and_activate=False)
-    httpd.socket = self_signed_context(socket.gethostname()).wrap_socket(httpd.socket, server_side=True)
+    httpd.socket = self_signed_context(socket.gethostname()).wrap_socket(
+        httpd.socket, server_side=True
+    )
     try:
         httpd.server_bind()
         httpd.server_activate()
@@ -78,8 +92,13 @@ def serve_healthz(bind: str, port: int, checks: Callable[[], list[tuple[str, boo
     threading.Thread(target=httpd.serve_forever, daemon=True).start()
 
 
-def run_component(name: str, argv: list[str], default_port: int, release_on_cancel: bool,
-                  work: Callable[[Client, dict, threading.Event], None]) -> int:
+def run_component(
+    name: str,
+    argv: list[str],
+    default_port: int,
+    release_on_cancel: bool,
+    work: Callable[[Client, dict, threading.Event], None],
+) -> int:
     """Parse flags, serve healthz, elect a leader on Lease kube-system/<name>, do `work`."""
     flags, _ = flagutil.parse(argv, bools={"leader-elect", "use-service-account-credentials"})
     kubeconfig = flags.get("kubeconfig") or flags.get("authentication-kubeconfig")
@@ -93,10 +112,16 @@ def run_component(name: str, argv: list[str], default_port: int, release_on_canc
     renew = flagutil.duration(flags.get("leader-elect-renew-deadline", "10s"))
     retry = flagutil.duration(flags.get("leader-elect-retry-period", "2s"))
     identity = f"{socket.gethostname()}_{uuid.uuid4()}"
-    elector = LeaderElector(Client.from_kubeconfig(kubeconfig, timeout=max(1.0, renew / 2)),
-                            flags.get("leader-elect-resource-namespace", "kube-system"),
-                            flags.get("leader-elect-resource-name", name), identity, lease, renew,
-                            retry, release_on_cancel)
+    elector = LeaderElector(
+        Client.from_kubeconfig(kubeconfig, timeout=max(1.0, renew / 2)),
+        flags.get("leader-elect-resource-namespace", "kube-system"),
+        flags.get("leader-elect-resource-name", name),
+        identity,
+        lease,
+        renew,
+        retry,
+        release_on_cancel,
+    )
 
     def checks() -> list[tuple[str, bool]]:
         out = [("ping", True)]

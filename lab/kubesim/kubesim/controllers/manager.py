@@ -40,7 +40,7 @@ def parse_time(text: str | None) -> float:
 
 
 def now_str() -> str:
-    return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def pod_ready(pod: dict) -> bool:
@@ -71,14 +71,17 @@ class Controllers:
     # -- nodelifecycle -------------------------------------------------------------------
     def nodelifecycle(self) -> None:
         nodes = self.c.list("nodes")["items"]
-        leases = {lease["metadata"]["name"]: lease for lease in
-                  self.c.list("leases", "kube-node-lease")["items"]}
+        leases = {
+            lease["metadata"]["name"]: lease
+            for lease in self.c.list("leases", "kube-node-lease")["items"]
+        }
         now = time.monotonic()
         for node in nodes:
             name = node["metadata"]["name"]
             lease = leases.get(name, {})
             mark = (lease.get("spec", {}).get("renewTime") or "") + json.dumps(
-                [c.get("lastHeartbeatTime") for c in node.get("status", {}).get("conditions") or []])
+                [c.get("lastHeartbeatTime") for c in node.get("status", {}).get("conditions") or []]
+            )
             seen = self.node_seen.get(name)
             if seen is None or seen[0] != mark:
                 self.node_seen[name] = (mark, now)
@@ -89,34 +92,45 @@ class Controllers:
             changed = False
             for cond in conds:
                 if cond.get("status") != "Unknown":
-                    cond.update(status="Unknown", reason="NodeStatusUnknown",
-                                message="Kubelet stopped posting node status.",
-                                lastTransitionTime=now_str())
+                    cond.update(
+                        status="Unknown",
+                        reason="NodeStatusUnknown",
+                        message="Kubelet stopped posting node status.",
+                        lastTransitionTime=now_str(),
+                    )
                     changed = True
             if changed:
-                klog.info(f'"Node became not ready" node="{name}" status="Unknown"',
-                          "node_lifecycle_controller.go:1006")
+                klog.info(
+                    f'"Node became not ready" node="{name}" status="Unknown"',
+                    "node_lifecycle_controller.go:1006",
+                )
                 try:
                     self.c.update("nodes", node, subresource="status")
                 except ApiError:
                     continue
             taints = node.get("spec", {}).get("taints") or []
             if not any(t.get("key") == UNREACHABLE for t in taints):
-                taints += [{"key": UNREACHABLE, "effect": "NoSchedule", "timeAdded": now_str()},
-                           {"key": UNREACHABLE, "effect": "NoExecute", "timeAdded": now_str()}]
+                taints += [
+                    {"key": UNREACHABLE, "effect": "NoSchedule", "timeAdded": now_str()},
+                    {"key": UNREACHABLE, "effect": "NoExecute", "timeAdded": now_str()},
+                ]
                 try:
                     self.c.patch("nodes", name, {"spec": {"taints": taints}})
                 except ApiError:
                     pass
         # a node that posts again loses the taints (the kubelet sets Ready itself)
         for node in nodes:
-            ready = any(c.get("type") == "Ready" and c.get("status") == "True"
-                        for c in node.get("status", {}).get("conditions") or [])
+            ready = any(
+                c.get("type") == "Ready" and c.get("status") == "True"
+                for c in node.get("status", {}).get("conditions") or []
+            )
             taints = node.get("spec", {}).get("taints") or []
             if ready and any(t.get("key") == UNREACHABLE for t in taints):
                 kept = [t for t in taints if t.get("key") != UNREACHABLE]
                 try:
-                    self.c.patch("nodes", node["metadata"]["name"], {"spec": {"taints": kept or None}})
+                    self.c.patch(
+                        "nodes", node["metadata"]["name"], {"spec": {"taints": kept or None}}
+                    )
                 except ApiError:
                     pass
 
@@ -126,21 +140,41 @@ class Controllers:
         for rs in self.c.list("replicasets")["items"]:
             meta = rs["metadata"]
             ns, uid = meta["namespace"], meta["uid"]
-            owned = [p for p in pods if p["metadata"]["namespace"] == ns and any(
-                o.get("uid") == uid for o in p["metadata"].get("ownerReferences") or [])]
-            active = [p for p in owned if not p["metadata"].get("deletionTimestamp")
-                      and p.get("status", {}).get("phase") not in ("Succeeded", "Failed")]
+            owned = [
+                p
+                for p in pods
+                if p["metadata"]["namespace"] == ns
+                and any(o.get("uid") == uid for o in p["metadata"].get("ownerReferences") or [])
+            ]
+            active = [
+                p
+                for p in owned
+                if not p["metadata"].get("deletionTimestamp")
+                and p.get("status", {}).get("phase") not in ("Succeeded", "Failed")
+            ]
             want = int(rs.get("spec", {}).get("replicas", 1))
             template = rs.get("spec", {}).get("template", {})
             for _ in range(want - len(active)):
-                pod = {"apiVersion": "v1", "kind": "Pod",
-                       "metadata": {"generateName": meta["name"] + "-", "namespace": ns,
-                                    "labels": dict(template.get("metadata", {}).get("labels") or {}),
-                                    "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet",
-                                                         "name": meta["name"], "uid": uid,
-                                                         "controller": True,
-                                                         "blockOwnerDeletion": True}]},
-                       "spec": json.loads(json.dumps(template.get("spec", {})))}
+                pod = {
+                    "apiVersion": "v1",
+                    "kind": "Pod",
+                    "metadata": {
+                        "generateName": meta["name"] + "-",
+                        "namespace": ns,
+                        "labels": dict(template.get("metadata", {}).get("labels") or {}),
+                        "ownerReferences": [
+                            {
+                                "apiVersion": "apps/v1",
+                                "kind": "ReplicaSet",
+                                "name": meta["name"],
+                                "uid": uid,
+                                "controller": True,
+                                "blockOwnerDeletion": True,
+                            }
+                        ],
+                    },
+                    "spec": json.loads(json.dumps(template.get("spec", {}))),
+                }
                 try:
                     self.c.create("pods", pod, ns)
                 except ApiError as err:
@@ -150,10 +184,13 @@ class Controllers:
                     self.c.delete("pods", pod["metadata"]["name"], ns)
                 except ApiError:
                     pass
-            status = {"replicas": len(active), "readyReplicas": sum(pod_ready(p) for p in active),
-                      "availableReplicas": sum(pod_ready(p) for p in active),
-                      "fullyLabeledReplicas": len(active),
-                      "observedGeneration": meta.get("generation", 1)}
+            status = {
+                "replicas": len(active),
+                "readyReplicas": sum(pod_ready(p) for p in active),
+                "availableReplicas": sum(pod_ready(p) for p in active),
+                "fullyLabeledReplicas": len(active),
+                "observedGeneration": meta.get("generation", 1),
+            }
             if any(rs.get("status", {}).get(k) != v for k, v in status.items()):
                 rs["status"] = status
                 try:
@@ -163,10 +200,16 @@ class Controllers:
         # garbage collector, pods only: owner gone -> dependent deleted
         rs_uids = {rs["metadata"]["uid"] for rs in self.c.list("replicasets")["items"]}
         for pod in pods:
-            owners = [o for o in pod["metadata"].get("ownerReferences") or []
-                      if o.get("kind") == "ReplicaSet"]
-            if owners and not any(o.get("uid") in rs_uids for o in owners) \
-                    and not pod["metadata"].get("deletionTimestamp"):
+            owners = [
+                o
+                for o in pod["metadata"].get("ownerReferences") or []
+                if o.get("kind") == "ReplicaSet"
+            ]
+            if (
+                owners
+                and not any(o.get("uid") in rs_uids for o in owners)
+                and not pod["metadata"].get("deletionTimestamp")
+            ):
                 try:
                     self.c.delete("pods", pod["metadata"]["name"], pod["metadata"]["namespace"])
                 except ApiError:
@@ -179,36 +222,69 @@ class Controllers:
         for pdb in self.c.list("poddisruptionbudgets")["items"]:
             meta, spec = pdb["metadata"], pdb.get("spec", {})
             ns = meta["namespace"]
-            matched = [p for p in pods if p["metadata"]["namespace"] == ns and
-                       labelsel.match_label_selector(spec.get("selector"), p["metadata"].get("labels"))]
+            matched = [
+                p
+                for p in pods
+                if p["metadata"]["namespace"] == ns
+                and labelsel.match_label_selector(spec.get("selector"), p["metadata"].get("labels"))
+            ]
             old = pdb.get("status", {})
-            disrupted = {k: v for k, v in (old.get("disruptedPods") or {}).items()
-                         if time.time() - parse_time(v) < 120 and any(
-                             p["metadata"]["name"] == k and not p["metadata"].get("deletionTimestamp")
-                             for p in matched)}
-            healthy = sum(1 for p in matched if pod_ready(p) and p["metadata"]["name"] not in disrupted)
+            disrupted = {
+                k: v
+                for k, v in (old.get("disruptedPods") or {}).items()
+                if time.time() - parse_time(v) < 120
+                and any(
+                    p["metadata"]["name"] == k and not p["metadata"].get("deletionTimestamp")
+                    for p in matched
+                )
+            }
+            healthy = sum(
+                1 for p in matched if pod_ready(p) and p["metadata"]["name"] not in disrupted
+            )
             expected = len(matched)
             if "maxUnavailable" in spec:
-                owners = {o.get("uid") for p in matched
-                          for o in p["metadata"].get("ownerReferences") or [] if o.get("controller")}
-                scale = sum(int(rs_by_uid[u].get("spec", {}).get("replicas", 1))
-                            for u in owners if u in rs_by_uid)
+                owners = {
+                    o.get("uid")
+                    for p in matched
+                    for o in p["metadata"].get("ownerReferences") or []
+                    if o.get("controller")
+                }
+                scale = sum(
+                    int(rs_by_uid[u].get("spec", {}).get("replicas", 1))
+                    for u in owners
+                    if u in rs_by_uid
+                )
                 expected = scale or expected
                 desired = max(0, expected - _int_or_percent(spec["maxUnavailable"], expected, True))
             else:
                 desired = _int_or_percent(spec.get("minAvailable", 1), expected, True)
             allowed = max(0, healthy - desired)
-            status = {"observedGeneration": meta.get("generation", 1), "disruptionsAllowed": allowed,
-                      "currentHealthy": healthy, "desiredHealthy": desired, "expectedPods": expected}
+            status = {
+                "observedGeneration": meta.get("generation", 1),
+                "disruptionsAllowed": allowed,
+                "currentHealthy": healthy,
+                "desiredHealthy": desired,
+                "expectedPods": expected,
+            }
             if disrupted:
                 status["disruptedPods"] = disrupted
-            status["conditions"] = [{
-                "type": "DisruptionAllowed", "status": "True" if allowed > 0 else "False",
-                "reason": "SufficientPods" if allowed > 0 else "InsufficientPods",
-                "message": "", "observedGeneration": meta.get("generation", 1),
-                "lastTransitionTime": next((c.get("lastTransitionTime") for c in old.get("conditions") or []
-                                            if c.get("status") == ("True" if allowed > 0 else "False")),
-                                           now_str())}]
+            status["conditions"] = [
+                {
+                    "type": "DisruptionAllowed",
+                    "status": "True" if allowed > 0 else "False",
+                    "reason": "SufficientPods" if allowed > 0 else "InsufficientPods",
+                    "message": "",
+                    "observedGeneration": meta.get("generation", 1),
+                    "lastTransitionTime": next(
+                        (
+                            c.get("lastTransitionTime")
+                            for c in old.get("conditions") or []
+                            if c.get("status") == ("True" if allowed > 0 else "False")
+                        ),
+                        now_str(),
+                    ),
+                }
+            ]
             if any(old.get(k) != v for k, v in status.items()):
                 pdb["status"] = status
                 try:
@@ -218,15 +294,18 @@ class Controllers:
 
     # -- bootstrap tokens ------------------------------------------------------------------
     def bootstrap(self) -> None:
-        secrets = self.c.list("secrets", "kube-system",
-                              field_selector="type=bootstrap.kubernetes.io/token")["items"]
+        secrets = self.c.list(
+            "secrets", "kube-system", field_selector="type=bootstrap.kubernetes.io/token"
+        )["items"]
         tokens = {}
         for s in secrets:
             data = {k: base64.b64decode(v).decode() for k, v in (s.get("data") or {}).items()}
             exp = data.get("expiration")
             if exp and parse_time(exp) < time.time():
-                klog.info(f"Deleting expired secret kube-system/{s['metadata']['name']}",
-                          "tokencleaner.go:194")
+                klog.info(
+                    f"Deleting expired secret kube-system/{s['metadata']['name']}",
+                    "tokencleaner.go:194",
+                )
                 try:
                     self.c.delete("secrets", s["metadata"]["name"], "kube-system")
                 except ApiError:
@@ -238,7 +317,9 @@ class Controllers:
         if cm is None:
             return
         content = (cm.get("data") or {}).get("kubeconfig", "")
-        want = {f"jws-kubeconfig-{tid}": detached_jws(content, tid, sec) for tid, sec in tokens.items()}
+        want = {
+            f"jws-kubeconfig-{tid}": detached_jws(content, tid, sec) for tid, sec in tokens.items()
+        }
         have = {k: v for k, v in (cm.get("data") or {}).items() if k.startswith("jws-kubeconfig-")}
         if want != have:
             data = {k: v for k, v in cm["data"].items() if not k.startswith("jws-kubeconfig-")}
@@ -254,6 +335,7 @@ class Controllers:
         if self.signing is None:
             return
         from cryptography import x509
+
         for csr in self.c.list("certificatesigningrequests")["items"]:
             spec, status = csr.get("spec", {}), csr.get("status", {})
             if status.get("certificate"):
@@ -263,10 +345,16 @@ class Controllers:
             name = csr["metadata"]["name"]
             conds = status.get("conditions") or []
             if not any(c.get("type") == "Approved" for c in conds):
-                status["conditions"] = conds + [{
-                    "type": "Approved", "status": "True", "reason": "AutoApproved",
-                    "message": "Auto approving kubelet client certificate after SubjectAccessReview.",
-                    "lastUpdateTime": now_str(), "lastTransitionTime": now_str()}]
+                status["conditions"] = conds + [
+                    {
+                        "type": "Approved",
+                        "status": "True",
+                        "reason": "AutoApproved",
+                        "message": "Auto approving kubelet client certificate after SubjectAccessReview.",
+                        "lastUpdateTime": now_str(),
+                        "lastTransitionTime": now_str(),
+                    }
+                ]
                 csr["status"] = status
                 try:
                     csr = self.c.update("certificatesigningrequests", csr, subresource="approval")
@@ -274,10 +362,14 @@ class Controllers:
                     continue
             request = x509.load_pem_x509_csr(base64.b64decode(spec["request"]))
             cn = request.subject.get_attributes_for_oid(x509.oid.NameOID.COMMON_NAME)[0].value
-            orgs = [a.value for a in request.subject.get_attributes_for_oid(
-                x509.oid.NameOID.ORGANIZATION_NAME)]
+            orgs = [
+                a.value
+                for a in request.subject.get_attributes_for_oid(x509.oid.NameOID.ORGANIZATION_NAME)
+            ]
             cert = _sign_csr(request, cn, orgs, *self.signing)
-            csr.setdefault("status", {})["certificate"] = base64.b64encode(pki.cert_pem(cert)).decode()
+            csr.setdefault("status", {})["certificate"] = base64.b64encode(
+                pki.cert_pem(cert)
+            ).decode()
             try:
                 self.c.update("certificatesigningrequests", csr, subresource="status")
                 klog.info(f'"Signed certificate" csr="{name}"', "signer.go:166")
@@ -292,14 +384,21 @@ class Controllers:
             cm = self.c.get_or_none("configmaps", "kube-root-ca.crt", name)
             if cm is None:
                 try:
-                    self.c.create("configmaps", {"metadata": {"name": "kube-root-ca.crt"},
-                                                 "data": {"ca.crt": self.root_ca}}, name)
+                    self.c.create(
+                        "configmaps",
+                        {
+                            "metadata": {"name": "kube-root-ca.crt"},
+                            "data": {"ca.crt": self.root_ca},
+                        },
+                        name,
+                    )
                 except ApiError:
                     pass
 
 
 def _p(path: str):
     from pathlib import Path
+
     return Path(path)
 
 
@@ -326,24 +425,43 @@ def _sign_csr(request, cn: str, orgs: list[str], ca_cert, ca_key):
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes
     from cryptography.x509.oid import ExtendedKeyUsageOID
+
     start = pki.now() - dt.timedelta(minutes=5)
-    return (x509.CertificateBuilder().subject_name(request.subject).issuer_name(ca_cert.subject)
-            .public_key(request.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(start).not_valid_after(min(start + pki.CERT_VALIDITY, pki.not_after(ca_cert)))
-            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(x509.KeyUsage(True, False, True, False, False, False, False, False, False), critical=True)
-            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
-            .sign(ca_key, hashes.SHA256()))
+    return (
+        x509.CertificateBuilder()
+        .subject_name(request.subject)
+        .issuer_name(ca_cert.subject)
+        .public_key(request.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(start)
+        .not_valid_after(min(start + pki.CERT_VALIDITY, pki.not_after(ca_cert)))
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(True, False, True, False, False, False, False, False, False),
+            critical=True,
+        )
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
 
 
 def work(client: Client, flags: dict, leading: threading.Event) -> None:
     ctl = Controllers(client, flags)
-    periods = {ctl.nodelifecycle: 5.0, ctl.replicaset: 1.0, ctl.disruption: 1.0,
-               ctl.bootstrap: 1.0, ctl.csr: 1.0, ctl.root_ca_publisher: 30.0}
+    periods = {
+        ctl.nodelifecycle: 5.0,
+        ctl.replicaset: 1.0,
+        ctl.disruption: 1.0,
+        ctl.bootstrap: 1.0,
+        ctl.csr: 1.0,
+        ctl.root_ca_publisher: 30.0,
+    }
     due = dict.fromkeys(periods, 0.0)
-    klog.info('"Started controllers" controllers=["nodelifecycle","replicaset","disruption",'
-              '"bootstrapsigner","tokencleaner","csrapproving","csrsigning",'
-              '"root-ca-cert-publisher","garbagecollector"]', "controllermanager.go:760")
+    klog.info(
+        '"Started controllers" controllers=["nodelifecycle","replicaset","disruption",'
+        '"bootstrapsigner","tokencleaner","csrapproving","csrsigning",'
+        '"root-ca-cert-publisher","garbagecollector"]',
+        "controllermanager.go:760",
+    )
     while not leading.is_set():
         now = time.monotonic()
         for fn, period in periods.items():

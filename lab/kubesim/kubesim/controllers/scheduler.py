@@ -24,7 +24,9 @@ def tolerates(pod: dict, taint: dict) -> bool:
     for tol in pod.get("spec", {}).get("tolerations") or []:
         if tol.get("effect") and tol["effect"] != taint.get("effect"):
             continue
-        if tol.get("operator") == "Exists" and (not tol.get("key") or tol["key"] == taint.get("key")):
+        if tol.get("operator") == "Exists" and (
+            not tol.get("key") or tol["key"] == taint.get("key")
+        ):
             return True
         if tol.get("key") == taint.get("key") and tol.get("value", "") == taint.get("value", ""):
             return True
@@ -43,8 +45,10 @@ def reasons_for(pod: dict, node: dict) -> str | None:
     labels = node["metadata"].get("labels") or {}
     if any(labels.get(k) != v for k, v in selector.items()):
         return "node(s) didn't match Pod's node affinity/selector"
-    ready = any(c.get("type") == "Ready" and c.get("status") == "True"
-                for c in node.get("status", {}).get("conditions") or [])
+    ready = any(
+        c.get("type") == "Ready" and c.get("status") == "True"
+        for c in node.get("status", {}).get("conditions") or []
+    )
     if not ready:
         return "node(s) were not ready"
     return None
@@ -52,9 +56,13 @@ def reasons_for(pod: dict, node: dict) -> str | None:
 
 def schedule_once(c: Client) -> None:
     pods = c.list("pods")["items"]
-    pending = [p for p in pods if not p.get("spec", {}).get("nodeName")
-               and p.get("spec", {}).get("schedulerName", "default-scheduler") == "default-scheduler"
-               and not p["metadata"].get("deletionTimestamp")]
+    pending = [
+        p
+        for p in pods
+        if not p.get("spec", {}).get("nodeName")
+        and p.get("spec", {}).get("schedulerName", "default-scheduler") == "default-scheduler"
+        and not p["metadata"].get("deletionTimestamp")
+    ]
     if not pending:
         return
     nodes = c.list("nodes")["items"]
@@ -74,28 +82,59 @@ def schedule_once(c: Client) -> None:
                 why[reason] = why.get(reason, 0) + 1
         if not fits:
             detail = ", ".join(f"{n} {r}" for r, n in sorted(why.items()))
-            message = (f"0/{len(nodes)} nodes are available: {detail}. preemption: 0/{len(nodes)} "
-                       "nodes are available: " + f"{len(nodes)} Preemption is not helpful for "
-                       "scheduling.")
+            message = (
+                f"0/{len(nodes)} nodes are available: {detail}. preemption: 0/{len(nodes)} "
+                "nodes are available: " + f"{len(nodes)} Preemption is not helpful for "
+                "scheduling."
+            )
             conds = pod.get("status", {}).get("conditions") or []
-            if not any(c.get("type") == "PodScheduled" and c.get("message") == message for c in conds):
+            if not any(
+                c.get("type") == "PodScheduled" and c.get("message") == message for c in conds
+            ):
                 try:
-                    c.patch("pods", name, {"status": {"conditions": [{
-                        "type": "PodScheduled", "status": "False", "reason": "Unschedulable",
-                        "message": message, "lastProbeTime": None,
-                        "lastTransitionTime": dt.datetime.now(dt.timezone.utc).strftime(
-                            "%Y-%m-%dT%H:%M:%SZ")}]}}, ns, subresource="status")
+                    c.patch(
+                        "pods",
+                        name,
+                        {
+                            "status": {
+                                "conditions": [
+                                    {
+                                        "type": "PodScheduled",
+                                        "status": "False",
+                                        "reason": "Unschedulable",
+                                        "message": message,
+                                        "lastProbeTime": None,
+                                        "lastTransitionTime": dt.datetime.now(
+                                            dt.UTC
+                                        ).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                                    }
+                                ]
+                            }
+                        },
+                        ns,
+                        subresource="status",
+                    )
                 except ApiError:
                     pass
             continue
         target = min(fits, key=lambda n: (load[n], n))
         try:
-            c.request("POST", f"/api/v1/namespaces/{ns}/pods/{name}/binding", {
-                "apiVersion": "v1", "kind": "Binding", "metadata": {"name": name, "namespace": ns},
-                "target": {"apiVersion": "v1", "kind": "Node", "name": target}})
+            c.request(
+                "POST",
+                f"/api/v1/namespaces/{ns}/pods/{name}/binding",
+                {
+                    "apiVersion": "v1",
+                    "kind": "Binding",
+                    "metadata": {"name": name, "namespace": ns},
+                    "target": {"apiVersion": "v1", "kind": "Node", "name": target},
+                },
+            )
             load[target] += 1
-            klog.info(f'"Successfully bound pod to node" pod="{ns}/{name}" node="{target}" '
-                      f'evaluatedNodes={len(nodes)} feasibleNodes={len(fits)}', "schedule_one.go:302")
+            klog.info(
+                f'"Successfully bound pod to node" pod="{ns}/{name}" node="{target}" '
+                f"evaluatedNodes={len(nodes)} feasibleNodes={len(fits)}",
+                "schedule_one.go:302",
+            )
         except ApiError as err:
             klog.warning(f'"Error scheduling pod" pod="{ns}/{name}" err="{err}"')
 

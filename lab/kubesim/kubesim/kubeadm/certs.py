@@ -17,8 +17,11 @@ from .. import kubeconfig, pki, tabwriter
 from ..versions import Version
 from .config import Config
 
-CAS = [("ca", "ca", "kubernetes"), ("etcd-ca", "etcd/ca", "etcd-ca"),
-       ("front-proxy-ca", "front-proxy-ca", "front-proxy-ca")]
+CAS = [
+    ("ca", "ca", "kubernetes"),
+    ("etcd-ca", "etcd/ca", "etcd-ca"),
+    ("front-proxy-ca", "front-proxy-ca", "front-proxy-ca"),
+]
 
 
 @dataclass
@@ -32,22 +35,56 @@ class Leaf:
 
 LEAVES = [
     Leaf("apiserver", "apiserver", "ca", "ca", "certificate for serving the Kubernetes API"),
-    Leaf("apiserver-kubelet-client", "apiserver-kubelet-client", "ca", "ca",
-         "certificate for the API server to connect to kubelet"),
-    Leaf("front-proxy-client", "front-proxy-client", "front-proxy-ca", "front-proxy-ca",
-         "certificate for the front proxy client"),
+    Leaf(
+        "apiserver-kubelet-client",
+        "apiserver-kubelet-client",
+        "ca",
+        "ca",
+        "certificate for the API server to connect to kubelet",
+    ),
+    Leaf(
+        "front-proxy-client",
+        "front-proxy-client",
+        "front-proxy-ca",
+        "front-proxy-ca",
+        "certificate for the front proxy client",
+    ),
     Leaf("etcd-server", "etcd/server", "etcd/ca", "etcd-ca", "certificate for serving etcd"),
-    Leaf("etcd-peer", "etcd/peer", "etcd/ca", "etcd-ca",
-         "certificate for etcd nodes to communicate with each other"),
-    Leaf("etcd-healthcheck-client", "etcd/healthcheck-client", "etcd/ca", "etcd-ca",
-         "certificate for liveness probes to healthcheck etcd"),
-    Leaf("apiserver-etcd-client", "apiserver-etcd-client", "etcd/ca", "etcd-ca",
-         "certificate the apiserver uses to access etcd"),
+    Leaf(
+        "etcd-peer",
+        "etcd/peer",
+        "etcd/ca",
+        "etcd-ca",
+        "certificate for etcd nodes to communicate with each other",
+    ),
+    Leaf(
+        "etcd-healthcheck-client",
+        "etcd/healthcheck-client",
+        "etcd/ca",
+        "etcd-ca",
+        "certificate for liveness probes to healthcheck etcd",
+    ),
+    Leaf(
+        "apiserver-etcd-client",
+        "apiserver-etcd-client",
+        "etcd/ca",
+        "etcd-ca",
+        "certificate the apiserver uses to access etcd",
+    ),
 ]
 KUBECONFIGS = [
-    ("admin.conf", "certificate embedded in the kubeconfig file for the admin to use and for kubeadm itself"),
-    ("controller-manager.conf", "certificate embedded in the kubeconfig file for the controller manager to use"),
-    ("scheduler.conf", "certificate embedded in the kubeconfig file for the scheduler manager to use"),
+    (
+        "admin.conf",
+        "certificate embedded in the kubeconfig file for the admin to use and for kubeadm itself",
+    ),
+    (
+        "controller-manager.conf",
+        "certificate embedded in the kubeconfig file for the controller manager to use",
+    ),
+    (
+        "scheduler.conf",
+        "certificate embedded in the kubeconfig file for the scheduler manager to use",
+    ),
     ("super-admin.conf", "certificate embedded in the kubeconfig file for the super-admin"),
 ]
 
@@ -65,18 +102,30 @@ def spec_for(name: str, cfg: Config) -> pki.CertSpec:
     if name == "apiserver":
         svc = ipaddress.ip_network(cfg.cluster["networking"]["serviceSubnet"], strict=False)
         domain = cfg.cluster["networking"]["dnsDomain"]
-        dns = [node, "kubernetes", "kubernetes.default", "kubernetes.default.svc",
-               f"kubernetes.default.svc.{domain}"]
+        dns = [
+            node,
+            "kubernetes",
+            "kubernetes.default",
+            "kubernetes.default.svc",
+            f"kubernetes.default.svc.{domain}",
+        ]
         ips = [str(next(svc.hosts())), ip]
         host = cfg.control_plane_endpoint.rsplit(":", 1)[0].strip("[]")
         (ips if _is_ip(host) else dns).append(host)
         for san in (cfg.cluster.get("apiServer") or {}).get("certSANs") or []:
             (ips if _is_ip(san) else dns).append(san)
-        return pki.CertSpec(name, "apiserver", "ca", "kube-apiserver", server=True, dns_names=dns, ips=ips)
+        return pki.CertSpec(
+            name, "apiserver", "ca", "kube-apiserver", server=True, dns_names=dns, ips=ips
+        )
     if name == "apiserver-kubelet-client":
-        return pki.CertSpec(name, name, "ca", "kube-apiserver-kubelet-client",
-                            ["kubeadm:cluster-admins"] if _minor(cfg) >= 29 else ["system:masters"],
-                            client=True)
+        return pki.CertSpec(
+            name,
+            name,
+            "ca",
+            "kube-apiserver-kubelet-client",
+            ["kubeadm:cluster-admins"] if _minor(cfg) >= 29 else ["system:masters"],
+            client=True,
+        )
     if name == "front-proxy-client":
         return pki.CertSpec(name, name, "front-proxy-ca", "front-proxy-client", client=True)
     local = (cfg.cluster.get("etcd") or {}).get("local") or {}
@@ -84,11 +133,20 @@ def spec_for(name: str, cfg: Config) -> pki.CertSpec:
         extra = local.get("serverCertSANs" if name == "etcd-server" else "peerCertSANs") or []
         dns = [node, "localhost"] + [s for s in extra if not _is_ip(s)]
         ips = [ip, "127.0.0.1", "::1"] + [s for s in extra if _is_ip(s)]
-        return pki.CertSpec(name, f"etcd/{name.split('-')[1]}", "etcd/ca", node, server=True,
-                            client=True, dns_names=dns, ips=ips)
+        return pki.CertSpec(
+            name,
+            f"etcd/{name.split('-')[1]}",
+            "etcd/ca",
+            node,
+            server=True,
+            client=True,
+            dns_names=dns,
+            ips=ips,
+        )
     if name == "etcd-healthcheck-client":
-        return pki.CertSpec(name, "etcd/healthcheck-client", "etcd/ca", "kube-etcd-healthcheck-client",
-                            client=True)
+        return pki.CertSpec(
+            name, "etcd/healthcheck-client", "etcd/ca", "kube-etcd-healthcheck-client", client=True
+        )
     if name == "apiserver-etcd-client":
         return pki.CertSpec(name, name, "etcd/ca", "kube-apiserver-etcd-client", client=True)
     raise KeyError(name)
@@ -106,7 +164,7 @@ def create_cas(pki_dir: Path) -> list[str]:
             continue
         cert, key = pki.make_ca(cn)
         pki.write_pair(pki_dir, base, cert, key)
-        printed.append(f"[certs] Generating \"{name}\" certificate and key")
+        printed.append(f'[certs] Generating "{name}" certificate and key')
     return printed
 
 
@@ -131,8 +189,10 @@ def create_leaves(cfg: Config, out) -> None:
         pki.write_pair(pki_dir, leaf.base, cert, key)
         out(f'[certs] Generating "{leaf.name}" certificate and key')
         if spec.dns_names or spec.ips:
-            out(f"[certs] {leaf.name} serving cert is signed for DNS names "
-                f"[{' '.join(dict.fromkeys(spec.dns_names))}] and IPs [{' '.join(dict.fromkeys(spec.ips))}]")
+            out(
+                f"[certs] {leaf.name} serving cert is signed for DNS names "
+                f"[{' '.join(dict.fromkeys(spec.dns_names))}] and IPs [{' '.join(dict.fromkeys(spec.ips))}]"
+            )
 
 
 def renew_leaf(cfg: Config, leaf: Leaf) -> None:
@@ -155,12 +215,19 @@ def renew_kubeconfig(path: Path, pki_dir: Path) -> bool:
     if not cfg.cert_pem:
         return False
     from cryptography import x509
+
     old = x509.load_pem_x509_certificate(cfg.cert_pem)
     ca_cert, ca_key = pki.load_pair(pki_dir, "ca")
-    spec = pki.CertSpec("kubeconfig", "", "ca", pki.subject_cn(old), pki.subject_orgs(old), client=True)
+    spec = pki.CertSpec(
+        "kubeconfig", "", "ca", pki.subject_cn(old), pki.subject_orgs(old), client=True
+    )
     cert, key = pki.sign_leaf(spec, ca_cert, ca_key)
-    kubeconfig.write(path, kubeconfig.render(cfg.cluster, cfg.server, cfg.ca_pem, cfg.user,
-                                             pki.cert_pem(cert), pki.key_pem(key)))
+    kubeconfig.write(
+        path,
+        kubeconfig.render(
+            cfg.cluster, cfg.server, cfg.ca_pem, cfg.user, pki.cert_pem(cert), pki.key_pem(key)
+        ),
+    )
     return True
 
 
@@ -184,7 +251,7 @@ def short_human_duration(delta: dt.timedelta) -> str:
 
 
 def _expires(cert) -> tuple[str, str]:
-    end = pki.not_after(cert).astimezone(dt.timezone.utc)
+    end = pki.not_after(cert).astimezone(dt.UTC)
     return end.strftime("%b %d, %Y %H:%M UTC"), short_human_duration(end - pki.now())
 
 
@@ -199,6 +266,7 @@ def check_expiration(pki_dir: Path, kube_dir: Path, version: Version) -> str:
             continue
         cfg = kubeconfig.KubeConfig.load(path)
         from cryptography import x509
+
         cert = x509.load_pem_x509_certificate(cfg.cert_pem or b"")
         exp, res = _expires(cert)
         managed = "no" if (pki_dir / "ca.key").exists() else "yes"

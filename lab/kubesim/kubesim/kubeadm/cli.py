@@ -11,17 +11,39 @@ from .. import flags as flagutil
 from ..versions import git_commit, own_version
 from .errors import KubeadmError
 
-BOOLS = {"upload-certs", "control-plane", "discovery-token-unsafe-skip-ca-verification",
-         "print-join-command", "skip-token-print", "skip-certificate-key-print", "force", "yes",
-         "y", "f", "dry-run", "allow-experimental-upgrades", "allow-release-candidate-upgrades",
-         "etcd-upgrade", "help", "h"}
+BOOLS = {
+    "upload-certs",
+    "control-plane",
+    "discovery-token-unsafe-skip-ca-verification",
+    "print-join-command",
+    "skip-token-print",
+    "skip-certificate-key-print",
+    "force",
+    "yes",
+    "y",
+    "f",
+    "dry-run",
+    "allow-experimental-upgrades",
+    "allow-release-candidate-upgrades",
+    "etcd-upgrade",
+    "help",
+    "h",
+}
 
 
 def version_cmd(flags: dict) -> int:
     v = own_version()
-    info = {"major": str(v.major), "minor": str(v.minor), "gitVersion": str(v),
-            "gitCommit": git_commit(v), "gitTreeState": "clean", "buildDate": "2024-04-17T17:34:08Z",
-            "goVersion": "go1.22.2", "compiler": "gc", "platform": "linux/amd64"}
+    info = {
+        "major": str(v.major),
+        "minor": str(v.minor),
+        "gitVersion": str(v),
+        "gitCommit": git_commit(v),
+        "gitTreeState": "clean",
+        "buildDate": "2024-04-17T17:34:08Z",
+        "goVersion": "go1.22.2",
+        "compiler": "gc",
+        "platform": "linux/amd64",
+    }
     fmt = flags.get("o") or flags.get("output") or ""
     if fmt == "short":
         print(v)
@@ -30,8 +52,11 @@ def version_cmd(flags: dict) -> int:
     elif fmt == "yaml":
         print(yaml.safe_dump({"clientVersion": info}, sort_keys=False), end="")
     elif fmt == "":
-        print("kubeadm version: &version.Info{" + ", ".join(
-            f'{k[0].upper()}{k[1:]}:"{val}"' for k, val in info.items()) + "}")
+        print(
+            "kubeadm version: &version.Info{"
+            + ", ".join(f'{k[0].upper()}{k[1:]}:"{val}"' for k, val in info.items())
+            + "}"
+        )
     else:
         raise KubeadmError(f"invalid output format: {fmt}")
     return 0
@@ -40,6 +65,7 @@ def version_cmd(flags: dict) -> int:
 def config_cmd(flags: dict, rest: list[str]) -> int:
     from ..versions import coredns_tag, etcd_tag, pause_tag
     from .config import load
+
     sub = rest[0] if rest else ""
     if sub == "validate":
         if not flags.get("config"):
@@ -53,12 +79,18 @@ def config_cmd(flags: dict, rest: list[str]) -> int:
             v = load(flags["config"]).kubernetes_version
         elif flags.get("kubernetes-version"):
             from ..versions import Version
+
             v = Version.parse(flags["kubernetes-version"])
         repo = "registry.k8s.io"
-        images = [f"{repo}/kube-apiserver:{v}", f"{repo}/kube-controller-manager:{v}",
-                  f"{repo}/kube-scheduler:{v}", f"{repo}/kube-proxy:{v}",
-                  f"{repo}/coredns/coredns:{coredns_tag(v)}", f"{repo}/pause:{pause_tag(v)}",
-                  f"{repo}/etcd:{etcd_tag(v)}"]
+        images = [
+            f"{repo}/kube-apiserver:{v}",
+            f"{repo}/kube-controller-manager:{v}",
+            f"{repo}/kube-scheduler:{v}",
+            f"{repo}/kube-proxy:{v}",
+            f"{repo}/coredns/coredns:{coredns_tag(v)}",
+            f"{repo}/pause:{pause_tag(v)}",
+            f"{repo}/etcd:{etcd_tag(v)}",
+        ]
         for image in images:
             print(image if rest[1] == "list" else f"[config/images] Pulled {image}")
         return 0
@@ -68,14 +100,17 @@ def config_cmd(flags: dict, rest: list[str]) -> int:
 def dispatch(argv: list[str]) -> int:
     flags, rest = flagutil.parse(argv, BOOLS)
     if not rest:
-        print("Usage:\n  kubeadm [command]\n\nAvailable Commands:\n  certs\n  completion\n  config\n"
-              "  help\n  init\n  join\n  kubeconfig\n  reset\n  token\n  upgrade\n  version")
+        print(
+            "Usage:\n  kubeadm [command]\n\nAvailable Commands:\n  certs\n  completion\n  config\n"
+            "  help\n  init\n  join\n  kubeconfig\n  reset\n  token\n  upgrade\n  version"
+        )
         return 0
     cmd, rest = rest[0], rest[1:]
     if cmd == "version":
         return version_cmd(flags)
     if cmd == "init":
         from . import init
+
         if rest[:2] == ["phase", "upload-certs"]:
             return upload_certs_phase(flags)
         if rest:
@@ -83,12 +118,15 @@ def dispatch(argv: list[str]) -> int:
         return init.run(flags)
     if cmd == "join":
         from . import join
+
         return join.run(flags, rest)
     if cmd == "reset":
         from . import reset
+
         return reset.run(flags)
     if cmd == "token":
         from . import tokens
+
         sub = rest[0] if rest else "list"
         if sub == "create":
             return tokens.create(flags, rest[1:])
@@ -99,6 +137,7 @@ def dispatch(argv: list[str]) -> int:
         raise KubeadmError(f'unknown command "{sub}" for "kubeadm token"')
     if cmd == "certs":
         from . import tokens
+
         sub = rest[0] if rest else ""
         if sub == "check-expiration":
             return tokens.check_expiration(flags)
@@ -109,6 +148,7 @@ def dispatch(argv: list[str]) -> int:
         raise KubeadmError(f'unknown command "{sub}" for "kubeadm certs"')
     if cmd == "upgrade":
         from . import upgrade
+
         sub = rest[0] if rest else ""
         flags["positional"] = rest[1:]
         if sub == "plan":
@@ -125,9 +165,11 @@ def dispatch(argv: list[str]) -> int:
 
 def upload_certs_phase(flags: dict) -> int:
     import secrets
+
     from . import cluster
     from .common import admin_client, out
     from .upgrade import load_cluster
+
     if flags.get("upload-certs") not in ("true", ""):
         out("[upload-certs] Skipping phase. Please see --upload-certs")
         return 0

@@ -30,8 +30,16 @@ from .errors import KubeadmError
 
 TOKEN_RE = re.compile(r"^([a-z0-9]{6})\.([a-z0-9]{16})$")
 TOKEN_ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789"
-CERT_FILES = ["ca.crt", "ca.key", "sa.key", "sa.pub", "front-proxy-ca.crt", "front-proxy-ca.key",
-              "etcd/ca.crt", "etcd/ca.key"]
+CERT_FILES = [
+    "ca.crt",
+    "ca.key",
+    "sa.key",
+    "sa.pub",
+    "front-proxy-ca.crt",
+    "front-proxy-ca.key",
+    "etcd/ca.crt",
+    "etcd/ca.key",
+]
 DEFAULT_GROUP = "system:bootstrappers:kubeadm:default-node-token"
 
 
@@ -42,6 +50,7 @@ def new_token() -> str:
 
 def parse_ttl(text: str) -> float:
     from ..flags import duration
+
     return duration(text)
 
 
@@ -49,16 +58,24 @@ def _b64(text: str | bytes) -> str:
     return base64.b64encode(text.encode() if isinstance(text, str) else text).decode()
 
 
-def token_secret(token: str, ttl: float, usages: list[str], groups: list[str],
-                 description: str = "", owner: dict | None = None) -> dict:
+def token_secret(
+    token: str,
+    ttl: float,
+    usages: list[str],
+    groups: list[str],
+    description: str = "",
+    owner: dict | None = None,
+) -> dict:
     m = TOKEN_RE.match(token)
     if not m:
-        raise KubeadmError(f'the bootstrap token "{token}" was not of the form '
-                           '"^([a-z0-9]{6})\\.([a-z0-9]{16})$"')
+        raise KubeadmError(
+            f'the bootstrap token "{token}" was not of the form '
+            '"^([a-z0-9]{6})\\.([a-z0-9]{16})$"'
+        )
     tid, sec = m.groups()
     data = {"token-id": _b64(tid), "token-secret": _b64(sec)}
     if ttl > 0:
-        exp = dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=ttl)
+        exp = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=ttl)
         data["expiration"] = _b64(exp.strftime("%Y-%m-%dT%H:%M:%SZ"))
     for usage in usages:
         data[f"usage-bootstrap-{usage}"] = _b64("true")
@@ -69,19 +86,35 @@ def token_secret(token: str, ttl: float, usages: list[str], groups: list[str],
     meta: dict = {"name": f"bootstrap-token-{tid}", "namespace": "kube-system"}
     if owner:
         meta["ownerReferences"] = [owner]
-    return {"apiVersion": "v1", "kind": "Secret", "type": "bootstrap.kubernetes.io/token",
-            "metadata": meta, "data": data}
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "type": "bootstrap.kubernetes.io/token",
+        "metadata": meta,
+        "data": data,
+    }
 
 
-def create_token(client: Client, token: str, ttl: float, usages: list[str] | None = None,
-                 groups: list[str] | None = None, description: str = "") -> dict:
-    obj = token_secret(token, ttl, usages or ["signing", "authentication"],
-                       groups if groups is not None else [DEFAULT_GROUP], description)
+def create_token(
+    client: Client,
+    token: str,
+    ttl: float,
+    usages: list[str] | None = None,
+    groups: list[str] | None = None,
+    description: str = "",
+) -> dict:
+    obj = token_secret(
+        token,
+        ttl,
+        usages or ["signing", "authentication"],
+        groups if groups is not None else [DEFAULT_GROUP],
+        description,
+    )
     try:
         return client.create("secrets", obj, "kube-system")
     except ApiError as err:
         if err.status == 409:
-            raise KubeadmError(f'a token with id "{token.split(".")[0]}" already exists') from err
+            raise KubeadmError(f'a token with id "{token.split(".", maxsplit=1)[0]}" already exists') from err
         raise
 
 
@@ -102,8 +135,10 @@ def wait_api(client: Client, timeout: float, out=None) -> None:
             last = str(err)
             client.close()
         time.sleep(0.5)
-    raise KubeadmError(f"[api-check] The API server is not healthy after {int(timeout)}s\n\n"
-                       f"Unfortunately, an error has occurred:\n\tcontext deadline exceeded ({last})")
+    raise KubeadmError(
+        f"[api-check] The API server is not healthy after {int(timeout)}s\n\n"
+        f"Unfortunately, an error has occurred:\n\tcontext deadline exceeded ({last})"
+    )
 
 
 def _go_secs(seconds: float) -> str:
@@ -116,20 +151,37 @@ def _go_secs(seconds: float) -> str:
 
 
 def upload_config(client: Client, cfg: Config, version: Version, out) -> None:
-    out('[upload-config] Storing the configuration used in ConfigMap "kubeadm-config" in the '
-        '"kube-system" Namespace')
-    client.apply("configmaps", {"apiVersion": "v1", "kind": "ConfigMap",
-                                "metadata": {"name": "kubeadm-config", "namespace": "kube-system"},
-                                "data": {"ClusterConfiguration": cluster_configuration_yaml(cfg, version)}},
-                 "kube-system")
+    out(
+        '[upload-config] Storing the configuration used in ConfigMap "kubeadm-config" in the '
+        '"kube-system" Namespace'
+    )
+    client.apply(
+        "configmaps",
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": "kubeadm-config", "namespace": "kube-system"},
+            "data": {"ClusterConfiguration": cluster_configuration_yaml(cfg, version)},
+        },
+        "kube-system",
+    )
 
 
 def upload_kubelet_config(client: Client, kubelet_yaml: str, out) -> None:
-    out('[kubelet] Creating a ConfigMap "kubelet-config" in namespace kube-system with the '
-        'configuration for the kubelets in the cluster')
-    client.apply("configmaps", {"apiVersion": "v1", "kind": "ConfigMap",
-                                "metadata": {"name": "kubelet-config", "namespace": "kube-system"},
-                                "data": {"kubelet": kubelet_yaml}}, "kube-system")
+    out(
+        '[kubelet] Creating a ConfigMap "kubelet-config" in namespace kube-system with the '
+        "configuration for the kubelets in the cluster"
+    )
+    client.apply(
+        "configmaps",
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": "kubelet-config", "namespace": "kube-system"},
+            "data": {"kubelet": kubelet_yaml},
+        },
+        "kube-system",
+    )
 
 
 def cluster_info(client: Client, cfg: Config, out) -> None:
@@ -137,13 +189,20 @@ def cluster_info(client: Client, cfg: Config, out) -> None:
     ca = (cfg.pki_dir / "ca.crt").read_bytes()
     text = kubeconfig.render("", f"https://{cfg.control_plane_endpoint}", ca, "")
     import yaml
+
     doc = yaml.safe_load(text)
     doc["clusters"][0]["name"] = ""
     doc.update(contexts=None, users=None, **{"current-context": ""})
-    client.apply("configmaps", {"apiVersion": "v1", "kind": "ConfigMap",
-                                "metadata": {"name": "cluster-info", "namespace": "kube-public"},
-                                "data": {"kubeconfig": yaml.safe_dump(doc, default_flow_style=False)}},
-                 "kube-public")
+    client.apply(
+        "configmaps",
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": "cluster-info", "namespace": "kube-public"},
+            "data": {"kubeconfig": yaml.safe_dump(doc, default_flow_style=False)},
+        },
+        "kube-public",
+    )
 
 
 def encrypt(key_hex: str, data: bytes) -> bytes:
@@ -160,8 +219,10 @@ def decrypt(key_hex: str, data: bytes) -> bytes:
     try:
         return AESGCM(key).decrypt(data[:12], data[12:], None)
     except Exception as err:  # noqa: BLE001 - wrong key: cipher: message authentication failed
-        raise KubeadmError("error downloading the secret: error decoding secret data with provided "
-                           "key: cipher: message authentication failed") from err
+        raise KubeadmError(
+            "error downloading the secret: error decoding secret data with provided "
+            "key: cipher: message authentication failed"
+        ) from err
 
 
 def secret_key(name: str) -> str:
@@ -170,39 +231,69 @@ def secret_key(name: str) -> str:
 
 def upload_certs(client: Client, cfg: Config, key_hex: str, out) -> None:
     """copycerts.UploadCerts: a 2 h token owns the kubeadm-certs Secret."""
-    out('[upload-certs] Storing the certificates in Secret "kubeadm-certs" in the "kube-system" Namespace')
+    out(
+        '[upload-certs] Storing the certificates in Secret "kubeadm-certs" in the "kube-system" Namespace'
+    )
     token = new_token()
-    owner_secret = create_token(client, token, 7200, usages=[], groups=[],
-                                description="Proxy for managing TTL for the kubeadm-certs secret")
+    owner_secret = create_token(
+        client,
+        token,
+        7200,
+        usages=[],
+        groups=[],
+        description="Proxy for managing TTL for the kubeadm-certs secret",
+    )
     data = {}
     for name in CERT_FILES:
         path = cfg.pki_dir / name
         if path.exists():
             data[secret_key(name)] = base64.b64encode(encrypt(key_hex, path.read_bytes())).decode()
-    owner = {"apiVersion": "v1", "kind": "Secret", "name": owner_secret["metadata"]["name"],
-             "uid": owner_secret["metadata"]["uid"], "controller": True, "blockOwnerDeletion": True}
-    client.apply("secrets", {"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
-                             "metadata": {"name": "kubeadm-certs", "namespace": "kube-system",
-                                          "ownerReferences": [owner]},
-                             "data": data}, "kube-system")
+    owner = {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "name": owner_secret["metadata"]["name"],
+        "uid": owner_secret["metadata"]["uid"],
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+    client.apply(
+        "secrets",
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "type": "Opaque",
+            "metadata": {
+                "name": "kubeadm-certs",
+                "namespace": "kube-system",
+                "ownerReferences": [owner],
+            },
+            "data": data,
+        },
+        "kube-system",
+    )
     out("[upload-certs] Using certificate key:")
     out(key_hex)
 
 
 def download_certs(client: Client, pki_dir: Path, key_hex: str, out) -> None:
-    out('[download-certs] Downloading the certificates in Secret "kubeadm-certs" in the '
-        '"kube-system" Namespace')
+    out(
+        '[download-certs] Downloading the certificates in Secret "kubeadm-certs" in the '
+        '"kube-system" Namespace'
+    )
     try:
         secret = client.get("secrets", "kubeadm-certs", "kube-system")
     except ApiError as err:
         if err.status == 404:
-            raise KubeadmError('error downloading certs: error downloading the secret: Secret '
-                               '"kubeadm-certs" was not found in the "kube-system" Namespace. This '
-                               'Secret might have expired. Please, run `kubeadm init phase '
-                               'upload-certs --upload-certs` on a control plane to generate a new '
-                               'one') from err
+            raise KubeadmError(
+                "error downloading certs: error downloading the secret: Secret "
+                '"kubeadm-certs" was not found in the "kube-system" Namespace. This '
+                "Secret might have expired. Please, run `kubeadm init phase "
+                "upload-certs --upload-certs` on a control plane to generate a new "
+                "one"
+            ) from err
         raise
     from .. import pki as pkimod
+
     for name in CERT_FILES:
         blob = (secret.get("data") or {}).get(secret_key(name))
         if not blob:
@@ -218,11 +309,15 @@ def download_certs(client: Client, pki_dir: Path, key_hex: str, out) -> None:
 
 def mark_control_plane(client: Client, cfg: Config, out) -> None:
     name = cfg.node_name
-    out(f"[mark-control-plane] Marking the node {name} as control-plane by adding the labels: "
-        "[node-role.kubernetes.io/control-plane node.kubernetes.io/exclude-from-external-load-balancers]")
+    out(
+        f"[mark-control-plane] Marking the node {name} as control-plane by adding the labels: "
+        "[node-role.kubernetes.io/control-plane node.kubernetes.io/exclude-from-external-load-balancers]"
+    )
     taints = cfg.node_registration.get("taints") or []
-    out(f"[mark-control-plane] Marking the node {name} as control-plane by adding the taints "
-        f"[{' '.join(t['key'] + ':' + t['effect'] for t in taints)}]")
+    out(
+        f"[mark-control-plane] Marking the node {name} as control-plane by adding the taints "
+        f"[{' '.join(t['key'] + ':' + t['effect'] for t in taints)}]"
+    )
     deadline = time.monotonic() + 240
     while True:
         try:
@@ -230,32 +325,73 @@ def mark_control_plane(client: Client, cfg: Config, out) -> None:
             break
         except (ApiError, OSError) as err:
             if time.monotonic() > deadline:
-                raise KubeadmError(f"error marking control-plane: timed out waiting for the "
-                                   f"condition: {err}", "mark-control-plane") from err
+                raise KubeadmError(
+                    f"error marking control-plane: timed out waiting for the condition: {err}",
+                    "mark-control-plane",
+                ) from err
             time.sleep(1)
-    labels = {"node-role.kubernetes.io/control-plane": "",
-              "node.kubernetes.io/exclude-from-external-load-balancers": ""}
+    labels = {
+        "node-role.kubernetes.io/control-plane": "",
+        "node.kubernetes.io/exclude-from-external-load-balancers": "",
+    }
     have = node.get("spec", {}).get("taints") or []
-    merged = have + [t for t in taints if not any(
-        h.get("key") == t.get("key") and h.get("effect") == t.get("effect") for h in have)]
-    client.patch("nodes", name, {"metadata": {"labels": labels}, "spec": {"taints": merged or None}})
+    merged = have + [
+        t
+        for t in taints
+        if not any(
+            h.get("key") == t.get("key") and h.get("effect") == t.get("effect") for h in have
+        )
+    ]
+    client.patch(
+        "nodes", name, {"metadata": {"labels": labels}, "spec": {"taints": merged or None}}
+    )
 
 
 def addons(client: Client, cfg: Config, version: Version, out) -> None:
     """CoreDNS Deployment and kube-proxy DaemonSet objects (their pods are not run by kubesim)."""
     repo = cfg.cluster.get("imageRepository", "registry.k8s.io")
-    dns = {"apiVersion": "apps/v1", "kind": "Deployment",
-           "metadata": {"name": "coredns", "namespace": "kube-system", "labels": {"k8s-app": "kube-dns"}},
-           "spec": {"replicas": 2, "selector": {"matchLabels": {"k8s-app": "kube-dns"}},
-                    "template": {"metadata": {"labels": {"k8s-app": "kube-dns"}},
-                                 "spec": {"containers": [{"name": "coredns",
-                                                          "image": f"{repo}/coredns/coredns:{coredns_tag(version)}"}]}}}}
-    proxy = {"apiVersion": "apps/v1", "kind": "DaemonSet",
-             "metadata": {"name": "kube-proxy", "namespace": "kube-system", "labels": {"k8s-app": "kube-proxy"}},
-             "spec": {"selector": {"matchLabels": {"k8s-app": "kube-proxy"}},
-                      "template": {"metadata": {"labels": {"k8s-app": "kube-proxy"}},
-                                   "spec": {"containers": [{"name": "kube-proxy",
-                                                            "image": f"{repo}/kube-proxy:{version}"}]}}}}
+    dns = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {
+            "name": "coredns",
+            "namespace": "kube-system",
+            "labels": {"k8s-app": "kube-dns"},
+        },
+        "spec": {
+            "replicas": 2,
+            "selector": {"matchLabels": {"k8s-app": "kube-dns"}},
+            "template": {
+                "metadata": {"labels": {"k8s-app": "kube-dns"}},
+                "spec": {
+                    "containers": [
+                        {
+                            "name": "coredns",
+                            "image": f"{repo}/coredns/coredns:{coredns_tag(version)}",
+                        }
+                    ]
+                },
+            },
+        },
+    }
+    proxy = {
+        "apiVersion": "apps/v1",
+        "kind": "DaemonSet",
+        "metadata": {
+            "name": "kube-proxy",
+            "namespace": "kube-system",
+            "labels": {"k8s-app": "kube-proxy"},
+        },
+        "spec": {
+            "selector": {"matchLabels": {"k8s-app": "kube-proxy"}},
+            "template": {
+                "metadata": {"labels": {"k8s-app": "kube-proxy"}},
+                "spec": {
+                    "containers": [{"name": "kube-proxy", "image": f"{repo}/kube-proxy:{version}"}]
+                },
+            },
+        },
+    }
     client.apply("deployments", dns, "kube-system")
     out("[addons] Applied essential addon: CoreDNS")
     client.apply("daemonsets", proxy, "kube-system")
@@ -265,15 +401,60 @@ def addons(client: Client, cfg: Config, version: Version, out) -> None:
 def rbac(client: Client, out) -> None:
     """The bindings kubeadm creates (bootstraptoken/node, phases/kubeconfig cluster-admins)."""
     objs = [
-        ("clusterrolebindings", {"metadata": {"name": "kubeadm:cluster-admins"},
-                                 "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "cluster-admin"},
-                                 "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": "kubeadm:cluster-admins"}]}),
-        ("clusterrolebindings", {"metadata": {"name": "kubeadm:kubelet-bootstrap"},
-                                 "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "system:node-bootstrapper"},
-                                 "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": DEFAULT_GROUP}]}),
-        ("clusterrolebindings", {"metadata": {"name": "kubeadm:node-autoapprove-bootstrap"},
-                                 "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "system:certificates.k8s.io:certificatesigningrequests:nodeclient"},
-                                 "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": DEFAULT_GROUP}]}),
+        (
+            "clusterrolebindings",
+            {
+                "metadata": {"name": "kubeadm:cluster-admins"},
+                "roleRef": {
+                    "apiGroup": "rbac.authorization.k8s.io",
+                    "kind": "ClusterRole",
+                    "name": "cluster-admin",
+                },
+                "subjects": [
+                    {
+                        "apiGroup": "rbac.authorization.k8s.io",
+                        "kind": "Group",
+                        "name": "kubeadm:cluster-admins",
+                    }
+                ],
+            },
+        ),
+        (
+            "clusterrolebindings",
+            {
+                "metadata": {"name": "kubeadm:kubelet-bootstrap"},
+                "roleRef": {
+                    "apiGroup": "rbac.authorization.k8s.io",
+                    "kind": "ClusterRole",
+                    "name": "system:node-bootstrapper",
+                },
+                "subjects": [
+                    {
+                        "apiGroup": "rbac.authorization.k8s.io",
+                        "kind": "Group",
+                        "name": DEFAULT_GROUP,
+                    }
+                ],
+            },
+        ),
+        (
+            "clusterrolebindings",
+            {
+                "metadata": {"name": "kubeadm:node-autoapprove-bootstrap"},
+                "roleRef": {
+                    "apiGroup": "rbac.authorization.k8s.io",
+                    "kind": "ClusterRole",
+                    "name": "system:certificates.k8s.io:certificatesigningrequests:nodeclient",
+                },
+                "subjects": [
+                    {
+                        "apiGroup": "rbac.authorization.k8s.io",
+                        "kind": "Group",
+                        "name": DEFAULT_GROUP,
+                    }
+                ],
+            },
+        ),
     ]
     for resource, obj in objs:
         try:
@@ -282,9 +463,15 @@ def rbac(client: Client, out) -> None:
             if err.status != 409:
                 raise
     out("[bootstrap-token] Configured RBAC rules to allow Node Bootstrap tokens to get nodes")
-    out("[bootstrap-token] Configured RBAC rules to allow Node Bootstrap tokens to post CSRs in order for nodes to get long term certificate credentials")
-    out("[bootstrap-token] Configured RBAC rules to allow the csrapprover controller automatically approve CSRs from a Node Bootstrap Token")
-    out("[bootstrap-token] Configured RBAC rules to allow certificate rotation for all node client certificates in the cluster")
+    out(
+        "[bootstrap-token] Configured RBAC rules to allow Node Bootstrap tokens to post CSRs in order for nodes to get long term certificate credentials"
+    )
+    out(
+        "[bootstrap-token] Configured RBAC rules to allow the csrapprover controller automatically approve CSRs from a Node Bootstrap Token"
+    )
+    out(
+        "[bootstrap-token] Configured RBAC rules to allow certificate rotation for all node client certificates in the cluster"
+    )
 
 
 def fetch_cluster_config(client: Client) -> tuple[str, dict]:
@@ -293,6 +480,7 @@ def fetch_cluster_config(client: Client) -> tuple[str, dict]:
     except ApiError as err:
         raise KubeadmError(f"unable to fetch the kubeadm-config ConfigMap: {err}") from err
     except OSError as err:
-        raise KubeadmError(f"unable to fetch the kubeadm-config ConfigMap: failed to get config map: "
-                           f"{err}") from err
+        raise KubeadmError(
+            f"unable to fetch the kubeadm-config ConfigMap: failed to get config map: {err}"
+        ) from err
     return cm["data"]["ClusterConfiguration"], cm

@@ -29,8 +29,9 @@ def restart_kubelet() -> None:
         out("[kubelet-start] WARNING: unable to start the kubelet service: systemd is not running")
         return
     subprocess.run(["systemctl", "daemon-reload"], check=False, timeout=60)
-    res = subprocess.run(["systemctl", "restart", "kubelet"], check=False, timeout=60,
-                         capture_output=True, text=True)
+    res = subprocess.run(
+        ["systemctl", "restart", "kubelet"], check=False, timeout=60, capture_output=True, text=True
+    )
     if res.returncode != 0:
         out(f"[kubelet-start] WARNING: unable to start the kubelet service: [{res.stderr.strip()}]")
 
@@ -53,7 +54,9 @@ def wait_kubelet(timeout: float = 240) -> None:
         try:
             with urllib.request.urlopen("http://127.0.0.1:10248/healthz", timeout=5) as resp:
                 if resp.status == 200:
-                    out(f"[kubelet-check] The kubelet is healthy after {go_seconds(time.monotonic() - start)}")
+                    out(
+                        f"[kubelet-check] The kubelet is healthy after {go_seconds(time.monotonic() - start)}"
+                    )
                     return
         except OSError:
             pass
@@ -63,7 +66,9 @@ def wait_kubelet(timeout: float = 240) -> None:
         '"http://127.0.0.1:10248/healthz": context deadline exceeded\n\nUnfortunately, an error has '
         "occurred:\n\tThe kubelet is not healthy after 4m0s\n\nThis error is likely caused by:\n"
         "\t- The kubelet is not running\n\t- The kubelet is unhealthy due to a misconfiguration of "
-        "the node in some way (required cgroups disabled)", "wait-control-plane")
+        "the node in some way (required cgroups disabled)",
+        "wait-control-plane",
+    )
 
 
 def admin_client(kube_dir: Path = KUBE_DIR, timeout: float = 10) -> Client:
@@ -71,14 +76,18 @@ def admin_client(kube_dir: Path = KUBE_DIR, timeout: float = 10) -> Client:
         path = kube_dir / name
         if path.exists():
             return Client.from_kubeconfig(path, timeout=timeout)
-    raise KubeadmError(f"failed to load admin kubeconfig: open {kube_dir}/admin.conf: no such file "
-                       "or directory")
+    raise KubeadmError(
+        f"failed to load admin kubeconfig: open {kube_dir}/admin.conf: no such file or directory"
+    )
 
 
-def join_command(endpoint: str, token: str, ca_hash: str, control_plane: bool = False,
-                 certificate_key: str = "") -> str:
+def join_command(
+    endpoint: str, token: str, ca_hash: str, control_plane: bool = False, certificate_key: str = ""
+) -> str:
     """cmd/kubeadm/app/cmd/util/join.go joinCommandTemplate (with its line continuations)."""
-    text = f"kubeadm join {endpoint} --token {token} \\\n\t--discovery-token-ca-cert-hash {ca_hash} "
+    text = (
+        f"kubeadm join {endpoint} --token {token} \\\n\t--discovery-token-ca-cert-hash {ca_hash} "
+    )
     if control_plane:
         text += "\\\n\t--control-plane "
         if certificate_key:
@@ -90,8 +99,9 @@ def ca_hash(pki_dir: Path) -> str:
     return pki.ca_cert_hash(pki.load_cert(pki_dir / "ca.crt"))
 
 
-def wait_static_pod_hash(client: Client, component: str, node: str, old: str | None,
-                         timeout: float = 300) -> str:
+def wait_static_pod_hash(
+    client: Client, component: str, node: str, old: str | None, timeout: float = 300
+) -> str:
     """apiclient.WaitForStaticPodHash: until the mirror pod's config hash differs from `old`."""
     deadline = time.monotonic() + timeout
     name = f"{component}-{node}"
@@ -106,8 +116,10 @@ def wait_static_pod_hash(client: Client, component: str, node: str, old: str | N
             last = str(err)
             client.close()
         time.sleep(0.5)
-    raise KubeadmError(f"static Pod hash for component {component} on Node {node} did not change "
-                       f"after {int(timeout // 60)}m0s: timed out waiting for the condition {last}")
+    raise KubeadmError(
+        f"static Pod hash for component {component} on Node {node} did not change "
+        f"after {int(timeout // 60)}m0s: timed out waiting for the condition {last}"
+    )
 
 
 def static_pod_hash(client: Client, component: str, node: str) -> str | None:
@@ -125,9 +137,14 @@ def wait_pod_running(client: Client, label: str, node: str, timeout: float = 300
         try:
             pods = client.list("pods", "kube-system", label_selector=label, timeout=5)["items"]
             mine = [p for p in pods if p.get("spec", {}).get("nodeName") == node]
-            if mine and all(p.get("status", {}).get("phase") == "Running" and any(
+            if mine and all(
+                p.get("status", {}).get("phase") == "Running"
+                and any(
                     c.get("type") == "Ready" and c.get("status") == "True"
-                    for c in p.get("status", {}).get("conditions") or []) for p in mine):
+                    for c in p.get("status", {}).get("conditions") or []
+                )
+                for p in mine
+            ):
                 out(f"[apiclient] Found {len(mine)} Pods for label selector {label}")
                 return
         except (ApiError, OSError):

@@ -25,48 +25,117 @@ from .errors import KubeadmError
 
 GROUP = "kubeadm.k8s.io"
 SCHEME = "k8s.io/kubernetes/cmd/kubeadm/app/apis/kubeadm/scheme/scheme.go:31"
-KINDS = {"InitConfiguration", "ClusterConfiguration", "JoinConfiguration", "ResetConfiguration",
-         "UpgradeConfiguration"}
-COMPONENT_KINDS = {("kubelet.config.k8s.io/v1beta1", "KubeletConfiguration"),
-                   ("kubeproxy.config.k8s.io/v1alpha1", "KubeProxyConfiguration")}
+KINDS = {
+    "InitConfiguration",
+    "ClusterConfiguration",
+    "JoinConfiguration",
+    "ResetConfiguration",
+    "UpgradeConfiguration",
+}
+COMPONENT_KINDS = {
+    ("kubelet.config.k8s.io/v1beta1", "KubeletConfiguration"),
+    ("kubeproxy.config.k8s.io/v1alpha1", "KubeProxyConfiguration"),
+}
 
 _COMPONENT = {"extraArgs", "extraVolumes", "extraEnvs"}
 FIELDS = {
-    "ClusterConfiguration": {"apiVersion", "kind", "etcd", "networking", "kubernetesVersion",
-                             "controlPlaneEndpoint", "apiServer", "controllerManager", "scheduler",
-                             "dns", "certificatesDir", "imageRepository", "featureGates",
-                             "clusterName", "encryptionAlgorithm", "proxy",
-                             "certificateValidityPeriod", "caCertificateValidityPeriod"},
-    "InitConfiguration": {"apiVersion", "kind", "bootstrapTokens", "nodeRegistration",
-                          "localAPIEndpoint", "certificateKey", "skipPhases", "patches", "dryRun",
-                          "timeouts"},
-    "JoinConfiguration": {"apiVersion", "kind", "nodeRegistration", "caCertPath", "discovery",
-                          "controlPlane", "skipPhases", "patches", "dryRun", "timeouts"},
+    "ClusterConfiguration": {
+        "apiVersion",
+        "kind",
+        "etcd",
+        "networking",
+        "kubernetesVersion",
+        "controlPlaneEndpoint",
+        "apiServer",
+        "controllerManager",
+        "scheduler",
+        "dns",
+        "certificatesDir",
+        "imageRepository",
+        "featureGates",
+        "clusterName",
+        "encryptionAlgorithm",
+        "proxy",
+        "certificateValidityPeriod",
+        "caCertificateValidityPeriod",
+    },
+    "InitConfiguration": {
+        "apiVersion",
+        "kind",
+        "bootstrapTokens",
+        "nodeRegistration",
+        "localAPIEndpoint",
+        "certificateKey",
+        "skipPhases",
+        "patches",
+        "dryRun",
+        "timeouts",
+    },
+    "JoinConfiguration": {
+        "apiVersion",
+        "kind",
+        "nodeRegistration",
+        "caCertPath",
+        "discovery",
+        "controlPlane",
+        "skipPhases",
+        "patches",
+        "dryRun",
+        "timeouts",
+    },
     "UpgradeConfiguration": {"apiVersion", "kind", "apply", "node", "plan", "diff", "timeouts"},
-    "ResetConfiguration": {"apiVersion", "kind", "cleanupTmpDir", "certificatesDir", "criSocket",
-                           "dryRun", "force", "ignorePreflightErrors", "skipPhases",
-                           "unmountFlags", "timeouts"},
+    "ResetConfiguration": {
+        "apiVersion",
+        "kind",
+        "cleanupTmpDir",
+        "certificatesDir",
+        "criSocket",
+        "dryRun",
+        "force",
+        "ignorePreflightErrors",
+        "skipPhases",
+        "unmountFlags",
+        "timeouts",
+    },
     "apiServer": _COMPONENT | {"certSANs", "timeoutForControlPlane"},
     "controllerManager": _COMPONENT,
     "scheduler": _COMPONENT,
     "etcd": {"local", "external"},
-    "etcd.local": _COMPONENT | {"imageRepository", "imageTag", "dataDir", "serverCertSANs",
-                                "peerCertSANs"},
+    "etcd.local": _COMPONENT
+    | {"imageRepository", "imageTag", "dataDir", "serverCertSANs", "peerCertSANs"},
     "networking": {"serviceSubnet", "podSubnet", "dnsDomain"},
-    "nodeRegistration": {"name", "criSocket", "taints", "kubeletExtraArgs",
-                         "ignorePreflightErrors", "imagePullPolicy", "imagePullSerial"},
+    "nodeRegistration": {
+        "name",
+        "criSocket",
+        "taints",
+        "kubeletExtraArgs",
+        "ignorePreflightErrors",
+        "imagePullPolicy",
+        "imagePullSerial",
+    },
     "localAPIEndpoint": {"advertiseAddress", "bindPort"},
 }
-V1BETA4_ONLY = {"ClusterConfiguration": {"encryptionAlgorithm", "proxy", "certificateValidityPeriod",
-                                         "caCertificateValidityPeriod"},
-                "InitConfiguration": {"dryRun", "timeouts"},
-                "JoinConfiguration": {"dryRun", "timeouts"},
-                "apiServer": {"extraEnvs"}, "controllerManager": {"extraEnvs"},
-                "scheduler": {"extraEnvs"}, "etcd.local": {"extraEnvs"}}
-GO_FIELD = {"apiServer": "APIServer.apiServer.ControlPlaneComponent",
-            "controllerManager": "ClusterConfiguration.controllerManager.ControlPlaneComponent",
-            "scheduler": "ClusterConfiguration.scheduler.ControlPlaneComponent",
-            "etcd.local": "LocalEtcd.etcd.local", "nodeRegistration": "NodeRegistrationOptions.nodeRegistration"}
+V1BETA4_ONLY = {
+    "ClusterConfiguration": {
+        "encryptionAlgorithm",
+        "proxy",
+        "certificateValidityPeriod",
+        "caCertificateValidityPeriod",
+    },
+    "InitConfiguration": {"dryRun", "timeouts"},
+    "JoinConfiguration": {"dryRun", "timeouts"},
+    "apiServer": {"extraEnvs"},
+    "controllerManager": {"extraEnvs"},
+    "scheduler": {"extraEnvs"},
+    "etcd.local": {"extraEnvs"},
+}
+GO_FIELD = {
+    "apiServer": "APIServer.apiServer.ControlPlaneComponent",
+    "controllerManager": "ClusterConfiguration.controllerManager.ControlPlaneComponent",
+    "scheduler": "ClusterConfiguration.scheduler.ControlPlaneComponent",
+    "etcd.local": "LocalEtcd.etcd.local",
+    "nodeRegistration": "NodeRegistrationOptions.nodeRegistration",
+}
 
 DEFAULT_CRI = "unix:///var/run/containerd/containerd.sock"
 CONTROL_PLANE_TAINT = {"key": "node-role.kubernetes.io/control-plane", "effect": "NoSchedule"}
@@ -74,6 +143,7 @@ CONTROL_PLANE_TAINT = {"key": "node-role.kubernetes.io/control-plane", "effect":
 
 def detect_node_ip() -> str:
     from ..kubelet.main import node_ip_guess
+
     return node_ip_guess()
 
 
@@ -115,7 +185,9 @@ class Config:
 
     @property
     def control_plane_endpoint(self) -> str:
-        return self.cluster.get("controlPlaneEndpoint") or f"{self.advertise_address}:{self.bind_port}"
+        return (
+            self.cluster.get("controlPlaneEndpoint") or f"{self.advertise_address}:{self.bind_port}"
+        )
 
     @property
     def pki_dir(self) -> Path:
@@ -139,20 +211,28 @@ def _args_from(value: object, where: str, api_version: str) -> list[tuple[str, s
         return value  # already normalised
     if api_version.endswith("v1beta3"):
         if isinstance(value, list):
-            raise KubeadmError(f"json: cannot unmarshal array into Go struct field {gofield}."
-                               "extraArgs of type map[string]string")
+            raise KubeadmError(
+                f"json: cannot unmarshal array into Go struct field {gofield}."
+                "extraArgs of type map[string]string"
+            )
         if not isinstance(value, dict):
-            raise KubeadmError(f"json: cannot unmarshal {type(value).__name__} into Go struct field "
-                               f"{gofield}.extraArgs of type map[string]string")
+            raise KubeadmError(
+                f"json: cannot unmarshal {type(value).__name__} into Go struct field "
+                f"{gofield}.extraArgs of type map[string]string"
+            )
         return [(str(k), "" if v is None else str(v)) for k, v in value.items()]
     if isinstance(value, dict):
-        raise KubeadmError(f"json: cannot unmarshal object into Go struct field {gofield}.extraArgs "
-                           "of type []v1beta4.Arg")
+        raise KubeadmError(
+            f"json: cannot unmarshal object into Go struct field {gofield}.extraArgs "
+            "of type []v1beta4.Arg"
+        )
     out = []
     for item in value:  # type: ignore[union-attr]
         if not isinstance(item, dict) or "name" not in item:
-            raise KubeadmError(f"json: cannot unmarshal into Go struct field {gofield}.extraArgs of "
-                               "type []v1beta4.Arg")
+            raise KubeadmError(
+                f"json: cannot unmarshal into Go struct field {gofield}.extraArgs of "
+                "type []v1beta4.Arg"
+            )
         out.append((str(item["name"]), "" if item.get("value") is None else str(item["value"])))
     return out
 
@@ -165,9 +245,12 @@ def args_to_api(args: list[tuple[str, str]], api_version: str) -> object:
 
 def _strict(doc: dict, kind: str, api_version: str) -> None:
     def warn(name: str) -> None:
-        klog.warning(f'error unmarshaling configuration schema.GroupVersionKind{{Group:"{GROUP}", '
-                     f'Version:"{api_version.split("/")[1]}", Kind:"{kind}"}}: strict decoding '
-                     f'error: unknown field "{name}"', "strict.go:54")
+        klog.warning(
+            f'error unmarshaling configuration schema.GroupVersionKind{{Group:"{GROUP}", '
+            f'Version:"{api_version.split("/")[1]}", Kind:"{kind}"}}: strict decoding '
+            f'error: unknown field "{name}"',
+            "strict.go:54",
+        )
 
     def check(obj: object, section: str, prefix: str) -> None:
         if not isinstance(obj, dict):
@@ -203,37 +286,62 @@ def parse_documents(text: str, kubeadm_version: Version | None = None) -> Config
             raise KubeadmError("invalid configuration: the document is not a YAML mapping")
         gv, kind = doc.get("apiVersion", ""), doc.get("kind", "")
         if not gv or not kind:
-            raise KubeadmError(f"invalid configuration for GroupVersionKind /, Kind=: kind and "
-                               "apiVersion is mandatory information that must be specified")
+            raise KubeadmError(
+                "invalid configuration for GroupVersionKind /, Kind=: kind and "
+                "apiVersion is mandatory information that must be specified"
+            )
         if (gv, kind) in COMPONENT_KINDS:
             found[kind] = doc
             continue
         group, _, version = gv.partition("/")
         if group != GROUP or kind not in KINDS:
-            klog.warning(f'[config] WARNING: Ignored YAML document with GroupVersionKind '
-                         f'{gv}, Kind={kind}', "common.go:185")
+            klog.warning(
+                f"[config] WARNING: Ignored YAML document with GroupVersionKind {gv}, Kind={kind}",
+                "common.go:185",
+            )
             continue
         known = {"v1beta3"} | ({"v1beta4"} if v1beta4_ok else set())
-        if version not in known or (kind == "UpgradeConfiguration" and version != "v1beta4") \
-                or (kind == "ResetConfiguration" and version == "v1beta3"):
-            raise KubeadmError(f'no kind "{kind}" is registered for version "{gv}" in scheme '
-                               f'"{SCHEME}"')
+        if (
+            version not in known
+            or (kind == "UpgradeConfiguration" and version != "v1beta4")
+            or (kind == "ResetConfiguration" and version == "v1beta3")
+        ):
+            raise KubeadmError(
+                f'no kind "{kind}" is registered for version "{gv}" in scheme "{SCHEME}"'
+            )
         if version == "v1beta3" and v1beta4_ok:
-            klog.warning(f'your configuration file uses a deprecated API spec: "{gv}" (kind: '
-                         f'"{kind}"). Please use \'kubeadm config migrate --old-config old.yaml '
-                         "--new-config new.yaml', which will write the new, similar spec using a "
-                         "newer API version.", "common.go:101")
+            klog.warning(
+                f'your configuration file uses a deprecated API spec: "{gv}" (kind: '
+                f'"{kind}"). Please use \'kubeadm config migrate --old-config old.yaml '
+                "--new-config new.yaml', which will write the new, similar spec using a "
+                "newer API version.",
+                "common.go:101",
+            )
         _strict(doc, kind, gv)
         api_version = api_version or gv
         found[kind] = copy.deepcopy(doc)
-    if not any(k in found for k in ("InitConfiguration", "ClusterConfiguration", "JoinConfiguration",
-                                    "UpgradeConfiguration")):
-        raise KubeadmError("no InitConfiguration, ClusterConfiguration or JoinConfiguration kind was "
-                           "found in the YAML file")
-    cfg = Config(api_version or f"{GROUP}/v1beta3", copy.deepcopy(found.get("ClusterConfiguration", {})),
-                 found.get("InitConfiguration", {}), found.get("JoinConfiguration", {}),
-                 found.get("UpgradeConfiguration", {}), found.get("KubeletConfiguration", {}),
-                 found.get("KubeProxyConfiguration", {}))
+    if not any(
+        k in found
+        for k in (
+            "InitConfiguration",
+            "ClusterConfiguration",
+            "JoinConfiguration",
+            "UpgradeConfiguration",
+        )
+    ):
+        raise KubeadmError(
+            "no InitConfiguration, ClusterConfiguration or JoinConfiguration kind was "
+            "found in the YAML file"
+        )
+    cfg = Config(
+        api_version or f"{GROUP}/v1beta3",
+        copy.deepcopy(found.get("ClusterConfiguration", {})),
+        found.get("InitConfiguration", {}),
+        found.get("JoinConfiguration", {}),
+        found.get("UpgradeConfiguration", {}),
+        found.get("KubeletConfiguration", {}),
+        found.get("KubeProxyConfiguration", {}),
+    )
     normalise(cfg, kubeadm_version)
     return cfg
 
@@ -243,8 +351,11 @@ def normalise(cfg: Config, kubeadm_version: Version) -> None:
     gv = cfg.api_version
     c = cfg.cluster
     c.setdefault("kubernetesVersion", str(kubeadm_version))
-    c["kubernetesVersion"] = str(Version.parse(c["kubernetesVersion"])) if not str(
-        c["kubernetesVersion"]).startswith("stable") else str(kubeadm_version)
+    c["kubernetesVersion"] = (
+        str(Version.parse(c["kubernetesVersion"]))
+        if not str(c["kubernetesVersion"]).startswith("stable")
+        else str(kubeadm_version)
+    )
     c.setdefault("clusterName", "kubernetes")
     c.setdefault("certificatesDir", "/etc/kubernetes/pki")
     c.setdefault("imageRepository", "registry.k8s.io")
@@ -273,8 +384,16 @@ def normalise(cfg: Config, kubeadm_version: Version) -> None:
         reg = cfg.init["nodeRegistration"]
         if "taints" not in reg:
             reg["taints"] = [dict(CONTROL_PLANE_TAINT)]
-        cfg.init.setdefault("bootstrapTokens", [{"groups": ["system:bootstrappers:kubeadm:default-node-token"],
-                                                 "ttl": "24h0m0s", "usages": ["signing", "authentication"]}])
+        cfg.init.setdefault(
+            "bootstrapTokens",
+            [
+                {
+                    "groups": ["system:bootstrappers:kubeadm:default-node-token"],
+                    "ttl": "24h0m0s",
+                    "usages": ["signing", "authentication"],
+                }
+            ],
+        )
     if cfg.join and cfg.join.get("controlPlane") is not None:
         reg = cfg.join["nodeRegistration"]
         if "taints" not in reg:
@@ -285,8 +404,10 @@ def load(path: str | Path, kubeadm_version: Version | None = None) -> Config:
     try:
         text = Path(path).read_text()
     except OSError as err:
-        raise KubeadmError(f"unable to read config from \"{path}\" : open {path}: "
-                           f"{(err.strerror or str(err)).lower()}") from err
+        raise KubeadmError(
+            f'unable to read config from "{path}" : open {path}: '
+            f"{(err.strerror or str(err)).lower()}"
+        ) from err
     return parse_documents(text, kubeadm_version)
 
 

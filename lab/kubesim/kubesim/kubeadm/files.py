@@ -26,8 +26,9 @@ def _client(cfg: Config, cn: str, orgs: list[str]) -> tuple[bytes, bytes, bytes]
     return pki.cert_pem(ca_cert), pki.cert_pem(cert), pki.key_pem(key)
 
 
-def write_kubeconfigs(cfg: Config, version: Version, out, init: bool = True,
-                      kube_dir: Path = KUBE_DIR) -> None:
+def write_kubeconfigs(
+    cfg: Config, version: Version, out, init: bool = True, kube_dir: Path = KUBE_DIR
+) -> None:
     cluster = cfg.cluster.get("clusterName", "kubernetes")
     endpoint = f"https://{cfg.control_plane_endpoint}"
     local = f"https://{cfg.advertise_address}:{cfg.bind_port}"
@@ -37,16 +38,21 @@ def write_kubeconfigs(cfg: Config, version: Version, out, init: bool = True,
         wanted.append(("super-admin.conf", "kubernetes-super-admin", ["system:masters"], endpoint))
     if init:
         wanted.append(("kubelet.conf", f"system:node:{cfg.node_name}", ["system:nodes"], endpoint))
-    wanted += [("controller-manager.conf", "system:kube-controller-manager", [], local),
-               ("scheduler.conf", "system:kube-scheduler", [], local)]
+    wanted += [
+        ("controller-manager.conf", "system:kube-controller-manager", [], local),
+        ("scheduler.conf", "system:kube-scheduler", [], local),
+    ]
     for name, cn, orgs, server in wanted:
         path = kube_dir / name
         if path.exists():
             out(f'[kubeconfig] Using existing kubeconfig file: "{path}"')
             continue
         ca, cert, key = _client(cfg, cn, orgs)
-        user = "kubernetes-admin" if name == "admin.conf" else (
-            "kubernetes-super-admin" if name == "super-admin.conf" else cn)
+        user = (
+            "kubernetes-admin"
+            if name == "admin.conf"
+            else ("kubernetes-super-admin" if name == "super-admin.conf" else cn)
+        )
         kubeconfig.write(path, kubeconfig.render(cluster, server, ca, user, cert, key))
         out(f'[kubeconfig] Writing "{name}" kubeconfig file')
 
@@ -54,23 +60,44 @@ def write_kubeconfigs(cfg: Config, version: Version, out, init: bool = True,
 def kubelet_configuration(cfg: Config) -> dict:
     """KubeletConfiguration as kubeadm defaults it (componentconfigs/kubelet.go)."""
     doc = {
-        "apiVersion": "kubelet.config.k8s.io/v1beta1", "kind": "KubeletConfiguration",
-        "authentication": {"anonymous": {"enabled": False},
-                           "webhook": {"cacheTTL": "0s", "enabled": True},
-                           "x509": {"clientCAFile": f"{cfg.pki_dir}/ca.crt"}},
-        "authorization": {"mode": "Webhook", "webhook": {"cacheAuthorizedTTL": "0s",
-                                                         "cacheUnauthorizedTTL": "0s"}},
+        "apiVersion": "kubelet.config.k8s.io/v1beta1",
+        "kind": "KubeletConfiguration",
+        "authentication": {
+            "anonymous": {"enabled": False},
+            "webhook": {"cacheTTL": "0s", "enabled": True},
+            "x509": {"clientCAFile": f"{cfg.pki_dir}/ca.crt"},
+        },
+        "authorization": {
+            "mode": "Webhook",
+            "webhook": {"cacheAuthorizedTTL": "0s", "cacheUnauthorizedTTL": "0s"},
+        },
         "cgroupDriver": "systemd",
-        "clusterDNS": ["10.96.0.10"], "clusterDomain": cfg.cluster["networking"]["dnsDomain"],
-        "containerRuntimeEndpoint": "", "cpuManagerReconcilePeriod": "0s",
-        "evictionPressureTransitionPeriod": "0s", "fileCheckFrequency": "0s",
-        "healthzBindAddress": "127.0.0.1", "healthzPort": 10248, "httpCheckFrequency": "0s",
-        "imageMaximumGCAge": "0s", "imageMinimumGCAge": "0s", "logging": {
-            "flushFrequency": 0, "options": {"json": {"infoBufferSize": "0"}}, "verbosity": 0},
-        "memorySwap": {}, "nodeStatusReportFrequency": "0s", "nodeStatusUpdateFrequency": "0s",
-        "rotateCertificates": True, "runtimeRequestTimeout": "0s", "shutdownGracePeriod": "0s",
-        "shutdownGracePeriodCriticalPods": "0s", "staticPodPath": "/etc/kubernetes/manifests",
-        "streamingConnectionIdleTimeout": "0s", "syncFrequency": "0s",
+        "clusterDNS": ["10.96.0.10"],
+        "clusterDomain": cfg.cluster["networking"]["dnsDomain"],
+        "containerRuntimeEndpoint": "",
+        "cpuManagerReconcilePeriod": "0s",
+        "evictionPressureTransitionPeriod": "0s",
+        "fileCheckFrequency": "0s",
+        "healthzBindAddress": "127.0.0.1",
+        "healthzPort": 10248,
+        "httpCheckFrequency": "0s",
+        "imageMaximumGCAge": "0s",
+        "imageMinimumGCAge": "0s",
+        "logging": {
+            "flushFrequency": 0,
+            "options": {"json": {"infoBufferSize": "0"}},
+            "verbosity": 0,
+        },
+        "memorySwap": {},
+        "nodeStatusReportFrequency": "0s",
+        "nodeStatusUpdateFrequency": "0s",
+        "rotateCertificates": True,
+        "runtimeRequestTimeout": "0s",
+        "shutdownGracePeriod": "0s",
+        "shutdownGracePeriodCriticalPods": "0s",
+        "staticPodPath": "/etc/kubernetes/manifests",
+        "streamingConnectionIdleTimeout": "0s",
+        "syncFrequency": "0s",
         "volumeStatsAggPeriod": "0s",
     }
     for k, v in (cfg.kubelet or {}).items():
@@ -79,16 +106,27 @@ def kubelet_configuration(cfg: Config) -> dict:
     return doc
 
 
-def write_kubelet_files(cfg: Config, version: Version, out, kubelet_config: dict | None = None,
-                        kubelet_dir: Path = KUBELET_DIR) -> None:
+def write_kubelet_files(
+    cfg: Config,
+    version: Version,
+    out,
+    kubelet_config: dict | None = None,
+    kubelet_dir: Path = KUBELET_DIR,
+) -> None:
     kubelet_dir.mkdir(parents=True, exist_ok=True)
     reg = cfg.node_registration
-    flags = [f"--container-runtime-endpoint={reg.get('criSocket', 'unix:///var/run/containerd/containerd.sock')}",
-             f"--pod-infra-container-image={cfg.cluster.get('imageRepository', 'registry.k8s.io')}/pause:{pause_tag(version)}"]
+    flags = [
+        f"--container-runtime-endpoint={reg.get('criSocket', 'unix:///var/run/containerd/containerd.sock')}",
+        f"--pod-infra-container-image={cfg.cluster.get('imageRepository', 'registry.k8s.io')}/pause:{pause_tag(version)}",
+    ]
     for k, v in reg.get("kubeletExtraArgs") or []:
         flags.append(f"--{k}={v}")
     (kubelet_dir / "kubeadm-flags.env").write_text(f'KUBELET_KUBEADM_ARGS="{" ".join(flags)}"\n')
-    out(f'[kubelet-start] Writing kubelet environment file with flags to file "{kubelet_dir}/kubeadm-flags.env"')
+    out(
+        f'[kubelet-start] Writing kubelet environment file with flags to file "{kubelet_dir}/kubeadm-flags.env"'
+    )
     doc = kubelet_config or kubelet_configuration(cfg)
-    (kubelet_dir / "config.yaml").write_text(yaml.safe_dump(doc, default_flow_style=False, sort_keys=True))
+    (kubelet_dir / "config.yaml").write_text(
+        yaml.safe_dump(doc, default_flow_style=False, sort_keys=True)
+    )
     out(f'[kubelet-start] Writing kubelet configuration to file "{kubelet_dir}/config.yaml"')

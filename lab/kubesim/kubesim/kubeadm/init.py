@@ -11,8 +11,15 @@ import yaml
 from .. import klog
 from ..versions import Version, own_version
 from . import certs, cluster, files, manifests, preflight
-from .common import (KUBE_DIR, admin_client, ca_hash, join_command, out, restart_kubelet,
-                     wait_kubelet)
+from .common import (
+    KUBE_DIR,
+    admin_client,
+    ca_hash,
+    join_command,
+    out,
+    restart_kubelet,
+    wait_kubelet,
+)
 from .config import Config, load, parse_documents
 from .errors import KubeadmError
 
@@ -58,11 +65,16 @@ def check_version(cfg: Config, kubeadm: Version) -> None:
     target = cfg.kubernetes_version
     minimum = Version(kubeadm.major, kubeadm.minor - 1, 0)
     if target < minimum:
-        raise KubeadmError(f"this version of kubeadm only supports deploying clusters with the "
-                           f"control plane version >= {minimum.bare}. Current version: {target}")
+        raise KubeadmError(
+            f"this version of kubeadm only supports deploying clusters with the "
+            f"control plane version >= {minimum.bare}. Current version: {target}"
+        )
     if (target.major, target.minor) > (kubeadm.major, kubeadm.minor):
-        klog.warning(f"[init] WARNING: the Kubernetes version {target} is newer than the kubeadm "
-                     f"version {kubeadm}. This is not a supported version skew", "init.go:1")
+        klog.warning(
+            f"[init] WARNING: the Kubernetes version {target} is newer than the kubeadm "
+            f"version {kubeadm}. This is not a supported version skew",
+            "init.go:1",
+        )
 
 
 def config_from_flags(flags: dict) -> Config:
@@ -81,9 +93,19 @@ def config_from_flags(flags: dict) -> Config:
     return parse_documents(yaml.safe_dump_all([init, doc]))
 
 
-MIXABLE = {"config", "upload-certs", "certificate-key", "ignore-preflight-errors",
-           "skip-token-print", "skip-certificate-key-print", "skip-phases", "v", "dry-run",
-           "rootfs", "patches"}
+MIXABLE = {
+    "config",
+    "upload-certs",
+    "certificate-key",
+    "ignore-preflight-errors",
+    "skip-token-print",
+    "skip-certificate-key-print",
+    "skip-phases",
+    "v",
+    "dry-run",
+    "rootfs",
+    "patches",
+}
 
 
 def run(flags: dict) -> int:
@@ -98,21 +120,32 @@ def run(flags: dict) -> int:
     if not cfg.init:
         cfg.init = {"nodeRegistration": {}}
         from .config import normalise
+
         normalise(cfg, version)
     check_version(cfg, version)
     target = cfg.kubernetes_version
     out(f"[init] Using Kubernetes version: {target}")
     reg = cfg.node_registration
-    ignored = preflight.ignored_set(flags.get("ignore-preflight-errors"),
-                                    reg.get("ignorePreflightErrors"))
+    ignored = preflight.ignored_set(
+        flags.get("ignore-preflight-errors"), reg.get("ignorePreflightErrors")
+    )
     out("[preflight] Running pre-flight checks")
-    data_dir = Path(((cfg.cluster.get("etcd") or {}).get("local") or {}).get("dataDir", "/var/lib/etcd"))
-    preflight.run(preflight.node_checks(reg["criSocket"])
-                  + preflight.control_plane_checks(target, reg["criSocket"], data_dir, cfg.bind_port),
-                  ignored, out)
+    data_dir = Path(
+        ((cfg.cluster.get("etcd") or {}).get("local") or {}).get("dataDir", "/var/lib/etcd")
+    )
+    preflight.run(
+        preflight.node_checks(reg["criSocket"])
+        + preflight.control_plane_checks(target, reg["criSocket"], data_dir, cfg.bind_port),
+        ignored,
+        out,
+    )
     out("[preflight] Pulling images required for setting up a Kubernetes cluster")
-    out("[preflight] This might take a minute or two, depending on the speed of your internet connection")
-    out("[preflight] You can also perform this action beforehand using 'kubeadm config images pull'")
+    out(
+        "[preflight] This might take a minute or two, depending on the speed of your internet connection"
+    )
+    out(
+        "[preflight] You can also perform this action beforehand using 'kubeadm config images pull'"
+    )
     pki_dir = cfg.pki_dir
     out(f'[certs] Using certificateDir folder "{pki_dir}"')
     for line in certs.create_cas(pki_dir):
@@ -130,24 +163,38 @@ def run(flags: dict) -> int:
     kubelet_doc = files.kubelet_configuration(cfg)
     files.write_kubelet_files(cfg, target, out, kubelet_doc)
     restart_kubelet()
-    out(f'[wait-control-plane] Waiting for the kubelet to boot up the control plane as static Pods '
-        f'from directory "{manifests.MANIFESTS}"')
+    out(
+        f"[wait-control-plane] Waiting for the kubelet to boot up the control plane as static Pods "
+        f'from directory "{manifests.MANIFESTS}"'
+    )
     wait_kubelet()
     out("[api-check] Waiting for a healthy API server. This can take up to 4m0s")
     client = admin_client(timeout=10)
     if (KUBE_DIR / "super-admin.conf").exists():
         from ..kubeclient import Client
+
         client = Client.from_kubeconfig(KUBE_DIR / "super-admin.conf", timeout=10)
     from .common import go_seconds
-    cluster.wait_api(client, 240, lambda s: out(f"[api-check] The API server is healthy after {go_seconds(s)}"))
+
+    cluster.wait_api(
+        client, 240, lambda s: out(f"[api-check] The API server is healthy after {go_seconds(s)}")
+    )
     cluster.upload_config(client, cfg, version, out)
     cluster.upload_kubelet_config(client, yaml.safe_dump(kubelet_doc, sort_keys=True), out)
     certificate_key = flags.get("certificate-key") or (cfg.init.get("certificateKey") or "")
     upload = flags.get("upload-certs") in ("true", "")
     if upload:
         certificate_key = certificate_key or secrets.token_hex(32)
-        cluster.upload_certs(client, cfg, certificate_key, lambda line: out(
-            line if line.startswith("[") or flags.get("skip-certificate-key-print") is None else ""))
+        cluster.upload_certs(
+            client,
+            cfg,
+            certificate_key,
+            lambda line: out(
+                line
+                if line.startswith("[") or flags.get("skip-certificate-key-print") is None
+                else ""
+            ),
+        )
     else:
         out("[upload-certs] Skipping phase. Please see --upload-certs")
     cluster.mark_control_plane(client, cfg, out)
@@ -155,14 +202,22 @@ def run(flags: dict) -> int:
     for bt in cfg.init.get("bootstrapTokens") or []:
         token = bt.get("token") or flags.get("token") or cluster.new_token()
         ttl = cluster.parse_ttl(bt.get("ttl", flags.get("token-ttl", "24h0m0s")))
-        cluster.create_token(client, token, ttl, bt.get("usages") or ["signing", "authentication"],
-                             bt.get("groups") or [cluster.DEFAULT_GROUP], bt.get("description", ""))
+        cluster.create_token(
+            client,
+            token,
+            ttl,
+            bt.get("usages") or ["signing", "authentication"],
+            bt.get("groups") or [cluster.DEFAULT_GROUP],
+            bt.get("description", ""),
+        )
         tokens.append(token)
         out(f"[bootstrap-token] Using token: {token}")
     cluster.rbac(client, out)
     cluster.cluster_info(client, cfg, out)
-    out(f'[kubelet-finalize] Updating "{KUBE_DIR}/kubelet.conf" to point to a rotatable kubelet '
-        "client certificate and key")
+    out(
+        f'[kubelet-finalize] Updating "{KUBE_DIR}/kubelet.conf" to point to a rotatable kubelet '
+        "client certificate and key"
+    )
     cluster.addons(client, cfg, target, out)
     admin = str(KUBE_DIR / "admin.conf")
     text = DONE.format(admin=admin)
@@ -173,7 +228,11 @@ def run(flags: dict) -> int:
     digest = ca_hash(pki_dir)
     if cfg.cluster.get("controlPlaneEndpoint"):
         if upload:
-            key = certificate_key if flags.get("skip-certificate-key-print") is None else "<value withheld>"
+            key = (
+                certificate_key
+                if flags.get("skip-certificate-key-print") is None
+                else "<value withheld>"
+            )
             text += CP_WITH_KEY.format(cmd=join_command(endpoint, token, digest, True, key))
         else:
             text += CP_COPY.format(cmd=join_command(endpoint, token, digest, True))

@@ -64,23 +64,31 @@ def verify_jws(jws: str, content: str, token_id: str, secret: str) -> bool:
     payload = base64.urlsafe_b64encode(content.encode()).decode().rstrip("=")
     want = hmac.new(secret.encode(), f"{header}.{payload}".encode(), hashlib.sha256).digest()
     try:
-        return hmac.compare_digest(want, _b64url_decode(sig)) and \
-            json.loads(_b64url_decode(header)).get("kid") == token_id
+        return (
+            hmac.compare_digest(want, _b64url_decode(sig))
+            and json.loads(_b64url_decode(header)).get("kid") == token_id
+        )
     except ValueError:
         return False
 
 
-def discover(endpoint: str, token: str, pins: list[str], unsafe: bool, timeout: float = 300) -> bytes:
+def discover(
+    endpoint: str, token: str, pins: list[str], unsafe: bool, timeout: float = 300
+) -> bytes:
     """Returns the cluster CA (PEM) once cluster-info is signed for `token` and pinned."""
     if not pins and not unsafe:
-        raise KubeadmError('discovery.bootstrapToken: Invalid value: "": using token-based discovery '
-                           "without caCertHashes can be unsafe. Set unsafeSkipCAVerification as true "
-                           "in your kubeadm config file or pass "
-                           "--discovery-token-unsafe-skip-ca-verification flag to continue")
+        raise KubeadmError(
+            'discovery.bootstrapToken: Invalid value: "": using token-based discovery '
+            "without caCertHashes can be unsafe. Set unsafeSkipCAVerification as true "
+            "in your kubeadm config file or pass "
+            "--discovery-token-unsafe-skip-ca-verification flag to continue"
+        )
     m = cluster.TOKEN_RE.match(token)
     if not m:
-        raise KubeadmError(f'the bootstrap token "{token}" was not of the form '
-                           '"^([a-z0-9]{6})\\.([a-z0-9]{16})$"')
+        raise KubeadmError(
+            f'the bootstrap token "{token}" was not of the form '
+            '"^([a-z0-9]{6})\\.([a-z0-9]{16})$"'
+        )
     token_id, secret = m.groups()
     insecure = Client(f"https://{endpoint}", None, insecure=True, timeout=10, keepalive=False)
     deadline = time.monotonic() + timeout
@@ -91,8 +99,10 @@ def discover(endpoint: str, token: str, pins: list[str], unsafe: bool, timeout: 
             content = data.get("kubeconfig", "")
             jws = data.get(f"jws-kubeconfig-{token_id}")
             if not jws:
-                problem = (f'there is no JWS signed token in the cluster-info ConfigMap. This token id '
-                           f'"{token_id}" is invalid for this cluster, can\'t connect')
+                problem = (
+                    f"there is no JWS signed token in the cluster-info ConfigMap. This token id "
+                    f'"{token_id}" is invalid for this cluster, can\'t connect'
+                )
             elif not verify_jws(jws, content, token_id, secret):
                 problem = "failed to verify JWS signature of received cluster info object, can't trust this API Server"
             else:
@@ -100,28 +110,42 @@ def discover(endpoint: str, token: str, pins: list[str], unsafe: bool, timeout: 
         except (ApiError, OSError) as err:
             problem = f"failed to request the cluster-info ConfigMap: {err}"
         if time.monotonic() > deadline:
-            raise KubeadmError(f"couldn't validate the identity of the API Server: {problem}",
-                               "preflight")
+            raise KubeadmError(
+                f"couldn't validate the identity of the API Server: {problem}", "preflight"
+            )
         out(f"[discovery] {problem}") if False else None
         time.sleep(1)
     doc = yaml.safe_load(content)
     ca = base64.b64decode(doc["clusters"][0]["cluster"]["certificate-authority-data"])
     if pins:
-        got = pki.ca_cert_hash(__import__("cryptography.x509", fromlist=["x509"]).load_pem_x509_certificate(ca))
+        got = pki.ca_cert_hash(
+            __import__("cryptography.x509", fromlist=["x509"]).load_pem_x509_certificate(ca)
+        )
         if got not in pins:
-            raise KubeadmError(f'cluster CA found in cluster-info ConfigMap is invalid: none of the '
-                               f'public keys "{got}" are pinned', "preflight")
+            raise KubeadmError(
+                f"cluster CA found in cluster-info ConfigMap is invalid: none of the "
+                f'public keys "{got}" are pinned',
+                "preflight",
+            )
     return ca
 
 
 def etcd_endpoints(client: Client) -> list[str]:
     """etcdutil.getEtcdEndpoints: the advertise-client-urls annotation of each etcd pod."""
-    pods = client.list("pods", "kube-system", label_selector="component=etcd,tier=control-plane")["items"]
-    urls = [(p["metadata"].get("annotations") or {}).get("kubeadm.kubernetes.io/etcd.advertise-client-urls")
-            for p in pods]
+    pods = client.list("pods", "kube-system", label_selector="component=etcd,tier=control-plane")[
+        "items"
+    ]
+    urls = [
+        (p["metadata"].get("annotations") or {}).get(
+            "kubeadm.kubernetes.io/etcd.advertise-client-urls"
+        )
+        for p in pods
+    ]
     urls = [u for u in urls if u]
     if not urls:
-        raise KubeadmError("could not retrieve the list of etcd endpoints: etcd endpoints not found")
+        raise KubeadmError(
+            "could not retrieve the list of etcd endpoints: etcd endpoints not found"
+        )
     return sorted(urls)
 
 
@@ -141,34 +165,58 @@ def run(flags: dict, positional: list[str]) -> int:
         key = (jc.get("controlPlane") or {}).get("certificateKey", "")
     else:
         if not positional:
-            raise KubeadmError("discovery: Invalid value: \"\": bootstrapToken or file must be set")
+            raise KubeadmError('discovery: Invalid value: "": bootstrapToken or file must be set')
         endpoint = positional[0]
         token = flags.get("token") or flags.get("discovery-token", "")
         pins = [p for p in (flags.get("discovery-token-ca-cert-hash") or "").split(",") if p]
         unsafe = flags.get("discovery-token-unsafe-skip-ca-verification") in ("true", "")
         control_plane = flags.get("control-plane") in ("true", "")
         key = flags.get("certificate-key", "")
-        jdoc = {"apiVersion": "kubeadm.k8s.io/v1beta3", "kind": "JoinConfiguration",
-                "nodeRegistration": {"name": flags["node-name"]} if flags.get("node-name") else {}}
+        jdoc = {
+            "apiVersion": "kubeadm.k8s.io/v1beta3",
+            "kind": "JoinConfiguration",
+            "nodeRegistration": {"name": flags["node-name"]} if flags.get("node-name") else {},
+        }
         if control_plane:
-            jdoc["controlPlane"] = {"localAPIEndpoint": {
-                "advertiseAddress": flags.get("apiserver-advertise-address", ""),
-                "bindPort": int(flags.get("apiserver-bind-port", 6443))}}
+            jdoc["controlPlane"] = {
+                "localAPIEndpoint": {
+                    "advertiseAddress": flags.get("apiserver-advertise-address", ""),
+                    "bindPort": int(flags.get("apiserver-bind-port", 6443)),
+                }
+            }
         from .config import parse_documents
+
         cfg = parse_documents(yaml.safe_dump(jdoc), version)
     reg = cfg.node_registration
-    ignored = preflight.ignored_set(flags.get("ignore-preflight-errors"), reg.get("ignorePreflightErrors"))
+    ignored = preflight.ignored_set(
+        flags.get("ignore-preflight-errors"), reg.get("ignorePreflightErrors")
+    )
     out("[preflight] Running pre-flight checks")
     checks = preflight.node_checks(reg["criSocket"]) + [
-        ("DirAvailable--etc-kubernetes-manifests", preflight.dir_empty(Path("/etc/kubernetes/manifests")), False),
-        ("FileAvailable--etc-kubernetes-kubelet.conf", preflight.file_absent(KUBE_DIR / "kubelet.conf"), False),
-        ("FileAvailable--etc-kubernetes-pki-ca.crt", preflight.file_absent(KUBE_DIR / "pki/ca.crt"), False)]
+        (
+            "DirAvailable--etc-kubernetes-manifests",
+            preflight.dir_empty(Path("/etc/kubernetes/manifests")),
+            False,
+        ),
+        (
+            "FileAvailable--etc-kubernetes-kubelet.conf",
+            preflight.file_absent(KUBE_DIR / "kubelet.conf"),
+            False,
+        ),
+        (
+            "FileAvailable--etc-kubernetes-pki-ca.crt",
+            preflight.file_absent(KUBE_DIR / "pki/ca.crt"),
+            False,
+        ),
+    ]
     preflight.run(checks, ignored, out)
     ca_pem = discover(endpoint, token, pins, unsafe)
     client = Client(f"https://{endpoint}", ca_pem, token=token, timeout=10)
     out("[preflight] Reading configuration from the cluster...")
-    out("[preflight] FYI: You can look at this config file with 'kubectl -n kube-system get cm "
-        "kubeadm-config -o yaml'")
+    out(
+        "[preflight] FYI: You can look at this config file with 'kubectl -n kube-system get cm "
+        "kubeadm-config -o yaml'"
+    )
     cluster_yaml, _ = cluster.fetch_cluster_config(client)
     cfg.cluster = from_cluster(cluster_yaml, version)
     normalise(cfg, version)
@@ -178,22 +226,38 @@ def run(flags: dict, positional: list[str]) -> int:
     pki_dir = cfg.pki_dir
     if control_plane:
         if not cfg.cluster.get("controlPlaneEndpoint"):
-            raise KubeadmError("unable to add a new control plane instance to a cluster that doesn't "
-                               "have a stable controlPlaneEndpoint address", "preflight")
-        out("[preflight] Running pre-flight checks before initializing the new control plane instance")
-        data_dir = Path(((cfg.cluster.get("etcd") or {}).get("local") or {}).get("dataDir", "/var/lib/etcd"))
-        preflight.run(preflight.control_plane_checks(target, reg["criSocket"], data_dir, cfg.bind_port),
-                      ignored, out)
+            raise KubeadmError(
+                "unable to add a new control plane instance to a cluster that doesn't "
+                "have a stable controlPlaneEndpoint address",
+                "preflight",
+            )
+        out(
+            "[preflight] Running pre-flight checks before initializing the new control plane instance"
+        )
+        data_dir = Path(
+            ((cfg.cluster.get("etcd") or {}).get("local") or {}).get("dataDir", "/var/lib/etcd")
+        )
+        preflight.run(
+            preflight.control_plane_checks(target, reg["criSocket"], data_dir, cfg.bind_port),
+            ignored,
+            out,
+        )
         out("[preflight] Pulling images required for setting up a Kubernetes cluster")
-        out("[preflight] This might take a minute or two, depending on the speed of your internet connection")
-        out("[preflight] You can also perform this action beforehand using 'kubeadm config images pull'")
+        out(
+            "[preflight] This might take a minute or two, depending on the speed of your internet connection"
+        )
+        out(
+            "[preflight] You can also perform this action beforehand using 'kubeadm config images pull'"
+        )
         if key:
             cluster.download_certs(client, pki_dir, key, out)
         for base in ("ca", "front-proxy-ca", "etcd/ca"):
             if not (pki_dir / f"{base}.key").exists():
-                raise KubeadmError(f"unable to create a new control plane instance: missing "
-                                   f"{pki_dir}/{base}.key; use --certificate-key or copy the CAs",
-                                   "control-plane-prepare/download-certs")
+                raise KubeadmError(
+                    f"unable to create a new control plane instance: missing "
+                    f"{pki_dir}/{base}.key; use --certificate-key or copy the CAs",
+                    "control-plane-prepare/download-certs",
+                )
         out(f'[certs] Using certificateDir folder "{pki_dir}"')
         certs.create_leaves(cfg, out)
         out(f'[certs] Valid certificates and keys now exist in "{pki_dir}"')
@@ -213,9 +277,16 @@ def run(flags: dict, positional: list[str]) -> int:
             raise KubeadmError(f"etcd cluster is not healthy: {err}", "check-etcd") from err
     # kubelet-start
     files.write_kubelet_files(cfg, target, out, kubelet_doc)
-    kubeconfig.write(KUBE_DIR / "bootstrap-kubelet.conf", kubeconfig.render(
-        cfg.cluster.get("clusterName", "kubernetes"), f"https://{endpoint}", ca_pem,
-        "tls-bootstrap-token-user", token=token))
+    kubeconfig.write(
+        KUBE_DIR / "bootstrap-kubelet.conf",
+        kubeconfig.render(
+            cfg.cluster.get("clusterName", "kubernetes"),
+            f"https://{endpoint}",
+            ca_pem,
+            "tls-bootstrap-token-user",
+            token=token,
+        ),
+    )
     if not (pki_dir / "ca.crt").exists():
         pki.write_public(pki_dir / "ca.crt", ca_pem)
     restart_kubelet()
@@ -224,16 +295,21 @@ def run(flags: dict, positional: list[str]) -> int:
     deadline = time.monotonic() + 240
     while not (KUBE_DIR / "kubelet.conf").exists():
         if time.monotonic() > deadline:
-            raise KubeadmError("timed out waiting for the condition: the kubelet did not perform the "
-                               "TLS Bootstrap", "kubelet-start")
+            raise KubeadmError(
+                "timed out waiting for the condition: the kubelet did not perform the "
+                "TLS Bootstrap",
+                "kubelet-start",
+            )
         time.sleep(0.5)
     (KUBE_DIR / "bootstrap-kubelet.conf").unlink(missing_ok=True)
     if not control_plane:
         out(DONE_WORKER)
         return 0
     join_etcd(cfg, target, client, out)
-    out("The 'update-status' phase is deprecated and will be removed in a future release. Currently "
-        "it performs no operation")
+    out(
+        "The 'update-status' phase is deprecated and will be removed in a future release. Currently "
+        "it performs no operation"
+    )
     admin = Client.from_kubeconfig(KUBE_DIR / "admin.conf", timeout=10)
     cluster.mark_control_plane(admin, cfg, out)
     out(DONE_CP)
@@ -253,7 +329,9 @@ def join_etcd(cfg: Config, version: Version, client: Client, out) -> None:
     initial = [(n, u) for n, u in initial if u != peer] + [(cfg.node_name, peer)]
     out("[etcd] Announced new etcd member joining to the existing etcd cluster")
     out('[etcd] Creating static Pod manifest for "etcd"')
-    manifests.write(manifests.MANIFESTS, "etcd", manifests.etcd(cfg, version, initial, existing=True))
+    manifests.write(
+        manifests.MANIFESTS, "etcd", manifests.etcd(cfg, version, initial, existing=True)
+    )
     out("[etcd] Waiting for the new etcd member to join the cluster. This can take up to 40s")
     deadline = time.monotonic() + 120
     while learner:
@@ -264,9 +342,11 @@ def join_etcd(cfg: Config, version: Version, client: Client, out) -> None:
             if "not a learner" in str(err):
                 break
             if time.monotonic() > deadline:
-                raise KubeadmError(f"error creating local etcd static pod manifest file: "
-                                   f"timeout waiting for etcd learner to be promoted: {err}",
-                                   "control-plane-join/etcd") from err
+                raise KubeadmError(
+                    f"error creating local etcd static pod manifest file: "
+                    f"timeout waiting for etcd learner to be promoted: {err}",
+                    "control-plane-join/etcd",
+                ) from err
             time.sleep(1)
     local = kubeadm_client(str(pki_dir), [f"https://{cfg.advertise_address}:2379"], timeout=5)
     while True:
@@ -275,6 +355,7 @@ def join_etcd(cfg: Config, version: Version, client: Client, out) -> None:
             return
         except EtcdError as err:
             if time.monotonic() > deadline:
-                raise KubeadmError(f"error waiting for etcd to join the cluster: {err}",
-                                   "control-plane-join/etcd") from err
+                raise KubeadmError(
+                    f"error waiting for etcd to join the cluster: {err}", "control-plane-join/etcd"
+                ) from err
             time.sleep(1)

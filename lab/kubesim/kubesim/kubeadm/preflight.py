@@ -30,6 +30,7 @@ def port_free(port: int) -> Callable[[], str | None]:
             except OSError:
                 return f"Port {port} is in use"
         return None
+
     return run
 
 
@@ -49,6 +50,7 @@ def file_content(path: str, want: str) -> Callable[[], str | None]:
         except OSError:
             return f"{path} does not exist"
         return None
+
     return run
 
 
@@ -71,7 +73,9 @@ def memory() -> str | None:
     for line in Path("/proc/meminfo").read_text().splitlines():
         if line.startswith("MemTotal:"):
             mb = int(line.split()[1]) // 1024
-            return None if mb >= 1700 else f"the system RAM ({mb} MB) is less than the minimum 1700 MB"
+            return (
+                None if mb >= 1700 else f"the system RAM ({mb} MB) is less than the minimum 1700 MB"
+            )
     return None
 
 
@@ -82,11 +86,15 @@ def root() -> str | None:
 def cri(endpoint: str) -> Callable[[], str | None]:
     def run() -> str | None:
         from ..kubelet.main import check_cri
+
         problem = check_cri(endpoint)
         if problem:
-            return (f"container runtime is not running: output: time=\"\" level=fatal msg=\""
-                    f"{problem}\"\n, error: exit status 1")
+            return (
+                f'container runtime is not running: output: time="" level=fatal msg="'
+                f'{problem}"\n, error: exit status 1'
+            )
         return None
+
     return run
 
 
@@ -97,16 +105,20 @@ def in_path(binary: str) -> Callable[[], str | None]:
 def kubelet_version(control_plane: Version) -> Callable[[], str | None]:
     def run() -> str | None:
         try:
-            out = subprocess.run(["kubelet", "--version"], capture_output=True, text=True,
-                                 timeout=30, check=False).stdout.split()
+            out = subprocess.run(
+                ["kubelet", "--version"], capture_output=True, text=True, timeout=30, check=False
+            ).stdout.split()
             kv = Version.parse(out[-1])
         except (OSError, subprocess.SubprocessError, ValueError, IndexError):
             return "couldn't get kubelet version: cannot execute 'kubelet --version'"
         if (kv.major, kv.minor) > (control_plane.major, control_plane.minor):
-            return (f'the kubelet version is higher than the control plane version. This is not a '
-                    f'supported version skew and may lead to a malfunctional cluster. Kubelet '
-                    f'version: "{kv.bare}" Control plane version: "{control_plane.bare}"')
+            return (
+                f"the kubelet version is higher than the control plane version. This is not a "
+                f"supported version skew and may lead to a malfunctional cluster. Kubelet "
+                f'version: "{kv.bare}" Control plane version: "{control_plane.bare}"'
+            )
         return None
+
     return run
 
 
@@ -114,8 +126,13 @@ def kubelet_service() -> str | None:
     if not Path("/run/systemd/system").is_dir():
         return None
     try:
-        state = subprocess.run(["systemctl", "is-enabled", "kubelet.service"], capture_output=True,
-                               text=True, timeout=10, check=False).stdout.strip()
+        state = subprocess.run(
+            ["systemctl", "is-enabled", "kubelet.service"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
+        ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return None
     if state != "enabled":
@@ -123,21 +140,27 @@ def kubelet_service() -> str | None:
     return None
 
 
-def control_plane_checks(version: Version, cri_endpoint: str, data_dir: Path,
-                         bind_port: int, etcd_local: bool = True) -> list[Check]:
+def control_plane_checks(
+    version: Version, cri_endpoint: str, data_dir: Path, bind_port: int, etcd_local: bool = True
+) -> list[Check]:
     manifests = Path("/etc/kubernetes/manifests")
     checks: list[Check] = [
-        ("NumCPU", num_cpu, False), ("Mem", memory, False),
+        ("NumCPU", num_cpu, False),
+        ("Mem", memory, False),
         ("KubeletVersion", kubelet_version(version), False),
         (f"Port-{bind_port}", port_free(bind_port), False),
-        ("Port-10259", port_free(10259), False), ("Port-10257", port_free(10257), False),
+        ("Port-10259", port_free(10259), False),
+        ("Port-10257", port_free(10257), False),
     ]
     for comp in ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "etcd"):
         path = manifests / f"{comp}.yaml"
         checks.append((f"FileAvailable-{str(path).replace('/', '-')}", file_absent(path), False))
     if etcd_local:
-        checks += [("Port-2379", port_free(2379), False), ("Port-2380", port_free(2380), False),
-                   (f"DirAvailable-{str(data_dir).replace('/', '-')}", dir_empty(data_dir), False)]
+        checks += [
+            ("Port-2379", port_free(2379), False),
+            ("Port-2380", port_free(2380), False),
+            (f"DirAvailable-{str(data_dir).replace('/', '-')}", dir_empty(data_dir), False),
+        ]
     return checks
 
 
@@ -159,8 +182,11 @@ def node_checks(cri_endpoint: str) -> list[Check]:
         ("FileExisting-touch", in_path("touch"), True),
         ("Service-Kubelet", kubelet_service, True),
         ("Port-10250", port_free(10250), False),
-        ("FileContent--proc-sys-net-ipv4-ip_forward",
-         file_content("/proc/sys/net/ipv4/ip_forward", "1"), False),
+        (
+            "FileContent--proc-sys-net-ipv4-ip_forward",
+            file_content("/proc/sys/net/ipv4/ip_forward", "1"),
+            False,
+        ),
     ]
 
 
@@ -178,9 +204,13 @@ def run(checks: list[Check], ignored: set[str], out) -> None:
     for w in warnings:
         out(w)
     if errors:
-        raise KubeadmError("[preflight] Some fatal errors occurred:\n" + "\n".join(errors) +
-                           "\n[preflight] If you know what you are doing, you can make a check "
-                           "non-fatal with `--ignore-preflight-errors=...`", "preflight")
+        raise KubeadmError(
+            "[preflight] Some fatal errors occurred:\n"
+            + "\n".join(errors)
+            + "\n[preflight] If you know what you are doing, you can make a check "
+            "non-fatal with `--ignore-preflight-errors=...`",
+            "preflight",
+        )
 
 
 def ignored_set(flag_value: str | None, from_config: list[str] | None) -> set[str]:

@@ -16,20 +16,32 @@ from .errors import KubeadmError
 
 def run(flags: dict) -> int:
     force = flags.get("force") in ("true", "") or flags.get("f") in ("true", "")
-    out("W reset: [reset] Reading configuration from the cluster..." if False else
-        "[reset] Reading configuration from the cluster...")
-    out("[reset] FYI: You can look at this config file with 'kubectl -n kube-system get cm "
-        "kubeadm-config -o yaml'")
-    confirm("[reset] WARNING: Changes made to this host by 'kubeadm init' or 'kubeadm join' will be "
-            "reverted.\n[reset] Are you sure you want to proceed? [y/N]: ", force)
+    out(
+        "W reset: [reset] Reading configuration from the cluster..."
+        if False
+        else "[reset] Reading configuration from the cluster..."
+    )
+    out(
+        "[reset] FYI: You can look at this config file with 'kubectl -n kube-system get cm "
+        "kubeadm-config -o yaml'"
+    )
+    confirm(
+        "[reset] WARNING: Changes made to this host by 'kubeadm init' or 'kubeadm join' will be "
+        "reverted.\n[reset] Are you sure you want to proceed? [y/N]: ",
+        force,
+    )
     out("[preflight] Running pre-flight checks")
     etcd_manifest = KUBE_DIR / "manifests" / "etcd.yaml"
     data_dir = Path("/var/lib/etcd")
     if etcd_manifest.exists():
         pod = yaml.safe_load(etcd_manifest.read_text())
         cmd = pod["spec"]["containers"][0]["command"]
-        peer = next((a.split("=", 1)[1] for a in cmd if a.startswith("--initial-advertise-peer-urls=")), "")
-        data_dir = Path(next((a.split("=", 1)[1] for a in cmd if a.startswith("--data-dir=")), str(data_dir)))
+        peer = next(
+            (a.split("=", 1)[1] for a in cmd if a.startswith("--initial-advertise-peer-urls=")), ""
+        )
+        data_dir = Path(
+            next((a.split("=", 1)[1] for a in cmd if a.startswith("--data-dir=")), str(data_dir))
+        )
         client_url = peer.replace(":2380", ":2379")
         try:
             etcd = kubeadm_client(str(KUBE_DIR / "pki"), [client_url], timeout=5)
@@ -39,27 +51,43 @@ def run(flags: dict) -> int:
                 etcd.member_remove(mine.id)
                 out("[reset] Removing member from the etcd cluster")
         except (EtcdError, OSError) as err:
-            out(f"[reset] Failed to remove etcd member: {err}. Please manually remove this etcd "
-                "member using etcdctl")
+            out(
+                f"[reset] Failed to remove etcd member: {err}. Please manually remove this etcd "
+                "member using etcdctl"
+            )
     out("[reset] Stopping the kubelet service")
     stop_kubelet()
-    out(f'[reset] Unmounting mounted directories in "/var/lib/kubelet"')
+    out('[reset] Unmounting mounted directories in "/var/lib/kubelet"')
     records = cri.Records()
     for c in records.containers():
         cri.stop_container(records, c, 0)
         records.remove_container(c.id)
     for s in records.sandboxes():
         records.remove_sandbox(s.id)
-    out(f"[reset] Deleting contents of directories: [{KUBE_DIR}/manifests /var/lib/kubelet {KUBE_DIR}/pki]")
-    for d in (KUBE_DIR / "manifests", Path("/var/lib/kubelet"), KUBE_DIR / "pki", data_dir, KUBE_DIR / "tmp"):
+    out(
+        f"[reset] Deleting contents of directories: [{KUBE_DIR}/manifests /var/lib/kubelet {KUBE_DIR}/pki]"
+    )
+    for d in (
+        KUBE_DIR / "manifests",
+        Path("/var/lib/kubelet"),
+        KUBE_DIR / "pki",
+        data_dir,
+        KUBE_DIR / "tmp",
+    ):
         if d.is_dir():
             for child in d.iterdir():
                 if child.is_dir() and not child.is_symlink():
                     shutil.rmtree(child, ignore_errors=True)
                 else:
                     child.unlink(missing_ok=True)
-    names = ["admin.conf", "super-admin.conf", "kubelet.conf", "bootstrap-kubelet.conf",
-             "controller-manager.conf", "scheduler.conf"]
+    names = [
+        "admin.conf",
+        "super-admin.conf",
+        "kubelet.conf",
+        "bootstrap-kubelet.conf",
+        "controller-manager.conf",
+        "scheduler.conf",
+    ]
     out("[reset] Deleting files: [" + " ".join(str(KUBE_DIR / n) for n in names) + "]")
     for n in names:
         (KUBE_DIR / n).unlink(missing_ok=True)

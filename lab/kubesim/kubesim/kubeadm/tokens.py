@@ -27,6 +27,7 @@ def create(flags: dict, positional: list[str]) -> int:
         out(token)
         return 0
     from ..kubeconfig import KubeConfig
+
     cfg = KubeConfig.load(KUBE_DIR / "admin.conf")
     endpoint = cfg.server.replace("https://", "")
     key = flags.get("certificate-key", "")
@@ -38,20 +39,32 @@ def create(flags: dict, positional: list[str]) -> int:
 
 def list_tokens(flags: dict) -> int:
     client = admin_client()
-    items = client.list("secrets", "kube-system", field_selector="type=bootstrap.kubernetes.io/token")["items"]
+    items = client.list(
+        "secrets", "kube-system", field_selector="type=bootstrap.kubernetes.io/token"
+    )["items"]
     rows = ["TOKEN\tTTL\tEXPIRES\tUSAGES\tDESCRIPTION\tEXTRA GROUPS"]
     for s in items:
         d = {k: base64.b64decode(v).decode() for k, v in (s.get("data") or {}).items()}
         exp = d.get("expiration", "")
         ttl, expires = "<forever>", "<never>"
         if exp:
-            when = dt.datetime.strptime(exp, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.timezone.utc)
-            ttl = short_human_duration(when - dt.datetime.now(dt.timezone.utc))
+            when = dt.datetime.strptime(exp, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.UTC)
+            ttl = short_human_duration(when - dt.datetime.now(dt.UTC))
             expires = exp
-        usages = ",".join(sorted(k.removeprefix("usage-bootstrap-") for k, v in d.items()
-                                 if k.startswith("usage-bootstrap-") and v == "true")) or "<none>"
-        rows.append(f"{d.get('token-id')}.{d.get('token-secret')}\t{ttl}\t{expires}\t{usages}\t"
-                    f"{d.get('description', '<none>')}\t{d.get('auth-extra-groups', '<none>')}")
+        usages = (
+            ",".join(
+                sorted(
+                    k.removeprefix("usage-bootstrap-")
+                    for k, v in d.items()
+                    if k.startswith("usage-bootstrap-") and v == "true"
+                )
+            )
+            or "<none>"
+        )
+        rows.append(
+            f"{d.get('token-id')}.{d.get('token-secret')}\t{ttl}\t{expires}\t{usages}\t"
+            f"{d.get('description', '<none>')}\t{d.get('auth-extra-groups', '<none>')}"
+        )
     print(tabwriter.render("\n".join(rows) + "\n", 10, 3), end="")
     return 0
 
@@ -59,8 +72,10 @@ def list_tokens(flags: dict) -> int:
 def delete(flags: dict, positional: list[str]) -> int:
     client = admin_client()
     if not positional:
-        raise KubeadmError("missing argument; 'token delete' is missing token of form "
-                           '"^([a-z0-9]{6})$" or "^([a-z0-9]{6})\\.([a-z0-9]{16})$"')
+        raise KubeadmError(
+            "missing argument; 'token delete' is missing token of form "
+            '"^([a-z0-9]{6})$" or "^([a-z0-9]{6})\\.([a-z0-9]{16})$"'
+        )
     for tok in positional:
         tid = tok.split(".")[0]
         try:
@@ -78,8 +93,10 @@ def certificate_key(flags: dict) -> int:
 
 def check_expiration(flags: dict) -> int:
     out("[check-expiration] Reading configuration from the cluster...")
-    out("[check-expiration] FYI: You can look at this config file with 'kubectl -n kube-system get cm "
-        "kubeadm-config -o yaml'")
+    out(
+        "[check-expiration] FYI: You can look at this config file with 'kubectl -n kube-system get cm "
+        "kubeadm-config -o yaml'"
+    )
     print()
     print(certs.check_expiration(KUBE_DIR / "pki", KUBE_DIR, own_version()), end="")
     return 0
@@ -89,24 +106,31 @@ def _local_config() -> Config:
     """The config renew needs: from the cluster when reachable, else the local files."""
     version = own_version()
     from .upgrade import load_cluster
+
     try:
         return load_cluster(admin_client(timeout=5), version, "renew")
     except (KubeadmError, ApiError, OSError):
-        out("[renew] Error reading configuration from the Cluster. Falling back to default configuration")
-        cfg = Config("kubeadm.k8s.io/v1beta3", from_cluster("{}", version), init={"nodeRegistration": {}})
+        out(
+            "[renew] Error reading configuration from the Cluster. Falling back to default configuration"
+        )
+        cfg = Config(
+            "kubeadm.k8s.io/v1beta3", from_cluster("{}", version), init={"nodeRegistration": {}}
+        )
         return cfg
 
 
 def renew(flags: dict, positional: list[str]) -> int:
     if not positional:
-        raise KubeadmError("missing subcommand; \"renew\" is not meant to be run on its own")
+        raise KubeadmError('missing subcommand; "renew" is not meant to be run on its own')
     what = positional[0]
     cfg = _local_config()
     print()
     names = [leaf.name for leaf in certs.LEAVES] + [n for n, _ in certs.KUBECONFIGS]
     if what != "all" and what not in names:
         raise KubeadmError(f'unknown command "{what}" for "kubeadm certs renew"')
-    todo = [(n, t) for n, t in certs.KUBECONFIGS] + [(leaf.name, leaf.renew_text) for leaf in certs.LEAVES]
+    todo = [(n, t) for n, t in certs.KUBECONFIGS] + [
+        (leaf.name, leaf.renew_text) for leaf in certs.LEAVES
+    ]
     for name, text in sorted(todo):
         if what not in ("all", name):
             continue
@@ -123,8 +147,10 @@ def renew(flags: dict, positional: list[str]) -> int:
             else:
                 out(f"MISSING! {text}")
     print()
-    out("Done renewing certificates. You must restart the kube-apiserver, kube-controller-manager, "
-        "kube-scheduler and etcd, so that they can use the new certificates.")
+    out(
+        "Done renewing certificates. You must restart the kube-apiserver, kube-controller-manager, "
+        "kube-scheduler and etcd, so that they can use the new certificates."
+    )
     return 0
 
 

@@ -23,8 +23,15 @@ from ..etcd import EtcdError, kubeadm_client
 from ..kubeclient import ApiError, Client
 from ..versions import Version, coredns_tag, etcd_tag, own_version
 from . import certs, cluster, files, manifests
-from .common import (KUBE_DIR, admin_client, confirm, out, static_pod_hash, wait_pod_running,
-                     wait_static_pod_hash)
+from .common import (
+    KUBE_DIR,
+    admin_client,
+    confirm,
+    out,
+    static_pod_hash,
+    wait_pod_running,
+    wait_static_pod_hash,
+)
 from .config import Config, from_cluster, normalise
 from .errors import KubeadmError
 
@@ -34,19 +41,25 @@ COMPONENTS = ["etcd", "kube-apiserver", "kube-controller-manager", "kube-schedul
 
 def load_cluster(client: Client, version: Version, phase: str = "upgrade/config") -> Config:
     out(f"[{phase}] Reading configuration from the cluster...")
-    out(f"[{phase}] FYI: You can look at this config file with 'kubectl -n kube-system get cm "
-        "kubeadm-config -o yaml'")
+    out(
+        f"[{phase}] FYI: You can look at this config file with 'kubectl -n kube-system get cm "
+        "kubeadm-config -o yaml'"
+    )
     text, _ = cluster.fetch_cluster_config(client)
-    cfg = Config("kubeadm.k8s.io/v1beta3", from_cluster(text, version), init={"nodeRegistration": {}})
+    cfg = Config(
+        "kubeadm.k8s.io/v1beta3", from_cluster(text, version), init={"nodeRegistration": {}}
+    )
     # the local node's identity comes from its kube-apiserver manifest, as kubeadm reads it
     api = manifests.MANIFESTS / "kube-apiserver.yaml"
     if api.exists():
         pod = yaml.safe_load(api.read_text())
         endpoint = (pod["metadata"].get("annotations") or {}).get(
-            "kubeadm.kubernetes.io/kube-apiserver.advertise-address.endpoint", "")
+            "kubeadm.kubernetes.io/kube-apiserver.advertise-address.endpoint", ""
+        )
         host, _, port = endpoint.rpartition(":")
         cfg.init["localAPIEndpoint"] = {"advertiseAddress": host, "bindPort": int(port or 6443)}
     import socket
+
     cfg.init["nodeRegistration"]["name"] = _node_name() or socket.gethostname().lower()
     normalise(cfg, version)
     return cfg
@@ -64,25 +77,42 @@ def _node_name() -> str | None:
 def health(client: Client) -> None:
     out("[upgrade] Running cluster health checks")
     try:
-        nodes = client.list("nodes", label_selector="node-role.kubernetes.io/control-plane")["items"]
+        nodes = client.list("nodes", label_selector="node-role.kubernetes.io/control-plane")[
+            "items"
+        ]
     except (ApiError, OSError) as err:
         raise KubeadmError(f"[upgrade/health] FATAL: the API Server is unreachable: {err}") from err
-    not_ready = [n["metadata"]["name"] for n in nodes if not any(
-        c.get("type") == "Ready" and c.get("status") == "True"
-        for c in n.get("status", {}).get("conditions") or [])]
+    not_ready = [
+        n["metadata"]["name"]
+        for n in nodes
+        if not any(
+            c.get("type") == "Ready" and c.get("status") == "True"
+            for c in n.get("status", {}).get("conditions") or []
+        )
+    ]
     problems = []
     if not_ready:
-        problems.append(f"\t[ERROR ControlPlaneNodesReady]: there are NotReady control-planes in "
-                        f"the cluster: {not_ready}")
+        problems.append(
+            f"\t[ERROR ControlPlaneNodesReady]: there are NotReady control-planes in "
+            f"the cluster: {not_ready}"
+        )
     missing = [c for c in COMPONENTS if not (manifests.MANIFESTS / f"{c}.yaml").exists()]
     if missing:
-        problems.append("\t[ERROR StaticPodManifest]: " + "; ".join(
-            f"manifest for component {c} is missing: open {manifests.MANIFESTS}/{c}.yaml: no such "
-            "file or directory" for c in missing))
+        problems.append(
+            "\t[ERROR StaticPodManifest]: "
+            + "; ".join(
+                f"manifest for component {c} is missing: open {manifests.MANIFESTS}/{c}.yaml: no such "
+                "file or directory"
+                for c in missing
+            )
+        )
     if problems:
-        raise KubeadmError("[upgrade/health] FATAL: [preflight] Some fatal errors occurred:\n"
-                           + "\n".join(problems) + "\n[preflight] If you know what you are doing, "
-                           "you can make a check non-fatal with `--ignore-preflight-errors=...`")
+        raise KubeadmError(
+            "[upgrade/health] FATAL: [preflight] Some fatal errors occurred:\n"
+            + "\n".join(problems)
+            + "\n[preflight] If you know what you are doing, "
+            "you can make a check non-fatal with `--ignore-preflight-errors=...`"
+        )
 
 
 def cluster_version(client: Client) -> Version:
@@ -90,6 +120,7 @@ def cluster_version(client: Client) -> Version:
     if code != 200:
         raise KubeadmError(f"[upgrade/versions] FATAL: couldn't fetch cluster version: {body!r}")
     import json
+
     return Version.parse(json.loads(body)["gitVersion"])
 
 
@@ -97,30 +128,46 @@ def enforce_policy(current: Version, target: Version, kubeadm: Version, force: b
     mandatory, skippable = [], []
     minimum = Version(kubeadm.major, kubeadm.minor - 1, 0)
     if target < minimum:
-        mandatory.append(f'Specified version to upgrade to "{target}" is equal to or lower than the '
-                         f'minimum supported version "{minimum}". Please specify a higher version to '
-                         "upgrade to")
+        mandatory.append(
+            f'Specified version to upgrade to "{target}" is equal to or lower than the '
+            f'minimum supported version "{minimum}". Please specify a higher version to '
+            "upgrade to"
+        )
     if (target.major, target.minor) > (current.major, current.minor + 1):
-        mandatory.append(f'Specified version to upgrade to "{target}" is too high; kubeadm can upgrade '
-                         "only 1 minor version at a time")
+        mandatory.append(
+            f'Specified version to upgrade to "{target}" is too high; kubeadm can upgrade '
+            "only 1 minor version at a time"
+        )
     if (target.major, target.minor) < (current.major, current.minor):
-        mandatory.append(f'Specified version to upgrade to "{target}" is an unsupported version and '
-                         f'cannot be used to downgrade the control plane from "{current}"')
+        mandatory.append(
+            f'Specified version to upgrade to "{target}" is an unsupported version and '
+            f'cannot be used to downgrade the control plane from "{current}"'
+        )
     if (kubeadm.major, kubeadm.minor) < (target.major, target.minor):
-        skippable.append(f'Specified version to upgrade to "{target}" is higher than the kubeadm '
-                         f'version "{kubeadm}". Upgrade kubeadm first using the tool you used to '
-                         "install kubeadm")
+        skippable.append(
+            f'Specified version to upgrade to "{target}" is higher than the kubeadm '
+            f'version "{kubeadm}". Upgrade kubeadm first using the tool you used to '
+            "install kubeadm"
+        )
     if mandatory:
-        raise KubeadmError("[upgrade/version] FATAL: the --version argument is invalid due to these "
-                           "fatal errors:\n\n" + "\n".join(f"\t- {m}" for m in mandatory + skippable)
-                           + "\n\nPlease fix the misalignments highlighted above and try upgrading again")
+        raise KubeadmError(
+            "[upgrade/version] FATAL: the --version argument is invalid due to these "
+            "fatal errors:\n\n"
+            + "\n".join(f"\t- {m}" for m in mandatory + skippable)
+            + "\n\nPlease fix the misalignments highlighted above and try upgrading again"
+        )
     if skippable and not force:
-        raise KubeadmError("[upgrade/version] FATAL: the --version argument is invalid due to these "
-                           "errors:\n\n" + "\n".join(f"\t- {m}" for m in skippable)
-                           + "\n\nCan be bypassed if you pass the --force flag")
+        raise KubeadmError(
+            "[upgrade/version] FATAL: the --version argument is invalid due to these "
+            "errors:\n\n"
+            + "\n".join(f"\t- {m}" for m in skippable)
+            + "\n\nCan be bypassed if you pass the --force flag"
+        )
     for m in skippable:
-        out(f"[upgrade/version] Found 1 potential version compatibility errors but skipping since "
-            f"the --force flag is set: \n\n\t- {m}")
+        out(
+            f"[upgrade/version] Found 1 potential version compatibility errors but skipping since "
+            f"the --force flag is set: \n\n\t- {m}"
+        )
 
 
 def _pod_versions(client: Client, component: str) -> list[tuple[str, str]]:
@@ -144,7 +191,9 @@ def plan(flags: dict) -> int:
     out(f"[upgrade/versions] kubeadm version: {version}")
     target = Version.parse(flags["positional"][0]) if flags.get("positional") else version
     out(f"[upgrade/versions] Target version: {target}")
-    out(f"[upgrade/versions] Latest version in the v{current.major}.{current.minor} series: {current}")
+    out(
+        f"[upgrade/versions] Latest version in the v{current.major}.{current.minor} series: {current}"
+    )
     print()
     if not target > current:
         out("Awesome, you're up-to-date! Enjoy!")
@@ -154,8 +203,10 @@ def plan(flags: dict) -> int:
     for i, n in enumerate(sorted(nodes, key=lambda n: n["metadata"]["name"])):
         kv = n.get("status", {}).get("nodeInfo", {}).get("kubeletVersion", "")
         rows.append(f"{'kubelet' if i == 0 else ''}\t{n['metadata']['name']}\t{kv}\t{target}")
-    out("Components that must be upgraded manually after you have upgraded the control plane with "
-        "'kubeadm upgrade apply':")
+    out(
+        "Components that must be upgraded manually after you have upgraded the control plane with "
+        "'kubeadm upgrade apply':"
+    )
     print(tabwriter.render("\n".join(rows) + "\n", 10, 3), end="")
     print()
     out("Upgrade to the latest stable version:")
@@ -179,14 +230,22 @@ def plan(flags: dict) -> int:
         print()
     out("_____________________________________________________________________")
     print()
-    out("The table below shows the current state of component configs as understood by this version of kubeadm.")
-    out('Configs that have a "yes" mark in the "MANUAL UPGRADE REQUIRED" column require manual config upgrade or')
-    out("resetting to kubeadm defaults before a successful upgrade can be performed. The version to manually")
-    out("upgrade to is denoted in the \"PREFERRED VERSION\" column.")
+    out(
+        "The table below shows the current state of component configs as understood by this version of kubeadm."
+    )
+    out(
+        'Configs that have a "yes" mark in the "MANUAL UPGRADE REQUIRED" column require manual config upgrade or'
+    )
+    out(
+        "resetting to kubeadm defaults before a successful upgrade can be performed. The version to manually"
+    )
+    out('upgrade to is denoted in the "PREFERRED VERSION" column.')
     print()
-    rows = ["API GROUP\tCURRENT VERSION\tPREFERRED VERSION\tMANUAL UPGRADE REQUIRED",
-            "kubeproxy.config.k8s.io\tv1alpha1\tv1alpha1\tno",
-            "kubelet.config.k8s.io\tv1beta1\tv1beta1\tno"]
+    rows = [
+        "API GROUP\tCURRENT VERSION\tPREFERRED VERSION\tMANUAL UPGRADE REQUIRED",
+        "kubeproxy.config.k8s.io\tv1alpha1\tv1alpha1\tno",
+        "kubelet.config.k8s.io\tv1beta1\tv1beta1\tno",
+    ]
     print(tabwriter.render("\n".join(rows) + "\n", 10, 3), end="")
     out("_____________________________________________________________________")
     print()
@@ -204,7 +263,7 @@ def upgrade_static_pods(cfg: Config, target: Version, client: Client, renew: boo
     backup = TMP / f"kubeadm-backup-manifests-{_stamp()}"
     backup.mkdir(parents=True, exist_ok=True)
     out(f'[upgrade/staticpods] Writing new Static Pod manifests to "{new_dir}"')
-    out("[upgrade/staticpods] Preparing for \"etcd\" upgrade")
+    out('[upgrade/staticpods] Preparing for "etcd" upgrade')
     etcd_path = manifests.MANIFESTS / "etcd.yaml"
     if etcd_path.exists():
         old_pod = yaml.safe_load(etcd_path.read_text())
@@ -214,11 +273,19 @@ def upgrade_static_pods(cfg: Config, target: Version, client: Client, renew: boo
         existing = any(a == "--initial-cluster-state=existing" for a in cmd)
         new_pod = manifests.etcd(cfg, target, members or None, existing)
         old_image = old_pod["spec"]["containers"][0]["image"]
-        if new_pod["spec"]["containers"][0]["image"] == old_image and manifests.render(new_pod) == manifests.render(old_pod) and not renew:
-            out("[upgrade/etcd] Non fatal issue encountered during upgrade: the desired etcd version "
-                f'"{etcd_tag(target)}" is not newer than the currently installed "{old_image.rpartition(":")[2]}". Skipping etcd upgrade')
+        if (
+            new_pod["spec"]["containers"][0]["image"] == old_image
+            and manifests.render(new_pod) == manifests.render(old_pod)
+            and not renew
+        ):
+            out(
+                "[upgrade/etcd] Non fatal issue encountered during upgrade: the desired etcd version "
+                f'"{etcd_tag(target)}" is not newer than the currently installed "{old_image.rpartition(":")[2]}". Skipping etcd upgrade'
+            )
         else:
-            data_dir = Path(((cfg.cluster.get("etcd") or {}).get("local") or {}).get("dataDir", "/var/lib/etcd"))
+            data_dir = Path(
+                ((cfg.cluster.get("etcd") or {}).get("local") or {}).get("dataDir", "/var/lib/etcd")
+            )
             etcd_backup = TMP / f"kubeadm-backup-etcd-{_stamp()}" / "etcd"
             if data_dir.exists():
                 shutil.copytree(data_dir, etcd_backup, dirs_exist_ok=True)
@@ -234,9 +301,16 @@ def upgrade_static_pods(cfg: Config, target: Version, client: Client, renew: boo
     for comp, pod in pods.items():
         out(f'[upgrade/staticpods] Preparing for "{comp}" upgrade')
         if renew:
-            for name in {"kube-apiserver": ["apiserver", "apiserver-kubelet-client", "front-proxy-client", "apiserver-etcd-client"],
-                         "kube-controller-manager": ["controller-manager.conf"],
-                         "kube-scheduler": ["scheduler.conf"]}[comp]:
+            for name in {
+                "kube-apiserver": [
+                    "apiserver",
+                    "apiserver-kubelet-client",
+                    "front-proxy-client",
+                    "apiserver-etcd-client",
+                ],
+                "kube-controller-manager": ["controller-manager.conf"],
+                "kube-scheduler": ["scheduler.conf"],
+            }[comp]:
                 out(f"[upgrade/staticpods] Renewing {name} certificate")
                 if name.endswith(".conf"):
                     certs.renew_kubeconfig(KUBE_DIR / name, cfg.pki_dir)
@@ -248,16 +322,19 @@ def upgrade_static_pods(cfg: Config, target: Version, client: Client, renew: boo
             certs.renew_kubeconfig(KUBE_DIR / name, cfg.pki_dir)
 
 
-def replace_and_wait(cfg: Config, client: Client, comp: str, pod: dict, new_dir: Path,
-                     backup: Path, node: str) -> None:
+def replace_and_wait(
+    cfg: Config, client: Client, comp: str, pod: dict, new_dir: Path, backup: Path, node: str
+) -> None:
     current = manifests.MANIFESTS / f"{comp}.yaml"
     manifests.write(new_dir, comp, pod)
     old_hash = static_pod_hash(client, comp, node)
     if current.exists() and current.read_text() == (new_dir / f"{comp}.yaml").read_text():
-        out(f'[upgrade/staticpods] Current and new manifests of {comp} are equal, skipping upgrade')
+        out(f"[upgrade/staticpods] Current and new manifests of {comp} are equal, skipping upgrade")
         return
-    out(f'[upgrade/staticpods] Moved new manifest to "{current}" and backed up old manifest to '
-        f'"{backup / (comp + ".yaml")}"')
+    out(
+        f'[upgrade/staticpods] Moved new manifest to "{current}" and backed up old manifest to '
+        f'"{backup / (comp + ".yaml")}"'
+    )
     if current.exists():
         shutil.copy2(current, backup / f"{comp}.yaml")
     shutil.copy2(new_dir / f"{comp}.yaml", current)
@@ -269,14 +346,17 @@ def replace_and_wait(cfg: Config, client: Client, comp: str, pod: dict, new_dir:
     except KubeadmError as err:
         if (backup / f"{comp}.yaml").exists():
             shutil.copy2(backup / f"{comp}.yaml", current)
-        raise KubeadmError(f"[upgrade/apply] FATAL: couldn't upgrade control plane. kubeadm has "
-                           f"tried to recover everything into the earlier state. Errors faced: "
-                           f"{err.message}") from err
+        raise KubeadmError(
+            f"[upgrade/apply] FATAL: couldn't upgrade control plane. kubeadm has "
+            f"tried to recover everything into the earlier state. Errors faced: "
+            f"{err.message}"
+        ) from err
     out(f'[upgrade/staticpods] Component "{comp}" upgraded successfully!')
 
 
 def wait_etcd(cfg: Config, timeout: float = 120) -> None:
     import time
+
     client = kubeadm_client(str(cfg.pki_dir), [f"https://{cfg.advertise_address}:2379"], timeout=5)
     deadline = time.monotonic() + timeout
     while True:
@@ -316,47 +396,69 @@ def apply(flags: dict) -> int:
     out(f"[upgrade/versions] Cluster version: {current}")
     out(f"[upgrade/versions] kubeadm version: {version}")
     enforce_policy(current, target, version, force)
-    confirm("[upgrade] Are you sure you want to proceed? [y/N]: ",
-            flags.get("yes") in ("true", "") or flags.get("y") in ("true", "") or force)
+    confirm(
+        "[upgrade] Are you sure you want to proceed? [y/N]: ",
+        flags.get("yes") in ("true", "") or flags.get("y") in ("true", "") or force,
+    )
     out("[upgrade/prepull] Pulling images required for setting up a Kubernetes cluster")
-    out("[upgrade/prepull] This might take a minute or two, depending on the speed of your internet connection")
-    out("[upgrade/prepull] You can also perform this action beforehand using 'kubeadm config images pull'")
-    out(f'[upgrade/apply] Upgrading your Static Pod-hosted control plane to version "{target}" (timeout: 5m0s)...')
+    out(
+        "[upgrade/prepull] This might take a minute or two, depending on the speed of your internet connection"
+    )
+    out(
+        "[upgrade/prepull] You can also perform this action beforehand using 'kubeadm config images pull'"
+    )
+    out(
+        f'[upgrade/apply] Upgrading your Static Pod-hosted control plane to version "{target}" (timeout: 5m0s)...'
+    )
     cfg.cluster["kubernetesVersion"] = str(target)
     renew = flags.get("certificate-renewal", "true") != "false"
     upgrade_static_pods(cfg, target, client, renew)
     client = admin_client()
     cluster.upload_config(client, cfg, version, out)
-    cluster.upload_kubelet_config(client, yaml.safe_dump(files.kubelet_configuration(cfg), sort_keys=True), out)
+    cluster.upload_kubelet_config(
+        client, yaml.safe_dump(files.kubelet_configuration(cfg), sort_keys=True), out
+    )
     upgrade_kubelet_config(client, out)
     cluster.rbac(client, out)
     cluster.addons(client, cfg, target, out)
     print()
     out(f'[upgrade/successful] SUCCESS! Your cluster was upgraded to "{target}". Enjoy!')
     print()
-    out("[upgrade/kubelet] Now that your control plane is upgraded, please proceed with upgrading "
-        "your kubelets if you haven't already done so.")
+    out(
+        "[upgrade/kubelet] Now that your control plane is upgraded, please proceed with upgrading "
+        "your kubelets if you haven't already done so."
+    )
     return 0
 
 
 def node(flags: dict) -> int:
     version = own_version()
     out("[upgrade] Reading configuration from the cluster...")
-    out("[upgrade] FYI: You can look at this config file with 'kubectl -n kube-system get cm "
-        "kubeadm-config -o yaml'")
+    out(
+        "[upgrade] FYI: You can look at this config file with 'kubectl -n kube-system get cm "
+        "kubeadm-config -o yaml'"
+    )
     kubelet_conf = KUBE_DIR / "kubelet.conf"
-    client = admin_client() if (KUBE_DIR / "admin.conf").exists() else Client.from_kubeconfig(kubelet_conf)
+    client = (
+        admin_client()
+        if (KUBE_DIR / "admin.conf").exists()
+        else Client.from_kubeconfig(kubelet_conf)
+    )
     cfg = load_cluster(client, version, "upgrade")
     target = cfg.kubernetes_version
     out("[preflight] Running pre-flight checks")
     if (manifests.MANIFESTS / "kube-apiserver.yaml").exists():
-        out("[upgrade] Upgrading your Static Pod-hosted control plane instance to version "
-            f'"{target}"...')
+        out(
+            "[upgrade] Upgrading your Static Pod-hosted control plane instance to version "
+            f'"{target}"...'
+        )
         renew = flags.get("certificate-renewal", "true") != "false"
         upgrade_static_pods(cfg, target, client, renew)
     else:
         out("[upgrade] Skipping phase. Not a control plane node.")
     upgrade_kubelet_config(client, out)
     out("[upgrade] The configuration for this node was successfully updated!")
-    out("[upgrade] Now you should go ahead and upgrade the kubelet package using your package manager.")
+    out(
+        "[upgrade] Now you should go ahead and upgrade the kubelet package using your package manager."
+    )
     return 0

@@ -48,19 +48,41 @@ def program_for(container: dict) -> tuple[list[str], dict[str, str]]:
 
 
 def systemd_running() -> bool:
-    return Path("/run/systemd/system").is_dir() and os.geteuid() == 0 and \
-        shutil.which("systemd-run") is not None and not os.environ.get("KUBESIM_NO_SCOPES")
+    return (
+        Path("/run/systemd/system").is_dir()
+        and os.geteuid() == 0
+        and shutil.which("systemd-run") is not None
+        and not os.environ.get("KUBESIM_NO_SCOPES")
+    )
 
 
 def start(argv: list[str], env: dict[str, str], log_path: Path, unit: str) -> subprocess.Popen:
     """Start the container process in its own session (and scope, under systemd)."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    full_env = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-                "HOME": "/root", **env}
+    full_env = {
+        "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+        "HOME": "/root",
+        **env,
+    }
     if systemd_running():
-        argv = ["systemd-run", "--scope", "--quiet", "--collect", f"--unit={unit}",
-                "--property=KillMode=mixed", "--", *argv]
+        argv = [
+            "systemd-run",
+            "--scope",
+            "--quiet",
+            "--collect",
+            f"--unit={unit}",
+            "--property=KillMode=mixed",
+            "--",
+            *argv,
+        ]
     with open(log_path, "ab") as log:
-        return subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                                env=full_env, start_new_session=True, close_fds=True,
-                                cwd="/")
+        return subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=log,
+            env=full_env,
+            start_new_session=True,
+            close_fds=True,
+            cwd="/",
+        )

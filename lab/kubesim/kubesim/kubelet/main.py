@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
-import os
 import socket
 import subprocess
 import sys
@@ -37,8 +36,13 @@ STATUS_PERIOD = 10.0
 
 def node_ip_guess() -> str:
     try:
-        out = subprocess.run(["ip", "-4", "-o", "addr", "show", "scope", "global"],
-                             capture_output=True, text=True, timeout=5, check=False).stdout
+        out = subprocess.run(
+            ["ip", "-4", "-o", "addr", "show", "scope", "global"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=False,
+        ).stdout
         for line in out.splitlines():
             parts = line.split()
             if "inet" in parts:
@@ -55,16 +59,19 @@ def check_cri(endpoint: str) -> str | None:
             s.settimeout(2)
             s.connect(path)
     except OSError as err:
-        return (f'validate service connection: validate CRI v1 runtime API for endpoint "{endpoint}": '
-                f'rpc error: code = Unavailable desc = connection error: desc = "transport: Error '
-                f'while dialing: dial unix {path}: connect: {err.strerror.lower() if err.strerror else err}"')
+        return (
+            f'validate service connection: validate CRI v1 runtime API for endpoint "{endpoint}": '
+            f'rpc error: code = Unavailable desc = connection error: desc = "transport: Error '
+            f'while dialing: dial unix {path}: connect: {err.strerror.lower() if err.strerror else err}"'
+        )
     return None
 
 
 def runtime_version() -> str:
     try:
-        out = subprocess.run(["containerd", "--version"], capture_output=True, text=True,
-                             timeout=5, check=False).stdout.split()
+        out = subprocess.run(
+            ["containerd", "--version"], capture_output=True, text=True, timeout=5, check=False
+        ).stdout.split()
         if len(out) >= 3:
             return f"containerd://{out[2].lstrip('v')}"
     except (OSError, subprocess.SubprocessError):
@@ -103,10 +110,15 @@ class Kubelet:
         self.version = version
         self.node_name = (flags.get("hostname-override") or socket.gethostname()).lower()
         self.node_ip = flags.get("node-ip") or node_ip_guess()
-        self.static_path = Path(flags.get("pod-manifest-path") or config.get("staticPodPath")
-                                or "/etc/kubernetes/manifests")
+        self.static_path = Path(
+            flags.get("pod-manifest-path")
+            or config.get("staticPodPath")
+            or "/etc/kubernetes/manifests"
+        )
         self.kubeconfig = Path(flags.get("kubeconfig", "/etc/kubernetes/kubelet.conf"))
-        self.bootstrap = Path(flags.get("bootstrap-kubeconfig", "/etc/kubernetes/bootstrap-kubelet.conf"))
+        self.bootstrap = Path(
+            flags.get("bootstrap-kubeconfig", "/etc/kubernetes/bootstrap-kubelet.conf")
+        )
         self.cert_dir = Path(flags.get("cert-dir", "/var/lib/kubelet/pki"))
         self.records = cri.Records()
         self.runtime = PodRuntime(self.records, self.node_ip)
@@ -132,8 +144,9 @@ class Kubelet:
         if self.kubeconfig.exists():
             try:
                 self.client = Client.from_kubeconfig(self.kubeconfig, timeout=10)
-                self.agent = NodeAgent(self.client, self.node_name, self.node_ip, self.version,
-                                       self.runtime_version)
+                self.agent = NodeAgent(
+                    self.client, self.node_name, self.node_ip, self.version, self.runtime_version
+                )
             except (OSError, ValueError, KeyError) as err:
                 klog.error(f'"Failed to load kubeconfig" err="{err}"')
 
@@ -141,19 +154,37 @@ class Kubelet:
         from cryptography import x509
         from cryptography.hazmat.primitives import hashes
         from cryptography.x509.oid import NameOID
+
         boot = Client.from_kubeconfig(self.bootstrap, timeout=10)
         key = pki.new_key()
-        csr = (x509.CertificateSigningRequestBuilder().subject_name(x509.Name([
-            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "system:nodes"),
-            x509.NameAttribute(NameOID.COMMON_NAME, f"system:node:{self.node_name}")]))
-            .sign(key, hashes.SHA256()))
+        csr = (
+            x509.CertificateSigningRequestBuilder()
+            .subject_name(
+                x509.Name(
+                    [
+                        x509.NameAttribute(NameOID.ORGANIZATION_NAME, "system:nodes"),
+                        x509.NameAttribute(NameOID.COMMON_NAME, f"system:node:{self.node_name}"),
+                    ]
+                )
+            )
+            .sign(key, hashes.SHA256())
+        )
         from cryptography.hazmat.primitives import serialization
+
         request = base64.b64encode(csr.public_bytes(serialization.Encoding.PEM)).decode()
-        obj = boot.create("certificatesigningrequests", {
-            "apiVersion": "certificates.k8s.io/v1", "kind": "CertificateSigningRequest",
-            "metadata": {"generateName": "csr-"},
-            "spec": {"request": request, "signerName": "kubernetes.io/kube-apiserver-client-kubelet",
-                     "usages": ["digital signature", "client auth"]}})
+        obj = boot.create(
+            "certificatesigningrequests",
+            {
+                "apiVersion": "certificates.k8s.io/v1",
+                "kind": "CertificateSigningRequest",
+                "metadata": {"generateName": "csr-"},
+                "spec": {
+                    "request": request,
+                    "signerName": "kubernetes.io/kube-apiserver-client-kubelet",
+                    "usages": ["digital signature", "client auth"],
+                },
+            },
+        )
         name = obj["metadata"]["name"]
         deadline = time.monotonic() + 300
         while time.monotonic() < deadline:
@@ -167,11 +198,21 @@ class Kubelet:
                 current.unlink(missing_ok=True)
                 current.symlink_to(pem)
                 cfg = kubeconfig.KubeConfig.load(self.bootstrap)
-                kubeconfig.write(self.kubeconfig, kubeconfig.render(
-                    cfg.cluster or "kubernetes", cfg.server, cfg.ca_pem, "default-auth",
-                    cert_file=str(current)))
-                klog.info('"Certificate rotation detected, shutting down client connections to '
-                          'start using new credentials"', "transport.go:147")
+                kubeconfig.write(
+                    self.kubeconfig,
+                    kubeconfig.render(
+                        cfg.cluster or "kubernetes",
+                        cfg.server,
+                        cfg.ca_pem,
+                        "default-auth",
+                        cert_file=str(current),
+                    ),
+                )
+                klog.info(
+                    '"Certificate rotation detected, shutting down client connections to '
+                    'start using new credentials"',
+                    "transport.go:147",
+                )
                 return
             time.sleep(1)
         raise TimeoutError("timed out waiting for the CSR to be signed")
@@ -195,9 +236,11 @@ class Kubelet:
                 except (ApiError, OSError) as err:
                     klog.error(f'"Failed to list pods" err="{err}"', "reflector.go:150")
                     api_items = None  # unknown: keep what runs
-        mirror_uids = {p["metadata"]["annotations"].get("kubernetes.io/config.mirror")
-                       for p in api_items or [] if (p["metadata"].get("annotations") or {}).get(
-                           "kubernetes.io/config.mirror")}
+        mirror_uids = {
+            p["metadata"]["annotations"].get("kubernetes.io/config.mirror")
+            for p in api_items or []
+            if (p["metadata"].get("annotations") or {}).get("kubernetes.io/config.mirror")
+        }
         terminating: list[dict] = []
         for item in api_items or []:
             meta = item["metadata"]
@@ -208,15 +251,29 @@ class Kubelet:
                 continue
             if item.get("status", {}).get("phase") in ("Succeeded", "Failed"):
                 continue
-            desired[meta["uid"]] = Pod(meta["uid"], meta["name"], meta["namespace"],
-                                       item.get("spec") or {}, meta, False)
+            desired[meta["uid"]] = Pod(
+                meta["uid"], meta["name"], meta["namespace"], item.get("spec") or {}, meta, False
+            )
+        # A pod replacing another of the same full name (an edited static pod manifest) waits
+        # until the old one is gone: the pod workers serialise them (pod_workers.go).
+        live = [s for s in self.records.sandboxes() if s.state == cri.READY]
+        busy = {(s.namespace, s.name) for s in live if s.uid not in desired}
+        busy |= {
+            (s.namespace, s.name)
+            for s in self.records.sandboxes()
+            if s.uid in self.runtime.terminating
+        }
         for uid, pod in desired.items():
             self.known[uid] = pod
+            if (pod.namespace, pod.name) in busy:
+                continue
             try:
                 self.runtime.sync_pod(pod)
             except Exception as err:  # noqa: BLE001 - one pod's trouble must not stop the rest
-                klog.error(f'"Error syncing pod" pod="{pod.namespace}/{pod.name}" err="{err}"',
-                           "pod_workers.go:1300")
+                klog.error(
+                    f'"Error syncing pod" pod="{pod.namespace}/{pod.name}" err="{err}"',
+                    "pod_workers.go:1300",
+                )
         live_uids = {s.uid for s in self.records.sandboxes() if s.state == cri.READY}
         for uid in live_uids - set(desired):
             if api_items is None and uid in self.known and not self.known[uid].static:
@@ -226,15 +283,22 @@ class Kubelet:
             term = next((t for t in terminating if t["metadata"]["uid"] == uid), None)
             if term is not None:
                 grace = float(term["metadata"].get("deletionGracePeriodSeconds", grace))
-            klog.info(f'"Killing unwanted pod" podUID="{uid}" gracePeriod={int(grace)}', "kubelet_pods.go:1130")
+            klog.info(
+                f'"Killing unwanted pod" podUID="{uid}" gracePeriod={int(grace)}',
+                "kubelet_pods.go:1130",
+            )
             self.runtime.kill_pod(uid, grace)
         for item in terminating:
             uid = item["metadata"]["uid"]
             if uid not in live_uids and uid not in self.runtime.terminating:
                 try:
                     assert self.client is not None
-                    self.client.delete("pods", item["metadata"]["name"], item["metadata"]["namespace"],
-                                       grace_period=0)
+                    self.client.delete(
+                        "pods",
+                        item["metadata"]["name"],
+                        item["metadata"]["namespace"],
+                        grace_period=0,
+                    )
                 except (ApiError, OSError):
                     pass
         if self.client is not None and self.agent is not None and self.agent.registered:
@@ -248,8 +312,13 @@ class Kubelet:
             c = self.runtime.latest(pod, spec["name"])
             ready = self.runtime.container_ready(pod, spec, c)
             all_ready &= ready
-            st: dict = {"name": spec["name"], "image": spec.get("image", ""), "ready": ready,
-                        "restartCount": c.attempt if c else 0, "started": bool(c and c.state == cri.RUNNING)}
+            st: dict = {
+                "name": spec["name"],
+                "image": spec.get("image", ""),
+                "ready": ready,
+                "restartCount": c.attempt if c else 0,
+                "started": bool(c and c.state == cri.RUNNING),
+            }
             if c is None:
                 st["state"] = {"waiting": {"reason": "ContainerCreating"}}
             else:
@@ -259,14 +328,34 @@ class Kubelet:
                     any_running = True
                     st["state"] = {"running": {"startedAt": rfc3339(c.started_at)}}
                     started = started or rfc3339(c.started_at)
+                    prev = self.runtime.previous(pod, spec["name"], c)
+                    if prev is not None:
+                        st["lastState"] = {
+                            "terminated": {
+                                "exitCode": prev.exit_code,
+                                "reason": prev.reason,
+                                "startedAt": rfc3339(prev.started_at),
+                                "finishedAt": rfc3339(prev.finished_at),
+                                "containerID": f"containerd://{prev.id}",
+                            }
+                        }
                 else:
-                    st["state"] = {"waiting": {"reason": "CrashLoopBackOff", "message":
-                                   f"back-off restarting failed container {spec['name']} in pod "
-                                   f"{pod.name}_{pod.namespace}({pod.uid})"}}
-                    st["lastState"] = {"terminated": {"exitCode": c.exit_code, "reason": c.reason,
-                                                      "startedAt": rfc3339(c.started_at),
-                                                      "finishedAt": rfc3339(c.finished_at),
-                                                      "containerID": f"containerd://{c.id}"}}
+                    st["state"] = {
+                        "waiting": {
+                            "reason": "CrashLoopBackOff",
+                            "message": f"back-off restarting failed container {spec['name']} in pod "
+                            f"{pod.name}_{pod.namespace}({pod.uid})",
+                        }
+                    }
+                    st["lastState"] = {
+                        "terminated": {
+                            "exitCode": c.exit_code,
+                            "reason": c.reason,
+                            "startedAt": rfc3339(c.started_at),
+                            "finishedAt": rfc3339(c.finished_at),
+                            "containerID": f"containerd://{c.id}",
+                        }
+                    }
             statuses.append(st)
         ready = "True" if all_ready and statuses else "False"
 
@@ -274,15 +363,27 @@ class Kubelet:
             return {"type": kind, "status": status, "lastProbeTime": None}
 
         ip = self.node_ip if pod.spec.get("hostNetwork") else _pod_ip(pod.uid)
-        return {"phase": "Running" if any_running else "Pending",
-                "conditions": [cond("PodReadyToStartContainers", "True"), cond("Initialized", "True"),
-                               cond("Ready", ready), cond("ContainersReady", ready),
-                               cond("PodScheduled", "True")],
-                "hostIP": self.node_ip, "hostIPs": [{"ip": self.node_ip}], "podIP": ip,
-                "podIPs": [{"ip": ip}], "startTime": started or rfc3339(time.time_ns()),
-                "containerStatuses": statuses,
-                "qosClass": "Burstable" if any((c.get("resources") or {}).get("requests")
-                                               for c in pod.spec.get("containers") or []) else "BestEffort"}
+        return {
+            "phase": "Running" if any_running else "Pending",
+            "conditions": [
+                cond("PodReadyToStartContainers", "True"),
+                cond("Initialized", "True"),
+                cond("Ready", ready),
+                cond("ContainersReady", ready),
+                cond("PodScheduled", "True"),
+            ],
+            "hostIP": self.node_ip,
+            "hostIPs": [{"ip": self.node_ip}],
+            "podIP": ip,
+            "podIPs": [{"ip": ip}],
+            "startTime": started or rfc3339(time.time_ns()),
+            "containerStatuses": statuses,
+            "qosClass": "Burstable"
+            if any(
+                (c.get("resources") or {}).get("requests") for c in pod.spec.get("containers") or []
+            )
+            else "BestEffort",
+        }
 
     def report(self, desired: dict[str, Pod], api_items: list[dict], mirror_uids: set) -> None:
         assert self.client is not None and self.agent is not None
@@ -298,8 +399,10 @@ class Kubelet:
                 self.agent.post_status()
                 self.last_status = now
             except (ApiError, OSError) as err:
-                klog.error(f'"Error updating node status, will retry" err="{err}"',
-                           "kubelet_node_status.go:540")
+                klog.error(
+                    f'"Error updating node status, will retry" err="{err}"',
+                    "kubelet_node_status.go:540",
+                )
         by_name = {(i["metadata"]["namespace"], i["metadata"]["name"]): i for i in api_items}
         for uid, pod in desired.items():
             status = self.pod_status(pod)
@@ -310,11 +413,14 @@ class Kubelet:
                 else:
                     self.post_pod_status(pod, by_name.get(key), status)
             except (ApiError, OSError) as err:
-                klog.error(f'"Failed to update status for pod" pod="{pod.namespace}/{pod.name}" err="{err}"',
-                           "status_manager.go:853")
+                klog.error(
+                    f'"Failed to update status for pod" pod="{pod.namespace}/{pod.name}" err="{err}"',
+                    "status_manager.go:853",
+                )
 
     def _changed(self, uid: str, status: dict) -> bool:
         import json
+
         text = json.dumps({k: v for k, v in status.items() if k != "startTime"}, sort_keys=True)
         if self.posted.get(uid) == text:
             return False
@@ -324,20 +430,35 @@ class Kubelet:
     def mirror(self, pod: Pod, existing: dict | None, status: dict) -> None:
         """Mirror pods (pkg/kubelet/pod/mirror_client.go): the API's view of a static pod."""
         assert self.client is not None
-        if existing is not None and (existing["metadata"].get("annotations") or {}).get(
-                "kubernetes.io/config.mirror") != pod.uid:
+        if (
+            existing is not None
+            and (existing["metadata"].get("annotations") or {}).get("kubernetes.io/config.mirror")
+            != pod.uid
+        ):
             self.client.delete("pods", pod.name, pod.namespace, grace_period=0)
             existing = None
         if existing is None:
             node = self.client.get("nodes", self.node_name)
             meta = {k: v for k, v in pod.metadata.items() if k not in ("uid", "resourceVersion")}
-            meta["annotations"] = {**(meta.get("annotations") or {}),
-                                   "kubernetes.io/config.mirror": pod.uid}
-            meta["ownerReferences"] = [{"apiVersion": "v1", "kind": "Node", "name": self.node_name,
-                                        "uid": node["metadata"]["uid"], "controller": True}]
+            meta["annotations"] = {
+                **(meta.get("annotations") or {}),
+                "kubernetes.io/config.mirror": pod.uid,
+            }
+            meta["ownerReferences"] = [
+                {
+                    "apiVersion": "v1",
+                    "kind": "Node",
+                    "name": self.node_name,
+                    "uid": node["metadata"]["uid"],
+                    "controller": True,
+                }
+            ]
             spec = dict(pod.spec, nodeName=self.node_name)
-            existing = self.client.create("pods", {"apiVersion": "v1", "kind": "Pod", "metadata": meta,
-                                                   "spec": spec}, pod.namespace)
+            existing = self.client.create(
+                "pods",
+                {"apiVersion": "v1", "kind": "Pod", "metadata": meta, "spec": spec},
+                pod.namespace,
+            )
             self.posted.pop(pod.uid, None)
         if self._changed(pod.uid, status):
             existing["status"] = status
@@ -361,6 +482,7 @@ class Kubelet:
 
 def _pod_ip(uid: str) -> str:
     from .pods import _pod_ip as f
+
     return f(uid)
 
 
@@ -374,13 +496,19 @@ def run(argv: list[str]) -> int:
     try:
         config = yaml.safe_load(config_path.read_text()) or {}
     except OSError as err:
-        klog.error(f'"command failed" err="failed to load kubelet config file, path: {config_path}, '
-                   f'error: failed to load Kubelet config file {config_path}, error failed to read '
-                   f'kubelet config file \\"{config_path}\\", error: open {config_path}: '
-                   f'{(err.strerror or str(err)).lower()}"', "run.go:74")
+        klog.error(
+            f'"command failed" err="failed to load kubelet config file, path: {config_path}, '
+            f"error: failed to load Kubelet config file {config_path}, error failed to read "
+            f'kubelet config file \\"{config_path}\\", error: open {config_path}: '
+            f'{(err.strerror or str(err)).lower()}"',
+            "run.go:74",
+        )
         return 1
-    endpoint = flags.get("container-runtime-endpoint") or config.get(
-        "containerRuntimeEndpoint") or "unix:///run/containerd/containerd.sock"
+    endpoint = (
+        flags.get("container-runtime-endpoint")
+        or config.get("containerRuntimeEndpoint")
+        or "unix:///run/containerd/containerd.sock"
+    )
     klog.info(f'"Kubelet version" kubeletVersion="{version}"', "server.go:484")
     problem = check_cri(endpoint)
     if problem:
@@ -388,8 +516,11 @@ def run(argv: list[str]) -> int:
         return 1
     kubelet = Kubelet(flags, config, version)
     klog.info(f'"Adding static pod path" path="{kubelet.static_path}"', "kubelet.go:402")
-    serve_healthz(config.get("healthzBindAddress", "127.0.0.1"), int(config.get("healthzPort", 10248)),
-                  lambda: time.monotonic() - kubelet.last_loop < 60)
+    serve_healthz(
+        config.get("healthzBindAddress", "127.0.0.1"),
+        int(config.get("healthzPort", 10248)),
+        lambda: time.monotonic() - kubelet.last_loop < 60,
+    )
     while True:
         try:
             kubelet.sync()

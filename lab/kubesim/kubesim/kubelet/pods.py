@@ -12,11 +12,11 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import ssl
 import subprocess
 import threading
 import time
 import urllib.request
-import ssl
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,7 +30,7 @@ BACKOFF_MAX = 300.0
 
 
 def rfc3339(ns: int) -> str:
-    return dt.datetime.fromtimestamp(ns / 1e9, dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return dt.datetime.fromtimestamp(ns / 1e9, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 @dataclass
@@ -61,8 +61,9 @@ def load_static_pods(path: Path, node_name: str) -> dict[str, Pod]:
             text = manifest.read_text()
             doc = yaml.safe_load(text)
         except (OSError, yaml.YAMLError) as err:
-            klog.warning(f'"Could not process manifest file" path="{manifest}" err="{err}"',
-                         "file.go:187")
+            klog.warning(
+                f'"Could not process manifest file" path="{manifest}" err="{err}"', "file.go:187"
+            )
             continue
         if not isinstance(doc, dict) or doc.get("kind") != "Pod":
             continue
@@ -75,9 +76,20 @@ def load_static_pods(path: Path, node_name: str) -> dict[str, Pod]:
         name = f"{meta.get('name')}-{node_name}"
         namespace = meta.get("namespace") or "default"
         annotations = dict(meta.get("annotations") or {})
-        annotations.update({"kubernetes.io/config.hash": uid, "kubernetes.io/config.source": "file",
-                            "kubernetes.io/config.seen": dt.datetime.now(dt.timezone.utc).isoformat()})
-        meta = {**meta, "name": name, "namespace": namespace, "uid": uid, "annotations": annotations}
+        annotations.update(
+            {
+                "kubernetes.io/config.hash": uid,
+                "kubernetes.io/config.source": "file",
+                "kubernetes.io/config.seen": dt.datetime.now(dt.UTC).isoformat(),
+            }
+        )
+        meta = {
+            **meta,
+            "name": name,
+            "namespace": namespace,
+            "uid": uid,
+            "annotations": annotations,
+        }
         pods[uid] = Pod(uid, name, namespace, doc.get("spec") or {}, meta, True, uid)
     return pods
 
@@ -119,36 +131,80 @@ class PodRuntime:
             if s.uid == pod.uid and s.state == cri.READY:
                 return s
         attempt = sum(1 for s in self.records.sandboxes() if s.uid == pod.uid)
-        labels = {"io.kubernetes.pod.name": pod.name, "io.kubernetes.pod.namespace": pod.namespace,
-                  "io.kubernetes.pod.uid": pod.uid, **(pod.metadata.get("labels") or {})}
-        sb = cri.Sandbox(cri.new_id(), pod.name, pod.namespace, pod.uid, attempt, labels,
-                         dict(pod.metadata.get("annotations") or {}),
-                         host_network=bool(pod.spec.get("hostNetwork")),
-                         ip=self.node_ip if pod.spec.get("hostNetwork") else _pod_ip(pod.uid))
+        labels = {
+            "io.kubernetes.pod.name": pod.name,
+            "io.kubernetes.pod.namespace": pod.namespace,
+            "io.kubernetes.pod.uid": pod.uid,
+            **(pod.metadata.get("labels") or {}),
+        }
+        sb = cri.Sandbox(
+            cri.new_id(),
+            pod.name,
+            pod.namespace,
+            pod.uid,
+            attempt,
+            labels,
+            dict(pod.metadata.get("annotations") or {}),
+            host_network=bool(pod.spec.get("hostNetwork")),
+            ip=self.node_ip if pod.spec.get("hostNetwork") else _pod_ip(pod.uid),
+        )
         with self.records.locked():
             self.records.save_sandbox(sb)
         return sb
 
     # -- containers --------------------------------------------------------------------------
     def latest(self, pod: Pod, name: str) -> cri.Container | None:
-        mine = [c for c in self.records.containers()
-                if c.labels.get("io.kubernetes.pod.uid") == pod.uid
-                and c.labels.get("io.kubernetes.container.name") == name]
+        mine = [
+            c
+            for c in self.records.containers()
+            if c.labels.get("io.kubernetes.pod.uid") == pod.uid
+            and c.labels.get("io.kubernetes.container.name") == name
+        ]
         return self.records.refresh(mine[-1]) if mine else None
 
-    def start_container(self, pod: Pod, sandbox: cri.Sandbox, spec: dict, attempt: int) -> cri.Container:
+    def previous(self, pod: Pod, name: str, current: cri.Container) -> cri.Container | None:
+        mine = [
+            c
+            for c in self.records.containers()
+            if c.labels.get("io.kubernetes.pod.uid") == pod.uid
+            and c.labels.get("io.kubernetes.container.name") == name
+            and c.id != current.id
+            and c.state == cri.EXITED
+        ]
+        return mine[-1] if mine else None
+
+    def start_container(
+        self, pod: Pod, sandbox: cri.Sandbox, spec: dict, attempt: int
+    ) -> cri.Container:
         argv, env = launch.program_for(spec)
         cid = cri.new_id()
-        log = Path("/var/log/pods") / f"{pod.namespace}_{pod.name}_{pod.uid}" / spec["name"] / f"{attempt}.log"
+        log = (
+            Path("/var/log/pods")
+            / f"{pod.namespace}_{pod.name}_{pod.uid}"
+            / spec["name"]
+            / f"{attempt}.log"
+        )
         c = cri.Container(
-            id=cid, pod_sandbox_id=sandbox.id, name=spec["name"], attempt=attempt,
-            image=spec.get("image", ""), command=argv,
-            labels={"io.kubernetes.pod.name": pod.name, "io.kubernetes.pod.namespace": pod.namespace,
-                    "io.kubernetes.pod.uid": pod.uid, "io.kubernetes.container.name": spec["name"]},
-            annotations={"io.kubernetes.container.restartCount": str(attempt),
-                         "io.kubernetes.pod.terminationGracePeriod": str(
-                             pod.spec.get("terminationGracePeriodSeconds", 30))},
-            log_path=str(log))
+            id=cid,
+            pod_sandbox_id=sandbox.id,
+            name=spec["name"],
+            attempt=attempt,
+            image=spec.get("image", ""),
+            command=argv,
+            labels={
+                "io.kubernetes.pod.name": pod.name,
+                "io.kubernetes.pod.namespace": pod.namespace,
+                "io.kubernetes.pod.uid": pod.uid,
+                "io.kubernetes.container.name": spec["name"],
+            },
+            annotations={
+                "io.kubernetes.container.restartCount": str(attempt),
+                "io.kubernetes.pod.terminationGracePeriod": str(
+                    pod.spec.get("terminationGracePeriodSeconds", 30)
+                ),
+            },
+            log_path=str(log),
+        )
         try:
             proc = launch.start(argv, env, log, f"kubesim-{cid[:12]}")
         except OSError as err:
@@ -167,8 +223,11 @@ class PodRuntime:
         track = self.tracks.setdefault((pod.uid, spec["name"]), Track())
         track.proc, track.started, track.container_id = proc, time.monotonic(), cid
         track.readiness, track.liveness, track.startup = ProbeState(), ProbeState(), ProbeState()
-        klog.info(f'"Started container" pod="{pod.namespace}/{pod.name}" container="{spec["name"]}" '
-                  f'attempt={attempt} pid={proc.pid}', "kuberuntime_container.go:297")
+        klog.info(
+            f'"Started container" pod="{pod.namespace}/{pod.name}" container="{spec["name"]}" '
+            f"attempt={attempt} pid={proc.pid}",
+            "kuberuntime_container.go:297",
+        )
         return c
 
     def reap(self) -> None:
@@ -219,9 +278,11 @@ class PodRuntime:
                     track.backoff, track.backoff_until = BACKOFF_INITIAL, now
                 else:
                     track.backoff_until = now + track.backoff
-                    klog.info(f'"Back-off {int(track.backoff)}s restarting failed container='
-                              f'{spec["name"]} pod={pod.name}_{pod.namespace}({pod.uid})"',
-                              "pod_workers.go:1298")
+                    klog.info(
+                        f'"Back-off {int(track.backoff)}s restarting failed container='
+                        f'{spec["name"]} pod={pod.name}_{pod.namespace}({pod.uid})"',
+                        "pod_workers.go:1298",
+                    )
                     track.backoff = min(track.backoff * 2, BACKOFF_MAX)
             if now >= track.backoff_until:
                 self.start_container(pod, sandbox, spec, current.attempt + 1)
@@ -233,10 +294,15 @@ class PodRuntime:
         self.terminating.add(uid)
 
         def run() -> None:
-            running = [c for c in self.records.containers()
-                       if c.labels.get("io.kubernetes.pod.uid") == uid and c.state == cri.RUNNING]
-            threads = [threading.Thread(target=cri.stop_container, args=(self.records, c, grace))
-                       for c in running]
+            running = [
+                c
+                for c in self.records.containers()
+                if c.labels.get("io.kubernetes.pod.uid") == uid and c.state == cri.RUNNING
+            ]
+            threads = [
+                threading.Thread(target=cri.stop_container, args=(self.records, c, grace))
+                for c in running
+            ]
             for t in threads:
                 t.start()
             for t in threads:
@@ -260,7 +326,11 @@ class PodRuntime:
         """Forget exited containers/sandboxes of pods that are gone (keep the last 1 each)."""
         with self.records.locked():
             for s in self.records.sandboxes():
-                if s.uid not in keep_uids and s.state == cri.NOTREADY and s.uid not in self.terminating:
+                if (
+                    s.uid not in keep_uids
+                    and s.state == cri.NOTREADY
+                    and s.uid not in self.terminating
+                ):
                     if time.time_ns() - s.created_at > 60e9:
                         for c in self.records.containers():
                             if c.pod_sandbox_id == s.id and c.state != cri.RUNNING:
@@ -286,16 +356,23 @@ class PodRuntime:
             self._run_probe(pod, spec["readinessProbe"], track.readiness, now, track)
 
     def _restart_unhealthy(self, pod: Pod, spec: dict, c: cri.Container, kind: str) -> None:
-        klog.info(f'"Container failed {kind.lower()} probe, will be restarted" pod="{pod.namespace}/'
-                  f'{pod.name}" containerName="{spec["name"]}"', "kuberuntime_manager.go:1027")
+        klog.info(
+            f'"Container failed {kind.lower()} probe, will be restarted" pod="{pod.namespace}/'
+            f'{pod.name}" containerName="{spec["name"]}"',
+            "kuberuntime_manager.go:1027",
+        )
         grace = float(pod.spec.get("terminationGracePeriodSeconds", 30))
-        threading.Thread(target=cri.stop_container, args=(self.records, c, grace), daemon=True).start()
+        threading.Thread(
+            target=cri.stop_container, args=(self.records, c, grace), daemon=True
+        ).start()
         track = self.tracks.get((pod.uid, spec["name"]))
         if track:
             track.liveness = ProbeState()
             track.startup = ProbeState()
 
-    def _run_probe(self, pod: Pod, probe: dict, state: ProbeState, now: float, track: Track) -> bool:
+    def _run_probe(
+        self, pod: Pod, probe: dict, state: ProbeState, now: float, track: Track
+    ) -> bool:
         initial = float(probe.get("initialDelaySeconds", 0))
         period = float(probe.get("periodSeconds", 10))
         if now - track.started < initial or now - state.last < period:
@@ -319,7 +396,9 @@ class PodRuntime:
         http = probe.get("httpGet")
         if http:
             scheme = http.get("scheme", "HTTP").lower()
-            host = http.get("host") or (self.node_ip if pod.spec.get("hostNetwork") else "127.0.0.1")
+            host = http.get("host") or (
+                self.node_ip if pod.spec.get("hostNetwork") else "127.0.0.1"
+            )
             port = http.get("port")
             url = f"{scheme}://{host}:{port}{http.get('path', '/')}"
             ctx = ssl._create_unverified_context()  # noqa: S323 - kubelet skips verification too
@@ -331,9 +410,11 @@ class PodRuntime:
         tcp = probe.get("tcpSocket")
         if tcp:
             import socket
+
             try:
-                socket.create_connection((tcp.get("host") or self.node_ip, int(tcp["port"])),
-                                         timeout=timeout).close()
+                socket.create_connection(
+                    (tcp.get("host") or self.node_ip, int(tcp["port"])), timeout=timeout
+                ).close()
                 return True
             except OSError:
                 return False

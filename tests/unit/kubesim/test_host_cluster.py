@@ -1,0 +1,239 @@
+"""kubesim's fidelity on the host: a kubeadm-built 3-node cluster in network namespaces.
+
+The same checks as tests/lab/test_kubesim_fidelity.py, without the lab machines: nodes
+are namespaces on the host (lab/kubesim/hostnode.py), the control-plane endpoint is cp-1's
+apiserver. Real etcd 3.5 runs as the etcd static pod.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[3]
+sys.path.insert(0, str(REPO))
+
+from lab.kubesim import fidelity  # noqa: E402
+from lab.kubesim.hostcluster import HostCluster, config  # noqa: E402
+from lab.kubesim.hostnode import write_launchers  # noqa: E402
+
+pytestmark = pytest.mark.root
+NODES = ["cp-1", "cp-2", "cp-3"]
+IPS = {"cp-1": "198.18.0.21", "cp-2": "198.18.0.22", "cp-3": "198.18.0.23"}
+KCM_LEASE = ("5s", "3s", "1s")  # KCM runs 5/3/1; the scheduler keeps the defaults 15/10/2
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    work = Path("/tmp") / f"kubesim-host-{int(time.time())}"
+    text = config(lease=KCM_LEASE).replace(
+        """scheduler:
+  extraArgs:
+    leader-elect-lease-duration: 5s
+    leader-elect-renew-deadline: 3s
+    leader-elect-retry-period: 1s
+""",
+        "",
+    )
+    with HostCluster(work, NODES) as c:
+        started = time.monotonic()
+        res = c.init(text)
+        assert res.returncode == 0, res.stdout + res.stderr
+        for node in c.nodes[1:]:
+            res = c.join_control_plane(node)
+            assert res.returncode == 0, res.stdout + res.stderr
+        c.build_seconds = time.monotonic() - started
+        c.runner = lambda node, argv, timeout=120: c.nodes[NODES.index(node)].run(
+            argv, timeout=timeout
+        )
+        c.etcdctl = str(c.first.workdir / "images" / "etcd" / "etcdctl")
+        yield c
+
+
+def test_init_and_two_joins_make_a_healthy_cluster(cluster):
+    run = cluster.runner
+    members = fidelity.wait(
+        lambda: [
+            m
+            for m in fidelity.etcd_members(run, "cp-1", cluster.etcdctl)
+            if m.get("name") and not m.get("isLearner")
+        ],
+        60,
+        what="3 started etcd members",
+    )
+    assert sorted(m["name"] for m in members) == NODES
+    ready = fidelity.wait(
+        lambda: (
+            all(r for r, _ in fidelity.nodes_ready(run, "cp-1").values())
+            and fidelity.nodes_ready(run, "cp-1")
+        ),
+        60,
+        what="3 Ready nodes",
+    )
+    assert ready == {n: (True, "v1.30.0") for n in NODES}
+    for node, ip in IPS.items():
+        assert fidelity.wait(
+            lambda ip=ip, node=node: fidelity.readyz(run, node, ip)[0] == 200,
+            60,
+            what=f"{node} /readyz 200",
+        )
+    print(f"\n[measured] kubeadm init + 2 control-plane joins: {cluster.build_seconds:.1f}s")
+
+
+def test_v1beta4_is_refused_by_kubeadm_130(cluster):
+    path = cluster.first.workdir / "beta4.yaml"
+    path.write_text(config(api="kubeadm.k8s.io/v1beta4"))
+    res = cluster.runner("cp-1", ["kubeadm", "config", "validate", "--config", str(path)])
+    assert res.returncode == 1
+    assert (
+        'no kind "InitConfiguration" is registered for version "kubeadm.k8s.io/v1beta4"'
+        in res.stderr
+    )
+
+
+def test_crictl_stop_of_the_apiserver_is_undone_by_kubelet(cluster):
+    run = cluster.runner
+    before = fidelity.container(run, "cp-2", "kube-apiserver")
+    fidelity.must(run("cp-2", ["crictl", "stop", before["status"]["id"]]))
+    after = fidelity.wait(
+        lambda: (
+            (c := fidelity.container(run, "cp-2", "kube-apiserver"))["status"]["id"]
+            != before["status"]["id"]
+            and c
+        ),
+        30,
+        what="a new kube-apiserver container",
+    )
+    assert after["status"]["metadata"]["attempt"] == before["status"]["metadata"]["attempt"] + 1
+    assert fidelity.wait(
+        lambda: fidelity.readyz(run, "cp-2", IPS["cp-2"])[0] == 200, 60, what="cp-2 ready again"
+    )
+
+
+def test_stopping_local_etcd_fails_readyz_while_the_port_accepts(cluster):
+    run = cluster.runner
+    fidelity.must(
+        run("cp-3", ["mv", "/etc/kubernetes/manifests/etcd.yaml", "/etc/kubernetes/etcd.yaml"])
+    )
+    moved = time.monotonic()
+    try:
+        fidelity.wait(
+            lambda: fidelity.readyz(run, "cp-3", IPS["cp-3"])[0] == 500,
+            30,
+            interval=0.2,
+            what="readyz 500",
+        )
+        # the kubelet notices the manifest within ~1 s, etcd stops on SIGTERM, the check
+        # fails on the next probe: well within 3 s of etcd being gone
+        failed_after = time.monotonic() - moved
+        assert fidelity.port_accepts(run, "cp-3", IPS["cp-3"])
+        body = run("cp-3", ["curl", "-sk", f"https://{IPS['cp-3']}:6443/readyz?verbose"]).stdout
+        assert "[-]etcd failed: reason withheld" in body and "readyz check failed" in body
+        print(
+            f"\n[measured] readyz failed {failed_after:.2f}s after the etcd manifest was moved out"
+        )
+        assert failed_after < 10
+    finally:
+        fidelity.must(
+            run("cp-3", ["mv", "/etc/kubernetes/etcd.yaml", "/etc/kubernetes/manifests/etcd.yaml"])
+        )
+    assert fidelity.wait(
+        lambda: fidelity.readyz(run, "cp-3", IPS["cp-3"])[0] == 200,
+        90,
+        what="cp-3 ready after etcd returns",
+    )
+
+
+def test_hard_killed_kcm_leader_is_replaced_after_the_lease(cluster):
+    result = fidelity.leader_failover(cluster.runner, NODES, "kube-controller-manager", "KILL")
+    print(
+        f"\n[measured] KCM SIGKILL failover (5/3/1): lease gap {result.gap_seconds:.2f}s, "
+        f"seen after {result.wall_seconds:.2f}s"
+    )
+    assert result.new_holder != result.old_holder
+    # lease 5 s; candidates poll every retry*(1..2.2): at most two such waits past the lease
+    assert 5.0 <= result.gap_seconds <= 5.0 + 2 * 1 * 2.2 + 1.0
+
+
+def test_sigterm_on_scheduler_leader_releases_the_lease(cluster):
+    result = fidelity.leader_failover(cluster.runner, NODES, "kube-scheduler", "TERM")
+    print(
+        f"\n[measured] scheduler SIGTERM failover (15/10/2): seen after {result.wall_seconds:.2f}s"
+    )
+    assert result.wall_seconds <= 2 * 2 * 1.2 + 1.0
+
+
+def test_drain_is_refused_by_a_pdb_that_would_be_violated(cluster):
+    run = cluster.runner
+    app = cluster.first.workdir / "app.yaml"
+    app.write_text(fidelity.PDB_APP.replace("REPLICAS", "3"))
+    fidelity.must(run("cp-1", ["kubectl", "apply", "-f", str(app)]))
+    fidelity.wait(
+        lambda: (
+            fidelity.kubectl_json(run, "cp-1", "get", "pdb", "web")["status"].get("currentHealthy")
+            == 3
+        ),
+        60,
+        what="3 healthy pods behind the PDB",
+    )
+    res = run("cp-1", ["kubectl", "drain", "cp-2", "--ignore-daemonsets", "--timeout=8s"], 60)
+    assert res.returncode == 1
+    assert "Cannot evict pod as it would violate the pod's disruption budget." in res.stderr
+    pods = fidelity.kubectl_json(run, "cp-1", "get", "pods", "-l", "app=web")["items"]
+    assert len([p for p in pods if not p["metadata"].get("deletionTimestamp")]) == 3
+    fidelity.must(run("cp-1", ["kubectl", "uncordon", "cp-2"]))
+    fidelity.must(run("cp-1", ["kubectl", "delete", "-f", str(app)]))
+
+
+def test_upgrade_apply_to_131_with_kubeadm_130_is_refused(cluster):
+    res = cluster.runner("cp-1", ["kubeadm", "upgrade", "apply", "v1.31.0", "-y"])
+    assert res.returncode == 1
+    assert 'is higher than the kubeadm version "v1.30.0"' in res.stderr
+
+
+def test_upgrade_130_to_131_with_kubeadm_131(cluster):
+    run = cluster.runner
+    bin131 = cluster.workdir / "bin131"
+    write_launchers(bin131, "v1.31.0")
+    res = run("cp-1", [str(bin131 / "kubeadm"), "upgrade", "apply", "v1.31.0", "-y"], 400)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert (
+        '[upgrade/successful] SUCCESS! Your cluster was upgraded to "v1.31.0". Enjoy!' in res.stdout
+    )
+    backups = run("cp-1", ["sh", "-c", "ls /etc/kubernetes/tmp"]).stdout
+    assert "kubeadm-backup-manifests-" in backups and "kubeadm-backup-etcd-" in backups
+    pod = fidelity.kubectl_json(
+        run, "cp-1", "get", "pod", "kube-apiserver-cp-1", "-n", "kube-system"
+    )
+    assert pod["spec"]["containers"][0]["image"] == "registry.k8s.io/kube-apiserver:v1.31.0"
+    res = run("cp-2", [str(bin131 / "kubeadm"), "upgrade", "node"], 400)
+    assert res.returncode == 0, res.stdout + res.stderr
+    pod = fidelity.kubectl_json(
+        run, "cp-1", "get", "pod", "kube-apiserver-cp-2", "-n", "kube-system"
+    )
+    assert pod["spec"]["containers"][0]["image"].endswith(":v1.31.0")
+    cm = fidelity.kubectl_json(run, "cp-1", "get", "cm", "kubeadm-config", "-n", "kube-system")
+    assert "kubernetesVersion: v1.31.0" in cm["data"]["ClusterConfiguration"]
+    assert "kubeadm.k8s.io/v1beta4" in cm["data"]["ClusterConfiguration"]
+    members = fidelity.etcd_members(run, "cp-1", cluster.etcdctl)
+    assert len(members) == 3
+    version = json.loads(fidelity.must(run("cp-3", ["kubectl", "get", "--raw", "/version"])))
+    assert version["gitVersion"] in ("v1.30.0", "v1.31.0")
+
+
+def test_skipping_a_minor_129_to_131_is_refused(tmp_path):
+    work = Path("/tmp") / f"kubesim-host129-{int(time.time())}"
+    with HostCluster(work, ["cp-9"], version="v1.29.15") as c:
+        res = c.init(config(version="v1.29.15", node="cp-9"))
+        assert res.returncode == 0, res.stdout + res.stderr
+        bin131 = work / "bin131"
+        write_launchers(bin131, "v1.31.0")
+        res = c.first.run(
+            [str(bin131 / "kubeadm"), "upgrade", "apply", "v1.31.0", "-y"], timeout=120
+        )
+        assert res.returncode == 1
+        assert "kubeadm can upgrade only 1 minor version at a time" in res.stderr
