@@ -177,7 +177,8 @@ spec:
   template:
     metadata: {labels: {app: web}}
     spec:
-      tolerations: [{key: node-role.kubernetes.io/control-plane, operator: Exists, effect: NoSchedule}]
+      tolerations:
+      - {key: node-role.kubernetes.io/control-plane, operator: Exists, effect: NoSchedule}
       containers: [{name: web, image: registry.k8s.io/pause:3.9}]
 ---
 apiVersion: policy/v1

@@ -20,7 +20,7 @@ BASE_IP = 20
 IGNORE = "FileExisting-conntrack,FileExisting-crictl,Mem,NumCPU"
 
 
-def config(
+def config(  # noqa: PLR0917 - mirrors the upstream call's parameters
     version: str = "v1.30.0",
     api: str = "kubeadm.k8s.io/v1beta3",
     endpoint: str = "198.18.0.21:6443",

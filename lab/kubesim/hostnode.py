@@ -11,6 +11,7 @@ Used by tests/unit/kubesim (root); everything started is tracked by PID and stop
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -20,6 +21,8 @@ import textwrap
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from lab.kubesim.build import etcd_binaries
 
 HERE = Path(__file__).resolve().parent
 PYTHON = "/usr/bin/python3"
@@ -234,17 +237,14 @@ while True:
             )
         for proc in reversed(self.procs):
             if proc.poll() is None:
-                try:
+                with contextlib.suppress(ProcessLookupError):
                     os.killpg(proc.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
                 proc.wait(timeout=10)
         subprocess.run(["ip", "netns", "del", self.netns], check=False, timeout=10)
 
 
 def etcd_dir() -> Path:
     sys.path.insert(0, str(HERE.parent.parent))
-    from lab.kubesim.build import etcd_binaries
 
     return etcd_binaries()["etcd"].parent
 

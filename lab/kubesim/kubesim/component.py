@@ -9,6 +9,9 @@ from __future__ import annotations
 import os
 import sys
 
+from .apiserver.server import run as run_apiserver
+from .controllers.manager import run as run_controller_manager
+from .controllers.scheduler import run as run_scheduler
 from .versions import Version
 
 
@@ -28,17 +31,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"Kubernetes {version}")
         return 0
     if name == "kube-apiserver":
-        from .apiserver.server import run
-
-        return run(rest, version)
+        return run_apiserver(rest, version)
     if name == "kube-controller-manager":
-        from .controllers.manager import run
-
-        return run(rest, version)
+        return run_controller_manager(rest, version)
     if name == "kube-scheduler":
-        from .controllers.scheduler import run
-
-        return run(rest, version)
+        return run_scheduler(rest, version)
     print(f"kubesim: unknown component {name}", file=sys.stderr)
     return 2
 

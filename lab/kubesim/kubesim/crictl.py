@@ -9,8 +9,10 @@ StopContainer (default --timeout 0: SIGKILL at once); `inspect` prints JSON with
 from __future__ import annotations
 
 import json
+import re
 import sys
 import time
+from pathlib import Path
 
 from . import cri, tabwriter
 from . import flags as flagutil
@@ -62,8 +64,6 @@ def ps(flags: dict, rest: list[str]) -> int:
     if state:
         items = [c for c in items if STATE[c.state].lower() == state.lower()]
     if name_re:
-        import re
-
         items = [c for c in items if re.search(name_re, c.name)]
     if pod:
         items = [c for c in items if c.pod_sandbox_id.startswith(pod)]
@@ -222,7 +222,7 @@ def logs(flags: dict, rest: list[str]) -> int:
     records = cri.Records()
     c = _find(records, rest[0])
     try:
-        data = open(c.log_path, "rb").read()
+        data = Path(c.log_path).read_bytes()
     except OSError as err:
         return _fatal(f'failed to try resolving symlinks in path "{c.log_path}": {err}')
     tail = flags.get("tail")
@@ -256,14 +256,14 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if not rest:
         print(
-            "NAME:\n   crictl - client for CRI\n\nCOMMANDS:\n   ps, pods, stop, inspect, logs, rm, version"
+            "NAME:\n   crictl - client for CRI\n\nCOMMANDS:\n   ps, pods, stop, inspect, logs, rm, version"  # noqa: E501 - upstream's text
         )
         return 0
     cmd, rest = rest[0], rest[1:]
     handlers = {"ps": ps, "pods": pods, "stop": stop, "inspect": inspect, "logs": logs, "rm": rm}
     if cmd == "version":
         print(
-            "Version:  0.1.0\nRuntimeName:  containerd\nRuntimeVersion:  1.6.20\nRuntimeApiVersion:  v1"
+            "Version:  0.1.0\nRuntimeName:  containerd\nRuntimeVersion:  1.6.20\nRuntimeApiVersion:  v1"  # noqa: E501 - upstream's text
         )
         return 0
     if cmd not in handlers:

@@ -69,7 +69,7 @@ class KubeConfig:
         return name, name
 
 
-def render(
+def render(  # noqa: PLR0917 - mirrors the upstream call's parameters
     cluster_name: str,
     server: str,
     ca_pem: bytes,

@@ -125,7 +125,7 @@ def server_error(err: ApiError) -> str:
     reason = err.reason or "InternalError"
     if isinstance(err.body, dict) and err.body.get("kind") == "Status":
         return f"Error from server ({reason}): {err}"
-    return f'Error from server ({reason}): an error on the server ("{err}") has prevented the request from succeeding'
+    return f'Error from server ({reason}): an error on the server ("{err}") has prevented the request from succeeding'  # noqa: E501 - upstream's text
 
 
 def jsonpath(template: str, obj: object) -> str:
@@ -198,7 +198,7 @@ def get(c: Client, flags: dict, args: list[str]) -> int:
             except ValueError:
                 msg = text
             print(
-                f'Error from server (InternalError): an error on the server ("{msg}") has prevented '
+                f'Error from server (InternalError): an error on the server ("{msg}") has prevented '  # noqa: E501 - upstream's text
                 "the request from succeeding",
                 file=sys.stderr,
             )
@@ -285,7 +285,7 @@ def drain(c: Client, flags: dict, node: str) -> int:
         ):
             errors.append(
                 (
-                    "cannot delete Pods with local storage (use --delete-emptydir-data to override)",
+                    "cannot delete Pods with local storage (use --delete-emptydir-data to override)",  # noqa: E501 - upstream's text
                     ref,
                 )
             )
@@ -389,7 +389,7 @@ def apply(c: Client, flags: dict, create_only: bool = False) -> int:
         resource = KIND_TO_RESOURCE.get(doc.get("kind", ""))
         if resource is None:
             raise KubectlError(
-                f'error: resource mapping not found for name: "{doc.get("metadata", {}).get("name")}" '
+                f'error: resource mapping not found for name: "{doc.get("metadata", {}).get("name")}" '  # noqa: E501 - upstream's text
                 f'namespace: "" from "{flags.get("f")}": no matches for kind '
                 f'"{doc.get("kind")}" in version "{doc.get("apiVersion")}"'
             )
@@ -452,9 +452,9 @@ def delete(c: Client, flags: dict, args: list[str]) -> int:
         names = [args[0].split("/", 1)[1]] if "/" in args[0] else args[1:]
         targets = [(resource, n, None) for n in names]
     grace = int(flags["grace-period"]) if flags.get("grace-period") not in (None, "-1") else None
-    for resource, name, ns in targets:
+    for resource, name, doc_ns in targets:
         ns = (
-            (ns or flags.get("n") or flags.get("namespace") or "default")
+            (doc_ns or flags.get("n") or flags.get("namespace") or "default")
             if RESOURCES[resource][2]
             else None
         )
@@ -551,7 +551,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except OSError as err:
         print(
-            f"The connection to the server was refused - did you specify the right host or port? ({err})",
+            f"The connection to the server was refused - did you specify the right host or port? ({err})",  # noqa: E501 - upstream's text
             file=sys.stderr,
         )
         return 1

@@ -93,8 +93,8 @@ def parse_fields(selector: str | None) -> list[tuple[str, str, str]]:
     if not selector:
         return []
     out = []
-    for term in selector.split(","):
-        term = term.strip()
+    for raw in selector.split(","):
+        term = raw.strip()
         if not term:
             continue
         for op in ("!=", "==", "="):

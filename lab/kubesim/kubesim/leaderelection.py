@@ -65,7 +65,7 @@ class Record:
 
 
 class LeaderElector:
-    def __init__(
+    def __init__(  # noqa: PLR0917 - mirrors the upstream call's parameters
         self,
         client: Client,
         namespace: str,

@@ -14,7 +14,7 @@ sys.path.insert(0, str(REPO))
 from lab.kubesim.build import build_packages  # noqa: E402
 
 pytestmark = pytest.mark.skipif(
-    subprocess.run(["which", "dpkg-deb"], capture_output=True).returncode,
+    subprocess.run(["which", "dpkg-deb"], capture_output=True, check=False).returncode,
     reason="needs dpkg-deb (Debian's dpkg)",
 )
 
@@ -86,11 +86,12 @@ def test_launcher_reports_its_version_and_etcd_ships(debs, tmp_path):
         capture_output=True,
         text=True,
         timeout=60,
+        check=False,
     )
     assert out.stdout.strip() == "v1.31.0", out.stderr
     etcd = root / "usr/lib/kubesim/images/etcd/etcd"
     version = subprocess.run(
-        [str(etcd), "--version"], capture_output=True, text=True, timeout=30
+        [str(etcd), "--version"], capture_output=True, text=True, timeout=30, check=True
     ).stdout
     assert "etcd Version: 3.5." in version
     assert (root / "usr/lib/systemd/system/kubelet.service.d/10-kubeadm.conf").exists()

@@ -18,9 +18,9 @@ def test_tabwriter_matches_kubeadm_check_expiration_layout():
         "apiserver-kubelet-client\tApr 01, 2024 16:06 UTC\t347d\tca\tno      \n"
     )
     assert tabwriter.render(text, 10, 3).splitlines() == [
-        "CERTIFICATE                EXPIRES                  RESIDUAL TIME   CERTIFICATE AUTHORITY   EXTERNALLY MANAGED",
-        "admin.conf                 Apr 01, 2024 16:06 UTC   347d            ca                      no      ",
-        "apiserver-kubelet-client   Apr 01, 2024 16:06 UTC   347d            ca                      no      ",
+        "CERTIFICATE                EXPIRES                  RESIDUAL TIME   CERTIFICATE AUTHORITY   EXTERNALLY MANAGED",  # noqa: E501 - upstream's text
+        "admin.conf                 Apr 01, 2024 16:06 UTC   347d            ca                      no      ",  # noqa: E501 - upstream's text
+        "apiserver-kubelet-client   Apr 01, 2024 16:06 UTC   347d            ca                      no      ",  # noqa: E501 - upstream's text
     ]
 
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from .. import labelsel as selectors
 from . import objects
 from .resources import Resource, lookup
-from .store import StatusError, Store, not_found
+from .store import StatusError, Store, conflict, not_found
 
 EVICTION_RETRY = "Cannot evict pod as it would violate the pod's disruption budget."
 
@@ -159,14 +159,12 @@ class Api:
         new = objects.prepare_update(res, old, doc, sub)
         new["metadata"]["name"] = name
         if rv and rv != old["metadata"]["resourceVersion"]:
-            from .store import conflict
-
             raise conflict(res, name)
         return self._finish_delete(
             res, ns, self.store.update(res, ns, new, int(old["metadata"]["resourceVersion"]))
         )
 
-    def patch(
+    def patch(  # noqa: PLR0917 - mirrors the upstream call's parameters
         self, res: Resource, ns: str | None, name: str, doc: object, ctype: str, sub: str
     ) -> dict:
         for _ in range(5):  # the registry retries a patch on a conflicting concurrent write
@@ -181,8 +179,6 @@ class Api:
                 else None
             )
             if rv and rv != old["metadata"]["resourceVersion"]:
-                from .store import conflict
-
                 raise conflict(res, name)
             new = objects.prepare_update(res, old, merged, sub)
             try:
@@ -192,7 +188,6 @@ class Api:
                     continue
                 raise
             return self._finish_delete(res, ns, saved)
-        from .store import conflict
 
         raise conflict(res, name)
 
@@ -334,7 +329,7 @@ class Api:
                                 {
                                     "reason": "DisruptionBudget",
                                     "message": f"The disruption budget "
-                                    f"{pdb_name} needs {status.get('desiredHealthy', 0)} healthy pods and "
+                                    f"{pdb_name} needs {status.get('desiredHealthy', 0)} healthy pods and "  # noqa: E501 - upstream's text
                                     f"has {status.get('currentHealthy', 0)} currently",
                                 }
                             ]

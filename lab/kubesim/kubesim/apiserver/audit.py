@@ -45,7 +45,7 @@ class AuditLog:
         if self.path:
             self.path.parent.mkdir(parents=True, exist_ok=True)
 
-    def level(
+    def level(  # noqa: PLR0917 - mirrors the upstream call's parameters
         self,
         user: str,
         groups: list[str],
@@ -106,7 +106,7 @@ class AuditLog:
             return True
         return False
 
-    def event(
+    def event(  # noqa: PLR0917 - mirrors the upstream call's parameters
         self,
         stage: str,
         level: str,

@@ -79,7 +79,7 @@ def from_token(store: Store, token: str) -> User | None:
     return User(f"system:bootstrap:{token_id}", groups + ["system:authenticated"])
 
 
-def allowed(user: User, verb: str, resource: str, namespace: str, name: str, path: str) -> bool:
+def allowed(user: User, verb: str, resource: str, namespace: str, name: str, path: str) -> bool:  # noqa: PLR0917 - mirrors the upstream call's parameters
     groups = set(user.groups)
     if groups & ADMIN_GROUPS or user.name in COMPONENT_USERS:
         return True
@@ -108,7 +108,7 @@ def allowed(user: User, verb: str, resource: str, namespace: str, name: str, pat
     return False
 
 
-def forbidden_message(
+def forbidden_message(  # noqa: PLR0917 - mirrors the upstream call's parameters
     user: User, verb: str, resource: str, group: str, namespace: str, name: str, path: str
 ) -> str:
     if not resource:

@@ -40,7 +40,7 @@ class Metrics:
         self.durations: dict[tuple, list] = {}  # labels -> [bucket counts..., sum, count]
         self.totals: dict[tuple, int] = {}
 
-    def observe(
+    def observe(  # noqa: PLR0917 - mirrors the upstream call's parameters
         self,
         verb: str,
         group: str,
@@ -87,10 +87,10 @@ class Metrics:
                 for i, bound in enumerate(BUCKETS):
                     out.append(
                         "apiserver_request_duration_seconds_bucket"
-                        f"{self._fmt(labels, (('le', repr(float(bound)).rstrip('0').rstrip('.') if bound != int(bound) else str(bound)),))} {entry[i]}"
+                        f"{self._fmt(labels, (('le', repr(float(bound)).rstrip('0').rstrip('.') if bound != int(bound) else str(bound)),))} {entry[i]}"  # noqa: E501 - upstream's text
                     )
                 out.append(
-                    f"apiserver_request_duration_seconds_bucket{self._fmt(labels, (('le', '+Inf'),))} {entry[-1]}"
+                    f"apiserver_request_duration_seconds_bucket{self._fmt(labels, (('le', '+Inf'),))} {entry[-1]}"  # noqa: E501 - upstream's text
                 )
                 out.append(f"apiserver_request_duration_seconds_sum{self._fmt(labels)} {entry[-2]}")
                 out.append(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import datetime as dt
+import secrets
 
 from .resources import Resource
 from .store import StatusError
@@ -95,8 +96,6 @@ def prepare_create(res: Resource, obj: dict, namespace: str | None) -> dict:
     meta = obj.setdefault("metadata", {})
     if not meta.get("name"):
         if meta.get("generateName"):
-            import secrets
-
             alphabet = "bcdfghjklmnpqrstvwxz2456789"
             meta["name"] = meta["generateName"] + "".join(
                 secrets.choice(alphabet) for _ in range(5)

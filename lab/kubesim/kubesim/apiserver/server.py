@@ -250,7 +250,7 @@ class Handler(BaseHTTPRequestHandler):
             )
             self.audit(method, verb, route, user, code, body, out, received)
 
-    def audit(
+    def audit(  # noqa: PLR0917 - mirrors the upstream call's parameters
         self, method: str, verb: str, route, user, code: int, body: bytes, out: bytes, received: str
     ) -> None:
         log = self.app.audit

@@ -16,12 +16,18 @@ While it holds Lease kube-system/kube-controller-manager it runs, each on its ow
 from __future__ import annotations
 
 import base64
+import contextlib
 import datetime as dt
 import hashlib
 import hmac
 import json
 import threading
 import time
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from .. import flags as flagutil
 from .. import klog, labelsel, pki
@@ -114,10 +120,8 @@ class Controllers:
                     {"key": UNREACHABLE, "effect": "NoSchedule", "timeAdded": now_str()},
                     {"key": UNREACHABLE, "effect": "NoExecute", "timeAdded": now_str()},
                 ]
-                try:
+                with contextlib.suppress(ApiError):
                     self.c.patch("nodes", name, {"spec": {"taints": taints}})
-                except ApiError:
-                    pass
         # a node that posts again loses the taints (the kubelet sets Ready itself)
         for node in nodes:
             ready = any(
@@ -127,12 +131,10 @@ class Controllers:
             taints = node.get("spec", {}).get("taints") or []
             if ready and any(t.get("key") == UNREACHABLE for t in taints):
                 kept = [t for t in taints if t.get("key") != UNREACHABLE]
-                try:
+                with contextlib.suppress(ApiError):
                     self.c.patch(
                         "nodes", node["metadata"]["name"], {"spec": {"taints": kept or None}}
                     )
-                except ApiError:
-                    pass
 
     # -- replicaset ------------------------------------------------------------------------
     def replicaset(self) -> None:
@@ -180,10 +182,8 @@ class Controllers:
                 except ApiError as err:
                     klog.warning(f"replicaset {ns}/{meta['name']}: {err}")
             for pod in active[want:] if len(active) > want else []:
-                try:
+                with contextlib.suppress(ApiError):
                     self.c.delete("pods", pod["metadata"]["name"], ns)
-                except ApiError:
-                    pass
             status = {
                 "replicas": len(active),
                 "readyReplicas": sum(pod_ready(p) for p in active),
@@ -193,10 +193,8 @@ class Controllers:
             }
             if any(rs.get("status", {}).get(k) != v for k, v in status.items()):
                 rs["status"] = status
-                try:
+                with contextlib.suppress(ApiError):
                     self.c.update("replicasets", rs, ns, subresource="status")
-                except ApiError:
-                    pass
         # garbage collector, pods only: owner gone -> dependent deleted
         rs_uids = {rs["metadata"]["uid"] for rs in self.c.list("replicasets")["items"]}
         for pod in pods:
@@ -210,10 +208,8 @@ class Controllers:
                 and not any(o.get("uid") in rs_uids for o in owners)
                 and not pod["metadata"].get("deletionTimestamp")
             ):
-                try:
+                with contextlib.suppress(ApiError):
                     self.c.delete("pods", pod["metadata"]["name"], pod["metadata"]["namespace"])
-                except ApiError:
-                    pass
 
     # -- disruption --------------------------------------------------------------------------
     def disruption(self) -> None:
@@ -287,10 +283,8 @@ class Controllers:
             ]
             if any(old.get(k) != v for k, v in status.items()):
                 pdb["status"] = status
-                try:
+                with contextlib.suppress(ApiError):
                     self.c.update("poddisruptionbudgets", pdb, ns, subresource="status")
-                except ApiError:
-                    pass
 
     # -- bootstrap tokens ------------------------------------------------------------------
     def bootstrap(self) -> None:
@@ -306,10 +300,8 @@ class Controllers:
                     f"Deleting expired secret kube-system/{s['metadata']['name']}",
                     "tokencleaner.go:194",
                 )
-                try:
+                with contextlib.suppress(ApiError):
                     self.c.delete("secrets", s["metadata"]["name"], "kube-system")
-                except ApiError:
-                    pass
                 continue
             if data.get("usage-bootstrap-signing") == "true" and data.get("token-id"):
                 tokens[data["token-id"]] = data.get("token-secret", "")
@@ -325,16 +317,13 @@ class Controllers:
             data = {k: v for k, v in cm["data"].items() if not k.startswith("jws-kubeconfig-")}
             data.update(want)
             cm["data"] = data
-            try:
+            with contextlib.suppress(ApiError):
                 self.c.update("configmaps", cm, "kube-public")
-            except ApiError:
-                pass
 
     # -- CSRs (kubelet client certificates of joining nodes) -------------------------------
     def csr(self) -> None:
         if self.signing is None:
             return
-        from cryptography import x509
 
         for csr in self.c.list("certificatesigningrequests")["items"]:
             spec, status = csr.get("spec", {}), csr.get("status", {})
@@ -350,16 +339,19 @@ class Controllers:
                         "type": "Approved",
                         "status": "True",
                         "reason": "AutoApproved",
-                        "message": "Auto approving kubelet client certificate after SubjectAccessReview.",
+                        "message": "Auto approving kubelet client certificate after SubjectAccessReview.",  # noqa: E501 - upstream's text
                         "lastUpdateTime": now_str(),
                         "lastTransitionTime": now_str(),
                     }
                 ]
                 csr["status"] = status
                 try:
-                    csr = self.c.update("certificatesigningrequests", csr, subresource="approval")
+                    approved = self.c.update(
+                        "certificatesigningrequests", csr, subresource="approval"
+                    )
                 except ApiError:
                     continue
+                csr.update(approved)
             request = x509.load_pem_x509_csr(base64.b64decode(spec["request"]))
             cn = request.subject.get_attributes_for_oid(x509.oid.NameOID.COMMON_NAME)[0].value
             orgs = [
@@ -383,7 +375,7 @@ class Controllers:
             name = ns["metadata"]["name"]
             cm = self.c.get_or_none("configmaps", "kube-root-ca.crt", name)
             if cm is None:
-                try:
+                with contextlib.suppress(ApiError):
                     self.c.create(
                         "configmaps",
                         {
@@ -392,12 +384,9 @@ class Controllers:
                         },
                         name,
                     )
-                except ApiError:
-                    pass
 
 
 def _p(path: str):
-    from pathlib import Path
 
     return Path(path)
 
@@ -422,9 +411,6 @@ def detached_jws(content: str, token_id: str, secret: str) -> str:
 
 
 def _sign_csr(request, cn: str, orgs: list[str], ca_cert, ca_key):
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes
-    from cryptography.x509.oid import ExtendedKeyUsageOID
 
     start = pki.now() - dt.timedelta(minutes=5)
     return (

@@ -9,6 +9,7 @@ The scheduler releases its Lease on SIGTERM (ReleaseOnCancel, cmd/kube-scheduler
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import threading
 
@@ -91,7 +92,7 @@ def schedule_once(c: Client) -> None:
             if not any(
                 c.get("type") == "PodScheduled" and c.get("message") == message for c in conds
             ):
-                try:
+                with contextlib.suppress(ApiError):
                     c.patch(
                         "pods",
                         name,
@@ -104,9 +105,9 @@ def schedule_once(c: Client) -> None:
                                         "reason": "Unschedulable",
                                         "message": message,
                                         "lastProbeTime": None,
-                                        "lastTransitionTime": dt.datetime.now(
-                                            dt.UTC
-                                        ).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                                        "lastTransitionTime": dt.datetime.now(dt.UTC).strftime(
+                                            "%Y-%m-%dT%H:%M:%SZ"
+                                        ),
                                     }
                                 ]
                             }
@@ -114,8 +115,6 @@ def schedule_once(c: Client) -> None:
                         ns,
                         subresource="status",
                     )
-                except ApiError:
-                    pass
             continue
         target = min(fits, key=lambda n: (load[n], n))
         try:

@@ -13,6 +13,8 @@ import ipaddress
 from dataclasses import dataclass
 from pathlib import Path
 
+from cryptography import x509
+
 from .. import kubeconfig, pki, tabwriter
 from ..versions import Version
 from .config import Config
@@ -191,7 +193,7 @@ def create_leaves(cfg: Config, out) -> None:
         if spec.dns_names or spec.ips:
             out(
                 f"[certs] {leaf.name} serving cert is signed for DNS names "
-                f"[{' '.join(dict.fromkeys(spec.dns_names))}] and IPs [{' '.join(dict.fromkeys(spec.ips))}]"
+                f"[{' '.join(dict.fromkeys(spec.dns_names))}] and IPs [{' '.join(dict.fromkeys(spec.ips))}]"  # noqa: E501 - upstream's text
             )
 
 
@@ -214,7 +216,6 @@ def renew_kubeconfig(path: Path, pki_dir: Path) -> bool:
     cfg = kubeconfig.KubeConfig.load(path)
     if not cfg.cert_pem:
         return False
-    from cryptography import x509
 
     old = x509.load_pem_x509_certificate(cfg.cert_pem)
     ca_cert, ca_key = pki.load_pair(pki_dir, "ca")
@@ -257,7 +258,7 @@ def _expires(cert) -> tuple[str, str]:
 
 def check_expiration(pki_dir: Path, kube_dir: Path, version: Version) -> str:
     rows: list[tuple[str, str]] = []  # (sort name, line)
-    for name, text in KUBECONFIGS:
+    for name, _text in KUBECONFIGS:
         if name == "super-admin.conf" and version.minor < 29:
             continue
         path = kube_dir / name
@@ -265,7 +266,6 @@ def check_expiration(pki_dir: Path, kube_dir: Path, version: Version) -> str:
             rows.append((name, f"!MISSING! {name}\t"))
             continue
         cfg = kubeconfig.KubeConfig.load(path)
-        from cryptography import x509
 
         cert = x509.load_pem_x509_certificate(cfg.cert_pem or b"")
         exp, res = _expires(cert)

@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import json
+import secrets
 import sys
 
 import yaml
 
 from .. import flags as flagutil
-from ..versions import git_commit, own_version
+from ..versions import Version, coredns_tag, etcd_tag, git_commit, own_version, pause_tag
+from . import cluster, init, join, reset, tokens, upgrade
+from .common import admin_client, out
+from .config import load
 from .errors import KubeadmError
+from .upgrade import load_cluster
 
 BOOLS = {
     "upload-certs",
@@ -63,8 +68,6 @@ def version_cmd(flags: dict) -> int:
 
 
 def config_cmd(flags: dict, rest: list[str]) -> int:
-    from ..versions import coredns_tag, etcd_tag, pause_tag
-    from .config import load
 
     sub = rest[0] if rest else ""
     if sub == "validate":
@@ -78,8 +81,6 @@ def config_cmd(flags: dict, rest: list[str]) -> int:
         if flags.get("config"):
             v = load(flags["config"]).kubernetes_version
         elif flags.get("kubernetes-version"):
-            from ..versions import Version
-
             v = Version.parse(flags["kubernetes-version"])
         repo = "registry.k8s.io"
         images = [
@@ -109,24 +110,16 @@ def dispatch(argv: list[str]) -> int:
     if cmd == "version":
         return version_cmd(flags)
     if cmd == "init":
-        from . import init
-
         if rest[:2] == ["phase", "upload-certs"]:
             return upload_certs_phase(flags)
         if rest:
             raise KubeadmError(f'unknown command "{rest[0]}" for "kubeadm init"')
         return init.run(flags)
     if cmd == "join":
-        from . import join
-
         return join.run(flags, rest)
     if cmd == "reset":
-        from . import reset
-
         return reset.run(flags)
     if cmd == "token":
-        from . import tokens
-
         sub = rest[0] if rest else "list"
         if sub == "create":
             return tokens.create(flags, rest[1:])
@@ -136,8 +129,6 @@ def dispatch(argv: list[str]) -> int:
             return tokens.delete(flags, rest[1:])
         raise KubeadmError(f'unknown command "{sub}" for "kubeadm token"')
     if cmd == "certs":
-        from . import tokens
-
         sub = rest[0] if rest else ""
         if sub == "check-expiration":
             return tokens.check_expiration(flags)
@@ -147,8 +138,6 @@ def dispatch(argv: list[str]) -> int:
             return tokens.certificate_key(flags)
         raise KubeadmError(f'unknown command "{sub}" for "kubeadm certs"')
     if cmd == "upgrade":
-        from . import upgrade
-
         sub = rest[0] if rest else ""
         flags["positional"] = rest[1:]
         if sub == "plan":
@@ -164,11 +153,6 @@ def dispatch(argv: list[str]) -> int:
 
 
 def upload_certs_phase(flags: dict) -> int:
-    import secrets
-
-    from . import cluster
-    from .common import admin_client, out
-    from .upgrade import load_cluster
 
     if flags.get("upload-certs") not in ("true", ""):
         out("[upload-certs] Skipping phase. Please see --upload-certs")

@@ -20,9 +20,12 @@ import secrets
 import time
 from pathlib import Path
 
+import yaml
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from .. import kubeconfig
+from .. import pki as pkimod
+from ..flags import duration
 from ..kubeclient import ApiError, Client
 from ..versions import Version, coredns_tag
 from .config import Config, cluster_configuration_yaml
@@ -49,7 +52,6 @@ def new_token() -> str:
 
 
 def parse_ttl(text: str) -> float:
-    from ..flags import duration
 
     return duration(text)
 
@@ -58,7 +60,7 @@ def _b64(text: str | bytes) -> str:
     return base64.b64encode(text.encode() if isinstance(text, str) else text).decode()
 
 
-def token_secret(
+def token_secret(  # noqa: PLR0917 - mirrors the upstream call's parameters
     token: str,
     ttl: float,
     usages: list[str],
@@ -95,7 +97,7 @@ def token_secret(
     }
 
 
-def create_token(
+def create_token(  # noqa: PLR0917 - mirrors the upstream call's parameters
     client: Client,
     token: str,
     ttl: float,
@@ -114,7 +116,9 @@ def create_token(
         return client.create("secrets", obj, "kube-system")
     except ApiError as err:
         if err.status == 409:
-            raise KubeadmError(f'a token with id "{token.split(".", maxsplit=1)[0]}" already exists') from err
+            raise KubeadmError(
+                f'a token with id "{token.split(".", maxsplit=1)[0]}" already exists'
+            ) from err
         raise
 
 
@@ -188,7 +192,6 @@ def cluster_info(client: Client, cfg: Config, out) -> None:
     out('[bootstrap-token] Creating the "cluster-info" ConfigMap in the "kube-public" namespace')
     ca = (cfg.pki_dir / "ca.crt").read_bytes()
     text = kubeconfig.render("", f"https://{cfg.control_plane_endpoint}", ca, "")
-    import yaml
 
     doc = yaml.safe_load(text)
     doc["clusters"][0]["name"] = ""
@@ -232,7 +235,7 @@ def secret_key(name: str) -> str:
 def upload_certs(client: Client, cfg: Config, key_hex: str, out) -> None:
     """copycerts.UploadCerts: a 2 h token owns the kubeadm-certs Secret."""
     out(
-        '[upload-certs] Storing the certificates in Secret "kubeadm-certs" in the "kube-system" Namespace'
+        '[upload-certs] Storing the certificates in Secret "kubeadm-certs" in the "kube-system" Namespace'  # noqa: E501 - upstream's text
     )
     token = new_token()
     owner_secret = create_token(
@@ -292,7 +295,6 @@ def download_certs(client: Client, pki_dir: Path, key_hex: str, out) -> None:
                 "one"
             ) from err
         raise
-    from .. import pki as pkimod
 
     for name in CERT_FILES:
         blob = (secret.get("data") or {}).get(secret_key(name))
@@ -311,7 +313,7 @@ def mark_control_plane(client: Client, cfg: Config, out) -> None:
     name = cfg.node_name
     out(
         f"[mark-control-plane] Marking the node {name} as control-plane by adding the labels: "
-        "[node-role.kubernetes.io/control-plane node.kubernetes.io/exclude-from-external-load-balancers]"
+        "[node-role.kubernetes.io/control-plane node.kubernetes.io/exclude-from-external-load-balancers]"  # noqa: E501 - upstream's text
     )
     taints = cfg.node_registration.get("taints") or []
     out(
@@ -464,13 +466,13 @@ def rbac(client: Client, out) -> None:
                 raise
     out("[bootstrap-token] Configured RBAC rules to allow Node Bootstrap tokens to get nodes")
     out(
-        "[bootstrap-token] Configured RBAC rules to allow Node Bootstrap tokens to post CSRs in order for nodes to get long term certificate credentials"
+        "[bootstrap-token] Configured RBAC rules to allow Node Bootstrap tokens to post CSRs in order for nodes to get long term certificate credentials"  # noqa: E501 - upstream's text
     )
     out(
-        "[bootstrap-token] Configured RBAC rules to allow the csrapprover controller automatically approve CSRs from a Node Bootstrap Token"
+        "[bootstrap-token] Configured RBAC rules to allow the csrapprover controller automatically approve CSRs from a Node Bootstrap Token"  # noqa: E501 - upstream's text
     )
     out(
-        "[bootstrap-token] Configured RBAC rules to allow certificate rotation for all node client certificates in the cluster"
+        "[bootstrap-token] Configured RBAC rules to allow certificate rotation for all node client certificates in the cluster"  # noqa: E501 - upstream's text
     )
 
 

@@ -55,7 +55,7 @@ def wait_kubelet(timeout: float = 240) -> None:
             with urllib.request.urlopen("http://127.0.0.1:10248/healthz", timeout=5) as resp:
                 if resp.status == 200:
                     out(
-                        f"[kubelet-check] The kubelet is healthy after {go_seconds(time.monotonic() - start)}"
+                        f"[kubelet-check] The kubelet is healthy after {go_seconds(time.monotonic() - start)}"  # noqa: E501 - upstream's text
                     )
                     return
         except OSError:
@@ -63,7 +63,7 @@ def wait_kubelet(timeout: float = 240) -> None:
         time.sleep(0.5)
     raise KubeadmError(
         "The HTTP call equal to 'curl -sSL http://127.0.0.1:10248/healthz' returned error: Get "
-        '"http://127.0.0.1:10248/healthz": context deadline exceeded\n\nUnfortunately, an error has '
+        '"http://127.0.0.1:10248/healthz": context deadline exceeded\n\nUnfortunately, an error has '  # noqa: E501 - upstream's text
         "occurred:\n\tThe kubelet is not healthy after 4m0s\n\nThis error is likely caused by:\n"
         "\t- The kubelet is not running\n\t- The kubelet is unhealthy due to a misconfiguration of "
         "the node in some way (required cgroups disabled)",

@@ -20,6 +20,7 @@ from pathlib import Path
 import yaml
 
 from .. import klog
+from ..kubelet.main import node_ip_guess
 from ..versions import V1BETA4_SINCE, Version, own_version
 from .errors import KubeadmError
 
@@ -142,7 +143,6 @@ CONTROL_PLANE_TAINT = {"key": "node-role.kubernetes.io/control-plane", "effect":
 
 
 def detect_node_ip() -> str:
-    from ..kubelet.main import node_ip_guess
 
     return node_ip_guess()
 

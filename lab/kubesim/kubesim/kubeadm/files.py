@@ -117,13 +117,13 @@ def write_kubelet_files(
     reg = cfg.node_registration
     flags = [
         f"--container-runtime-endpoint={reg.get('criSocket', 'unix:///var/run/containerd/containerd.sock')}",
-        f"--pod-infra-container-image={cfg.cluster.get('imageRepository', 'registry.k8s.io')}/pause:{pause_tag(version)}",
+        f"--pod-infra-container-image={cfg.cluster.get('imageRepository', 'registry.k8s.io')}/pause:{pause_tag(version)}",  # noqa: E501 - upstream's text
     ]
     for k, v in reg.get("kubeletExtraArgs") or []:
         flags.append(f"--{k}={v}")
     (kubelet_dir / "kubeadm-flags.env").write_text(f'KUBELET_KUBEADM_ARGS="{" ".join(flags)}"\n')
     out(
-        f'[kubelet-start] Writing kubelet environment file with flags to file "{kubelet_dir}/kubeadm-flags.env"'
+        f'[kubelet-start] Writing kubelet environment file with flags to file "{kubelet_dir}/kubeadm-flags.env"'  # noqa: E501 - upstream's text
     )
     doc = kubelet_config or kubelet_configuration(cfg)
     (kubelet_dir / "config.yaml").write_text(

@@ -9,18 +9,20 @@ from pathlib import Path
 import yaml
 
 from .. import klog
+from ..kubeclient import Client
 from ..versions import Version, own_version
 from . import certs, cluster, files, manifests, preflight
 from .common import (
     KUBE_DIR,
     admin_client,
     ca_hash,
+    go_seconds,
     join_command,
     out,
     restart_kubelet,
     wait_kubelet,
 )
-from .config import Config, load, parse_documents
+from .config import Config, load, normalise, parse_documents
 from .errors import KubeadmError
 
 DONE = """
@@ -119,7 +121,6 @@ def run(flags: dict) -> int:
         cfg = config_from_flags(flags)
     if not cfg.init:
         cfg.init = {"nodeRegistration": {}}
-        from .config import normalise
 
         normalise(cfg, version)
     check_version(cfg, version)
@@ -141,7 +142,7 @@ def run(flags: dict) -> int:
     )
     out("[preflight] Pulling images required for setting up a Kubernetes cluster")
     out(
-        "[preflight] This might take a minute or two, depending on the speed of your internet connection"
+        "[preflight] This might take a minute or two, depending on the speed of your internet connection"  # noqa: E501 - upstream's text
     )
     out(
         "[preflight] You can also perform this action beforehand using 'kubeadm config images pull'"
@@ -171,10 +172,7 @@ def run(flags: dict) -> int:
     out("[api-check] Waiting for a healthy API server. This can take up to 4m0s")
     client = admin_client(timeout=10)
     if (KUBE_DIR / "super-admin.conf").exists():
-        from ..kubeclient import Client
-
         client = Client.from_kubeconfig(KUBE_DIR / "super-admin.conf", timeout=10)
-    from .common import go_seconds
 
     cluster.wait_api(
         client, 240, lambda s: out(f"[api-check] The API server is healthy after {go_seconds(s)}")

@@ -26,7 +26,7 @@ from ..kubeclient import ApiError, Client
 from ..versions import Version, own_version
 from . import certs, cluster, files, manifests, preflight
 from .common import KUBE_DIR, out, restart_kubelet, wait_kubelet
-from .config import Config, from_cluster, load, normalise
+from .config import Config, from_cluster, load, normalise, parse_documents
 from .errors import KubeadmError
 
 DONE_CP = """
@@ -104,7 +104,7 @@ def discover(
                     f'"{token_id}" is invalid for this cluster, can\'t connect'
                 )
             elif not verify_jws(jws, content, token_id, secret):
-                problem = "failed to verify JWS signature of received cluster info object, can't trust this API Server"
+                problem = "failed to verify JWS signature of received cluster info object, can't trust this API Server"  # noqa: E501 - upstream's text
             else:
                 break
         except (ApiError, OSError) as err:
@@ -184,7 +184,6 @@ def run(flags: dict, positional: list[str]) -> int:
                     "bindPort": int(flags.get("apiserver-bind-port", 6443)),
                 }
             }
-        from .config import parse_documents
 
         cfg = parse_documents(yaml.safe_dump(jdoc), version)
     reg = cfg.node_registration
@@ -232,7 +231,7 @@ def run(flags: dict, positional: list[str]) -> int:
                 "preflight",
             )
         out(
-            "[preflight] Running pre-flight checks before initializing the new control plane instance"
+            "[preflight] Running pre-flight checks before initializing the new control plane instance"  # noqa: E501 - upstream's text
         )
         data_dir = Path(
             ((cfg.cluster.get("etcd") or {}).get("local") or {}).get("dataDir", "/var/lib/etcd")
@@ -244,10 +243,10 @@ def run(flags: dict, positional: list[str]) -> int:
         )
         out("[preflight] Pulling images required for setting up a Kubernetes cluster")
         out(
-            "[preflight] This might take a minute or two, depending on the speed of your internet connection"
+            "[preflight] This might take a minute or two, depending on the speed of your internet connection"  # noqa: E501 - upstream's text
         )
         out(
-            "[preflight] You can also perform this action beforehand using 'kubeadm config images pull'"
+            "[preflight] You can also perform this action beforehand using 'kubeadm config images pull'"  # noqa: E501 - upstream's text
         )
         if key:
             cluster.download_certs(client, pki_dir, key, out)
@@ -307,7 +306,7 @@ def run(flags: dict, positional: list[str]) -> int:
         return 0
     join_etcd(cfg, target, client, out)
     out(
-        "The 'update-status' phase is deprecated and will be removed in a future release. Currently "
+        "The 'update-status' phase is deprecated and will be removed in a future release. Currently "  # noqa: E501 - upstream's text
         "it performs no operation"
     )
     admin = Client.from_kubeconfig(KUBE_DIR / "admin.conf", timeout=10)

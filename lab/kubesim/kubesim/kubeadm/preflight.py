@@ -15,6 +15,7 @@ import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
+from ..kubelet.main import check_cri
 from ..versions import Version
 from .errors import KubeadmError
 
@@ -85,7 +86,6 @@ def root() -> str | None:
 
 def cri(endpoint: str) -> Callable[[], str | None]:
     def run() -> str | None:
-        from ..kubelet.main import check_cri
 
         problem = check_cri(endpoint)
         if problem:

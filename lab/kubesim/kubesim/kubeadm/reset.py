@@ -65,7 +65,7 @@ def run(flags: dict) -> int:
     for s in records.sandboxes():
         records.remove_sandbox(s.id)
     out(
-        f"[reset] Deleting contents of directories: [{KUBE_DIR}/manifests /var/lib/kubelet {KUBE_DIR}/pki]"
+        f"[reset] Deleting contents of directories: [{KUBE_DIR}/manifests /var/lib/kubelet {KUBE_DIR}/pki]"  # noqa: E501 - upstream's text
     )
     for d in (
         KUBE_DIR / "manifests",

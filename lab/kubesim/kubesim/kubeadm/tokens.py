@@ -8,12 +8,14 @@ import secrets
 
 from .. import pki, tabwriter
 from ..kubeclient import ApiError
+from ..kubeconfig import KubeConfig
 from ..versions import own_version
 from . import certs, cluster
 from .certs import short_human_duration
 from .common import KUBE_DIR, admin_client, ca_hash, join_command, out
 from .config import Config, from_cluster
 from .errors import KubeadmError
+from .upgrade import load_cluster
 
 
 def create(flags: dict, positional: list[str]) -> int:
@@ -26,7 +28,6 @@ def create(flags: dict, positional: list[str]) -> int:
     if flags.get("print-join-command") not in ("true", ""):
         out(token)
         return 0
-    from ..kubeconfig import KubeConfig
 
     cfg = KubeConfig.load(KUBE_DIR / "admin.conf")
     endpoint = cfg.server.replace("https://", "")
@@ -94,7 +95,7 @@ def certificate_key(flags: dict) -> int:
 def check_expiration(flags: dict) -> int:
     out("[check-expiration] Reading configuration from the cluster...")
     out(
-        "[check-expiration] FYI: You can look at this config file with 'kubectl -n kube-system get cm "
+        "[check-expiration] FYI: You can look at this config file with 'kubectl -n kube-system get cm "  # noqa: E501 - upstream's text
         "kubeadm-config -o yaml'"
     )
     print()
@@ -105,13 +106,12 @@ def check_expiration(flags: dict) -> int:
 def _local_config() -> Config:
     """The config renew needs: from the cluster when reachable, else the local files."""
     version = own_version()
-    from .upgrade import load_cluster
 
     try:
         return load_cluster(admin_client(timeout=5), version, "renew")
     except (KubeadmError, ApiError, OSError):
         out(
-            "[renew] Error reading configuration from the Cluster. Falling back to default configuration"
+            "[renew] Error reading configuration from the Cluster. Falling back to default configuration"  # noqa: E501 - upstream's text
         )
         cfg = Config(
             "kubeadm.k8s.io/v1beta3", from_cluster("{}", version), init={"nodeRegistration": {}}

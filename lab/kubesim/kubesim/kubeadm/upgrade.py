@@ -12,8 +12,11 @@ rolls the manifest back if it does not within 5 minutes. Certificates are renewe
 from __future__ import annotations
 
 import datetime as dt
+import json
 import shutil
+import socket
 import tempfile
+import time
 from pathlib import Path
 
 import yaml
@@ -58,7 +61,6 @@ def load_cluster(client: Client, version: Version, phase: str = "upgrade/config"
         )
         host, _, port = endpoint.rpartition(":")
         cfg.init["localAPIEndpoint"] = {"advertiseAddress": host, "bindPort": int(port or 6443)}
-    import socket
 
     cfg.init["nodeRegistration"]["name"] = _node_name() or socket.gethostname().lower()
     normalise(cfg, version)
@@ -101,7 +103,7 @@ def health(client: Client) -> None:
         problems.append(
             "\t[ERROR StaticPodManifest]: "
             + "; ".join(
-                f"manifest for component {c} is missing: open {manifests.MANIFESTS}/{c}.yaml: no such "
+                f"manifest for component {c} is missing: open {manifests.MANIFESTS}/{c}.yaml: no such "  # noqa: E501 - upstream's text
                 "file or directory"
                 for c in missing
             )
@@ -119,7 +121,6 @@ def cluster_version(client: Client) -> Version:
     code, body = client.raw("GET", "/version")
     if code != 200:
         raise KubeadmError(f"[upgrade/versions] FATAL: couldn't fetch cluster version: {body!r}")
-    import json
 
     return Version.parse(json.loads(body)["gitVersion"])
 
@@ -183,7 +184,7 @@ def plan(flags: dict) -> int:
     version = own_version()
     out("[preflight] Running pre-flight checks.")
     client = admin_client()
-    cfg = load_cluster(client, version)
+    load_cluster(client, version)
     health(client)
     out("[upgrade] Fetching available versions to upgrade to")
     current = cluster_version(client)
@@ -192,7 +193,7 @@ def plan(flags: dict) -> int:
     target = Version.parse(flags["positional"][0]) if flags.get("positional") else version
     out(f"[upgrade/versions] Target version: {target}")
     out(
-        f"[upgrade/versions] Latest version in the v{current.major}.{current.minor} series: {current}"
+        f"[upgrade/versions] Latest version in the v{current.major}.{current.minor} series: {current}"  # noqa: E501 - upstream's text
     )
     print()
     if not target > current:
@@ -231,13 +232,13 @@ def plan(flags: dict) -> int:
     out("_____________________________________________________________________")
     print()
     out(
-        "The table below shows the current state of component configs as understood by this version of kubeadm."
+        "The table below shows the current state of component configs as understood by this version of kubeadm."  # noqa: E501 - upstream's text
     )
     out(
-        'Configs that have a "yes" mark in the "MANUAL UPGRADE REQUIRED" column require manual config upgrade or'
+        'Configs that have a "yes" mark in the "MANUAL UPGRADE REQUIRED" column require manual config upgrade or'  # noqa: E501 - upstream's text
     )
     out(
-        "resetting to kubeadm defaults before a successful upgrade can be performed. The version to manually"
+        "resetting to kubeadm defaults before a successful upgrade can be performed. The version to manually"  # noqa: E501 - upstream's text
     )
     out('upgrade to is denoted in the "PREFERRED VERSION" column.')
     print()
@@ -279,8 +280,8 @@ def upgrade_static_pods(cfg: Config, target: Version, client: Client, renew: boo
             and not renew
         ):
             out(
-                "[upgrade/etcd] Non fatal issue encountered during upgrade: the desired etcd version "
-                f'"{etcd_tag(target)}" is not newer than the currently installed "{old_image.rpartition(":")[2]}". Skipping etcd upgrade'
+                "[upgrade/etcd] Non fatal issue encountered during upgrade: the desired etcd version "  # noqa: E501 - upstream's text
+                f'"{etcd_tag(target)}" is not newer than the currently installed "{old_image.rpartition(":")[2]}". Skipping etcd upgrade'  # noqa: E501 - upstream's text
             )
         else:
             data_dir = Path(
@@ -322,7 +323,7 @@ def upgrade_static_pods(cfg: Config, target: Version, client: Client, renew: boo
             certs.renew_kubeconfig(KUBE_DIR / name, cfg.pki_dir)
 
 
-def replace_and_wait(
+def replace_and_wait(  # noqa: PLR0917 - mirrors the upstream call's parameters
     cfg: Config, client: Client, comp: str, pod: dict, new_dir: Path, backup: Path, node: str
 ) -> None:
     current = manifests.MANIFESTS / f"{comp}.yaml"
@@ -355,7 +356,6 @@ def replace_and_wait(
 
 
 def wait_etcd(cfg: Config, timeout: float = 120) -> None:
-    import time
 
     client = kubeadm_client(str(cfg.pki_dir), [f"https://{cfg.advertise_address}:2379"], timeout=5)
     deadline = time.monotonic() + timeout
@@ -402,13 +402,13 @@ def apply(flags: dict) -> int:
     )
     out("[upgrade/prepull] Pulling images required for setting up a Kubernetes cluster")
     out(
-        "[upgrade/prepull] This might take a minute or two, depending on the speed of your internet connection"
+        "[upgrade/prepull] This might take a minute or two, depending on the speed of your internet connection"  # noqa: E501 - upstream's text
     )
     out(
-        "[upgrade/prepull] You can also perform this action beforehand using 'kubeadm config images pull'"
+        "[upgrade/prepull] You can also perform this action beforehand using 'kubeadm config images pull'"  # noqa: E501 - upstream's text
     )
     out(
-        f'[upgrade/apply] Upgrading your Static Pod-hosted control plane to version "{target}" (timeout: 5m0s)...'
+        f'[upgrade/apply] Upgrading your Static Pod-hosted control plane to version "{target}" (timeout: 5m0s)...'  # noqa: E501 - upstream's text
     )
     cfg.cluster["kubernetesVersion"] = str(target)
     renew = flags.get("certificate-renewal", "true") != "false"
@@ -459,6 +459,6 @@ def node(flags: dict) -> int:
     upgrade_kubelet_config(client, out)
     out("[upgrade] The configuration for this node was successfully updated!")
     out(
-        "[upgrade] Now you should go ahead and upgrade the kubelet package using your package manager."
+        "[upgrade] Now you should go ahead and upgrade the kubelet package using your package manager."  # noqa: E501 - upstream's text
     )
     return 0

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import json
 import socket
 import subprocess
 import sys
@@ -23,13 +24,16 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import yaml
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.x509.oid import NameOID
 
 from .. import cri, klog, kubeconfig, pki
 from .. import flags as flagutil
 from ..kubeclient import ApiError, Client
 from ..versions import Version, own_version
 from .node import NodeAgent
-from .pods import Pod, PodRuntime, load_static_pods, rfc3339
+from .pods import Pod, PodRuntime, _pod_ip, load_static_pods, rfc3339
 
 STATUS_PERIOD = 10.0
 
@@ -62,7 +66,7 @@ def check_cri(endpoint: str) -> str | None:
         return (
             f'validate service connection: validate CRI v1 runtime API for endpoint "{endpoint}": '
             f'rpc error: code = Unavailable desc = connection error: desc = "transport: Error '
-            f'while dialing: dial unix {path}: connect: {err.strerror.lower() if err.strerror else err}"'
+            f'while dialing: dial unix {path}: connect: {err.strerror.lower() if err.strerror else err}"'  # noqa: E501 - upstream's text
         )
     return None
 
@@ -151,9 +155,6 @@ class Kubelet:
                 klog.error(f'"Failed to load kubeconfig" err="{err}"')
 
     def tls_bootstrap(self) -> None:
-        from cryptography import x509
-        from cryptography.hazmat.primitives import hashes
-        from cryptography.x509.oid import NameOID
 
         boot = Client.from_kubeconfig(self.bootstrap, timeout=10)
         key = pki.new_key()
@@ -169,7 +170,6 @@ class Kubelet:
             )
             .sign(key, hashes.SHA256())
         )
-        from cryptography.hazmat.primitives import serialization
 
         request = base64.b64encode(csr.public_bytes(serialization.Encoding.PEM)).decode()
         obj = boot.create(
@@ -343,7 +343,7 @@ class Kubelet:
                     st["state"] = {
                         "waiting": {
                             "reason": "CrashLoopBackOff",
-                            "message": f"back-off restarting failed container {spec['name']} in pod "
+                            "message": f"back-off restarting failed container {spec['name']} in pod "  # noqa: E501 - upstream's text
                             f"{pod.name}_{pod.namespace}({pod.uid})",
                         }
                     }
@@ -404,7 +404,7 @@ class Kubelet:
                     "kubelet_node_status.go:540",
                 )
         by_name = {(i["metadata"]["namespace"], i["metadata"]["name"]): i for i in api_items}
-        for uid, pod in desired.items():
+        for pod in desired.values():
             status = self.pod_status(pod)
             key = (pod.namespace, pod.name)
             try:
@@ -414,12 +414,11 @@ class Kubelet:
                     self.post_pod_status(pod, by_name.get(key), status)
             except (ApiError, OSError) as err:
                 klog.error(
-                    f'"Failed to update status for pod" pod="{pod.namespace}/{pod.name}" err="{err}"',
+                    f'"Failed to update status for pod" pod="{pod.namespace}/{pod.name}" err="{err}"',  # noqa: E501 - upstream's text
                     "status_manager.go:853",
                 )
 
     def _changed(self, uid: str, status: dict) -> bool:
-        import json
 
         text = json.dumps({k: v for k, v in status.items() if k != "startTime"}, sort_keys=True)
         if self.posted.get(uid) == text:
@@ -478,12 +477,6 @@ class Kubelet:
         except ApiError:
             self.posted.pop(pod.uid, None)
             raise
-
-
-def _pod_ip(uid: str) -> str:
-    from .pods import _pod_ip as f
-
-    return f(uid)
 
 
 def run(argv: list[str]) -> int:

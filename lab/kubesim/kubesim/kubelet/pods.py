@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import socket
 import ssl
 import subprocess
 import threading
@@ -232,7 +233,7 @@ class PodRuntime:
 
     def reap(self) -> None:
         """Collect exit codes of containers this kubelet started (the runtime's task exit)."""
-        for (uid, name), track in list(self.tracks.items()):
+        for track in list(self.tracks.values()):
             proc = track.proc
             if proc is None:
                 continue
@@ -330,12 +331,11 @@ class PodRuntime:
                     s.uid not in keep_uids
                     and s.state == cri.NOTREADY
                     and s.uid not in self.terminating
-                ):
-                    if time.time_ns() - s.created_at > 60e9:
-                        for c in self.records.containers():
-                            if c.pod_sandbox_id == s.id and c.state != cri.RUNNING:
-                                self.records.remove_container(c.id)
-                        self.records.remove_sandbox(s.id)
+                ) and time.time_ns() - s.created_at > 60e9:
+                    for c in self.records.containers():
+                        if c.pod_sandbox_id == s.id and c.state != cri.RUNNING:
+                            self.records.remove_container(c.id)
+                    self.records.remove_sandbox(s.id)
 
     # -- probes (pkg/kubelet/prober) ---------------------------------------------------------
     def probe(self, pod: Pod, spec: dict, c: cri.Container, track: Track) -> None:
@@ -409,8 +409,6 @@ class PodRuntime:
                 return False
         tcp = probe.get("tcpSocket")
         if tcp:
-            import socket
-
             try:
                 socket.create_connection(
                     (tcp.get("host") or self.node_ip, int(tcp["port"])), timeout=timeout
