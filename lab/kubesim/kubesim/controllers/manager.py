@@ -195,6 +195,7 @@ class Controllers:
                 rs["status"] = status
                 with contextlib.suppress(ApiError):
                     self.c.update("replicasets", rs, ns, subresource="status")
+        self.collect_secrets()
         # garbage collector, pods only: owner gone -> dependent deleted
         rs_uids = {rs["metadata"]["uid"] for rs in self.c.list("replicasets")["items"]}
         for pod in pods:
@@ -210,6 +211,23 @@ class Controllers:
             ):
                 with contextlib.suppress(ApiError):
                     self.c.delete("pods", pod["metadata"]["name"], pod["metadata"]["namespace"])
+
+    def collect_secrets(self) -> None:
+        """Garbage collector for Secrets owned by a Secret (kubeadm-certs by its 2 h token)."""
+        secrets = self.c.list("secrets", "kube-system")["items"]
+        uids = {s["metadata"]["uid"] for s in secrets}
+        for s in secrets:
+            owners = [
+                o for o in s["metadata"].get("ownerReferences") or [] if o.get("kind") == "Secret"
+            ]
+            if owners and not any(o.get("uid") in uids for o in owners):
+                klog.info(
+                    f'"Deleting object" object="kube-system/{s["metadata"]["name"]}" '
+                    'objectUID reason="owner gone"',
+                    "garbagecollector.go:549",
+                )
+                with contextlib.suppress(ApiError):
+                    self.c.delete("secrets", s["metadata"]["name"], "kube-system")
 
     # -- disruption --------------------------------------------------------------------------
     def disruption(self) -> None:

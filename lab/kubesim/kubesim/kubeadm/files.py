@@ -8,6 +8,7 @@ phases/kubelet: /var/lib/kubelet/config.yaml and /var/lib/kubelet/kubeadm-flags.
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
 import yaml
@@ -119,6 +120,10 @@ def write_kubelet_files(
         f"--container-runtime-endpoint={reg.get('criSocket', 'unix:///var/run/containerd/containerd.sock')}",
         f"--pod-infra-container-image={cfg.cluster.get('imageRepository', 'registry.k8s.io')}/pause:{pause_tag(version)}",  # noqa: E501 - upstream's text
     ]
+    # kubeadm passes --hostname-override only when the node name differs from the
+    # hostname (phases/kubelet/flags.go buildKubeletArgs)
+    if cfg.node_name != socket.gethostname().lower():
+        flags.append(f"--hostname-override={cfg.node_name}")
     for k, v in reg.get("kubeletExtraArgs") or []:
         flags.append(f"--{k}={v}")
     (kubelet_dir / "kubeadm-flags.env").write_text(f'KUBELET_KUBEADM_ARGS="{" ".join(flags)}"\n')

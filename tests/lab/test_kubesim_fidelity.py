@@ -1,0 +1,235 @@
+"""kubesim on the lab machines: real systemd, apt, containerd; kubeadm-built 3-node cluster.
+
+What only the machines can show (the host-namespace twin, tests/unit/kubesim/
+test_host_cluster.py, covers the rest): the packages install from the lab's
+pkgs.k8s.io-shaped repositories, kubelet.service crash-loops until kubeadm writes its
+config, static pods run in their own systemd scopes and survive a kubelet restart, and
+installing a newer kubeadm package is what makes `kubeadm version` newer.
+
+Needs `python -m lab up` (the lab's machines cp-1..3 with the apt mirror). The cluster
+here is kubesim's own (controlPlaneEndpoint = cp-1:6443, no load balancer): the formula's
+bootstrap is tested elsewhere.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO))
+
+from lab.kubesim import fidelity  # noqa: E402
+from lab.kubesim.hostcluster import config  # noqa: E402
+
+pytestmark = pytest.mark.lab
+NODES = {"cp-1": "198.18.0.11", "cp-2": "198.18.0.12", "cp-3": "198.18.0.13"}
+ETCDCTL = "/usr/lib/kubesim/images/etcd/etcdctl"
+KEYRING = "/etc/apt/keyrings/kubernetes-apt-keyring.asc"
+
+
+def lab_exec(node: str, argv: list[str], timeout: float = 300) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "lab", "exec", node, "--", *argv],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def sh(node: str, script: str, timeout: float = 600) -> str:
+    return fidelity.must(lab_exec(node, ["sh", "-c", script], timeout))
+
+
+def repo_line(minor: str) -> str:
+    from lab import config as labcfg  # the lab's own addresses (lab/config.py)
+
+    return f"deb [signed-by={KEYRING}] {labcfg.MIRROR_URL}/k8s/core:/stable:/{minor}/deb/ /"
+
+
+def lab_ready() -> str | None:
+    """None when the lab's machines answer, else why these tests cannot run."""
+    if not (REPO / "lab" / "__main__.py").exists():
+        return "needs the lab CLI (`python -m lab`, lab/__main__.py) from the lab issue"
+    try:
+        res = lab_exec("cp-1", ["true"], timeout=60)
+    except (OSError, subprocess.TimeoutExpired) as err:
+        return f"`python -m lab exec cp-1 -- true` failed: {err}"
+    if res.returncode != 0:
+        return (
+            "needs the lab up: `python -m lab exec cp-1 -- true` failed "
+            f"({res.stderr.strip()[-300:]}); run `python -m lab up`"
+        )
+    key = REPO / "lab" / ".cache" / "gpg" / "lab-apt-key.asc"
+    if not key.exists():
+        return f"needs the lab's apt signing key at {key} (lab/signing.py)"
+    return None
+
+
+def install(node: str, minor: str, version: str) -> None:
+    key = (REPO / "lab" / ".cache" / "gpg" / "lab-apt-key.asc").read_text()
+    sh(
+        node,
+        f"mkdir -p /etc/apt/keyrings && cat > {KEYRING} <<'EOF'\n{key}EOF\n"
+        f"echo '{repo_line(minor)}' > /etc/apt/sources.list.d/kubernetes.list",
+    )
+    sh(
+        node,
+        "export DEBIAN_FRONTEND=noninteractive; apt-get update -qq && "
+        f"apt-get install -y -qq --allow-downgrades containerd kubeadm={version} "
+        f"kubelet={version} kubectl={version} >/dev/null && "
+        "sysctl -qw net.ipv4.ip_forward=1 && swapoff -a && systemctl enable --now containerd",
+    )
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    reason = lab_ready()
+    if reason:
+        pytest.skip(reason)
+    for node in NODES:
+        lab_exec(node, ["kubeadm", "reset", "-f"], timeout=120)
+        install(node, "v1.30", "1.30.0-1.1")
+    run = lambda node, argv, timeout=120: lab_exec(node, argv, timeout)  # noqa: E731
+    # before init the kubelet crash-loops on its missing config, as upstream's does
+    crashloop = fidelity.wait(
+        lambda: int(sh("cp-1", "systemctl show kubelet -p NRestarts --value").strip() or 0) >= 1,
+        60,
+        what="kubelet restarts",
+    )
+    text = config(endpoint="198.18.0.11:6443", first_ip="198.18.0.11", node="cp-1")
+    sh(
+        "cp-1",
+        f"mkdir -p /etc/kubernetes/kubeadm && cat > /root/kubesim-init.yaml <<'EOF'\n{text}EOF",
+    )
+    started = time.monotonic()
+    res = run(
+        "cp-1",
+        [
+            "kubeadm",
+            "init",
+            "--config",
+            "/root/kubesim-init.yaml",
+            "--upload-certs",
+            "--ignore-preflight-errors=NumCPU,Mem",
+        ],
+        400,
+    )
+    assert res.returncode == 0, res.stdout + res.stderr
+    join = " ".join(
+        line.strip().rstrip("\\")
+        for line in res.stdout.splitlines()
+        if "--control-plane --certificate-key" in line
+        or "kubeadm join" in line
+        or "--discovery-token-ca-cert-hash" in line
+    ).split("kubeadm join")[1]
+    for node, ip in list(NODES.items())[1:]:
+        res = run(
+            node,
+            [
+                "kubeadm",
+                "join",
+                *join.split(),
+                "--apiserver-advertise-address",
+                ip,
+                "--ignore-preflight-errors=NumCPU,Mem",
+            ],
+            400,
+        )
+        assert res.returncode == 0, res.stdout + res.stderr
+    print(f"\n[measured] lab: kubeadm init + 2 joins {time.monotonic() - started:.1f}s")
+    yield {"run": run, "crashloop": crashloop}
+    for node in NODES:
+        lab_exec(node, ["kubeadm", "reset", "-f"], timeout=120)
+
+
+def test_three_members_three_ready_nodes_all_readyz(cluster):
+    run = cluster["run"]
+    members = fidelity.wait(
+        lambda: [
+            m
+            for m in fidelity.etcd_members(run, "cp-1", ETCDCTL)
+            if m.get("name") and not m.get("isLearner")
+        ],
+        90,
+        what="3 started members",
+    )
+    assert sorted(m["name"] for m in members) == sorted(NODES)
+    ready = fidelity.wait(
+        lambda: (
+            (r := fidelity.nodes_ready(run, "cp-1"))
+            and all(ok for ok, _ in r.values())
+            and len(r) == 3
+            and r
+        ),
+        120,
+        what="3 Ready nodes",
+    )
+    assert {v for _, v in ready.values()} == {"v1.30.0"}
+    for node, ip in NODES.items():
+        fidelity.wait(
+            lambda node=node, ip=ip: fidelity.readyz(run, node, ip)[0] == 200,
+            90,
+            what=f"{node} readyz",
+        )
+
+
+def test_static_pods_survive_a_kubelet_restart(cluster):
+    run = cluster["run"]
+    before = fidelity.container(run, "cp-2", "kube-apiserver")
+    sh("cp-2", "systemctl restart kubelet")
+    time.sleep(5)
+    after = fidelity.container(run, "cp-2", "kube-apiserver")
+    assert after["status"]["id"] == before["status"]["id"]
+    assert after["info"]["pid"] == before["info"]["pid"]
+    scope = sh("cp-2", f"cat /proc/{after['info']['pid']}/cgroup")
+    assert "kubelet.service" not in scope, scope
+
+
+def test_crictl_stop_apiserver_is_undone(cluster):
+    run = cluster["run"]
+    before = fidelity.container(run, "cp-3", "kube-apiserver")
+    fidelity.must(run("cp-3", ["crictl", "stop", before["status"]["id"]]))
+    fidelity.wait(
+        lambda: (
+            fidelity.container(run, "cp-3", "kube-apiserver")["status"]["id"]
+            != before["status"]["id"]
+        ),
+        30,
+        what="a restarted apiserver",
+    )
+
+
+def test_kcm_hard_kill_failover_5_3_1(cluster):
+    result = fidelity.leader_failover(
+        cluster["run"], list(NODES), "kube-controller-manager", "KILL"
+    )
+    print(f"\n[measured] lab KCM SIGKILL failover (5/3/1): {result.gap_seconds:.2f}s")
+    assert 5.0 <= result.gap_seconds <= 5.0 + 2 * 2.2 + 1.0
+
+
+def test_newer_kubeadm_package_reports_the_newer_version(cluster):
+    assert sh("cp-1", "kubeadm version -o short").strip() == "v1.30.0"
+    res = lab_exec("cp-1", ["kubeadm", "upgrade", "apply", "v1.31.0", "-y"])
+    assert res.returncode == 1 and 'higher than the kubeadm version "v1.30.0"' in res.stderr
+    sh(
+        "cp-1",
+        f"echo '{repo_line('v1.31')}' > /etc/apt/sources.list.d/kubernetes.list && "
+        "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "
+        "kubeadm=1.31.0-1.1 >/dev/null",
+    )
+    assert sh("cp-1", "kubeadm version -o short").strip() == "v1.31.0"
+    assert sh("cp-1", "kubelet --version").strip() == "Kubernetes v1.30.0"
+    plan = sh("cp-1", "kubeadm upgrade plan")
+    assert "kubeadm upgrade apply v1.31.0" in plan
+    version = json.loads(
+        sh("cp-1", "kubectl --kubeconfig /etc/kubernetes/admin.conf get --raw /version")
+    )
+    assert version["gitVersion"] == "v1.30.0"
