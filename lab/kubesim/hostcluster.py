@@ -17,6 +17,18 @@ from pathlib import Path
 from .hostnode import HostNode, etcd_dir, remove_hub
 
 BASE_IP = 20
+AUDIT_POLICY = "/etc/kubernetes/audit/policy.yaml"
+AUDIT_LOG = "/etc/kubernetes/audit/log/audit.log"
+POLICY = """apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: [RequestReceived]
+rules:
+- level: None
+  nonResourceURLs: ["/healthz*", "/livez*", "/readyz*", "/version"]
+- level: None
+  resources: [{group: coordination.k8s.io, resources: [leases]}]
+- level: Metadata
+"""
 IGNORE = "FileExisting-conntrack,FileExisting-crictl,Mem,NumCPU"
 
 
@@ -39,10 +51,13 @@ def config(  # noqa: PLR0917 - mirrors the upstream call's parameters
             strict=True,
         )
     )
+    audit = {"audit-policy-file": AUDIT_POLICY, "audit-log-path": AUDIT_LOG}
     if api.endswith("v1beta4"):
         args = "\n".join(f"    - {{name: {k}, value: {v}}}" for k, v in le.items())
+        audit_args = "\n".join(f"    - {{name: {k}, value: {v}}}" for k, v in audit.items())
     else:
         args = "\n".join(f"    {k}: {v}" for k, v in le.items())
+        audit_args = "\n".join(f"    {k}: {v}" for k, v in audit.items())
     return f"""apiVersion: {api}
 kind: InitConfiguration
 localAPIEndpoint: {{advertiseAddress: {first_ip}, bindPort: 6443}}
@@ -53,6 +68,12 @@ kind: ClusterConfiguration
 kubernetesVersion: {version}
 controlPlaneEndpoint: {endpoint}
 networking: {{podSubnet: 10.244.0.0/16}}
+apiServer:
+  extraArgs:
+{audit_args}
+  extraVolumes:
+  - {{name: audit, hostPath: /etc/kubernetes/audit, mountPath: /etc/kubernetes/audit,
+      pathType: DirectoryOrCreate}}
 controllerManager:
   extraArgs:
 {args}
@@ -77,6 +98,12 @@ class HostCluster:
             for node in self.nodes:
                 node.create()
                 node.images(etcd)
+                node.run(
+                    ["sh", "-c", f"mkdir -p /etc/kubernetes/audit && cat > {AUDIT_POLICY}"],
+                    stdin=POLICY,
+                    check=True,
+                    timeout=30,
+                )
                 node.start_kubelet()
         except Exception:
             self.__exit__(None, None, None)

@@ -107,6 +107,9 @@ def pods(flags: dict, rest: list[str]) -> int:
     if flags.get("state") or flags.get("s"):
         want = (flags.get("state") or flags.get("s") or "").lower()
         items = [s for s in items if POD_STATE[s.state].lower() == want]
+    if flags.get("o") == "json" or flags.get("output") == "json":
+        print(json.dumps({"items": [_sandbox_json(s) for s in items]}, indent=2))
+        return 0
     if "q" in flags or "quiet" in flags:
         for s in items:
             print(s.id)
@@ -161,6 +164,18 @@ def stop(flags: dict, rest: list[str]) -> int:
         cri.stop_container(records, c, timeout)
         print(ident)
     return 0
+
+
+def _sandbox_json(s: cri.Sandbox) -> dict:
+    return {
+        "id": s.id,
+        "metadata": {"name": s.name, "uid": s.uid, "namespace": s.namespace, "attempt": s.attempt},
+        "state": s.state,
+        "createdAt": str(s.created_at),
+        "labels": s.labels,
+        "annotations": s.annotations,
+        "runtimeHandler": "",
+    }
 
 
 def _container_json(c: cri.Container) -> dict:

@@ -84,6 +84,16 @@ def test_init_and_two_joins_make_a_healthy_cluster(cluster):
     print(f"\n[measured] kubeadm init + 2 control-plane joins: {cluster.build_seconds:.1f}s")
 
 
+def test_audit_log_follows_the_policy_through_extra_volumes(cluster):
+    log = fidelity.must(cluster.runner("cp-1", ["cat", "/etc/kubernetes/audit/log/audit.log"]))
+    events = [json.loads(line) for line in log.splitlines()]
+    assert events, "the apiserver wrote no audit events"
+    assert all(e["kind"] == "Event" and e["stage"] == "ResponseComplete" for e in events)
+    assert all(e["level"] == "Metadata" for e in events)
+    assert not any((e.get("objectRef") or {}).get("resource") == "leases" for e in events)
+    assert any(e["user"]["username"] == "kubernetes-super-admin" for e in events)
+
+
 def test_v1beta4_is_refused_by_kubeadm_130(cluster):
     path = cluster.first.workdir / "beta4.yaml"
     path.write_text(config(api="kubeadm.k8s.io/v1beta4"))
@@ -187,6 +197,72 @@ def test_drain_is_refused_by_a_pdb_that_would_be_violated(cluster):
     assert len([p for p in pods if not p["metadata"].get("deletionTimestamp")]) == 3
     fidelity.must(run("cp-1", ["kubectl", "uncordon", "cp-2"]))
     fidelity.must(run("cp-1", ["kubectl", "delete", "-f", str(app)]))
+
+
+def _module(name: str):
+    """Load one of the project's execution modules (they parse kubesim's output)."""
+    import importlib.util
+
+    path = REPO / "_modules" / f"{name}.py"
+    if not path.exists():
+        pytest.skip(f"_modules/{name}.py is not there yet")
+    spec = importlib.util.spec_from_file_location(f"kubesim_test_{name}", path)
+    module = importlib.util.module_from_spec(spec)
+    module.__salt__ = {}
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_execution_modules_parse_kubesim_output(cluster):
+    """The formula's modules read kubesim exactly as they read upstream's tools."""
+    run = cluster.runner
+    certs_mod, kubeadm_mod, crictl_mod = (
+        _module(n) for n in ("kubeadm_certs", "kubeadm", "crictl")
+    )
+    table = certs_mod._parse_check_expiration(
+        fidelity.must(run("cp-1", ["kubeadm", "certs", "check-expiration"]))
+    )
+    names = {c["name"] for c in table["certificates"]}
+    assert {"admin.conf", "apiserver", "etcd-server", "super-admin.conf"} <= names
+    assert {c["name"] for c in table["authorities"]} == {"ca", "etcd-ca", "front-proxy-ca"}
+    assert all(300 < c["days_left"] < 366 for c in table["certificates"])
+    join = kubeadm_mod._parse_join_commands(
+        fidelity.must(
+            run(
+                "cp-1",
+                [
+                    "kubeadm",
+                    "token",
+                    "create",
+                    "--print-join-command",
+                    "--certificate-key",
+                    "ab" * 32,
+                ],
+            )
+        )
+    )
+    assert join["endpoint"] == "198.18.0.21:6443" and join["certificate_key"] == "ab" * 32
+    assert join["ca_cert_hashes"][0].startswith("sha256:")
+    containers = crictl_mod._parse_containers(
+        json.loads(fidelity.must(run("cp-1", ["crictl", "ps", "-o", "json"])))
+    )
+    assert {c["name"] for c in containers} >= {"etcd", "kube-apiserver"}
+    pods = crictl_mod._parse_pods(
+        json.loads(fidelity.must(run("cp-1", ["crictl", "pods", "-o", "json"])))
+    )
+    assert any(p["name"] == "etcd-cp-1" and p["state"] == "READY" for p in pods)
+    code = (
+        "from kubernetes import client, config\n"
+        "api = config.new_client_from_config(config_file='/etc/kubernetes/admin.conf')\n"
+        "coord = client.CoordinationV1Api(api)\n"
+        "lease = coord.read_namespaced_lease('kube-scheduler', 'kube-system')\n"
+        "nodes = client.CoreV1Api(api).list_node().items\n"
+        "info = nodes[0].status.node_info\n"
+        "print(lease.spec.holder_identity.split('_')[0], len(nodes), info.kubelet_version)\n"
+    )
+    out = fidelity.must(run("cp-1", [str(REPO / ".venv/bin/python"), "-c", code]))
+    holder, count, version = out.split()
+    assert holder in NODES and count == "3" and version == "v1.30.0"
 
 
 def test_upgrade_apply_to_131_with_kubeadm_130_is_refused(cluster):

@@ -18,7 +18,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qsl, urlsplit
 
 from .. import flags as flagutil
-from .. import klog
+from .. import klog, volumes
 from ..etcd import EtcdClient
 from ..versions import Version, git_commit
 from . import auth, resources
@@ -55,9 +55,19 @@ class Apiserver:
             flagutil.duration(flags.get("etcd-readycheck-timeout", "2s")),
             lambda m: klog.warning(m, "healthz.go:261"),
         )
+        policy = flags.get("audit-policy-file")
+        if policy and not volumes.visible(policy):
+            klog.fatal(
+                f'"command failed" err="loading audit policy file: failed to read file '
+                f'path \\"{policy}\\": open {policy}: no such file or directory"',
+                "run.go:74",
+            )
+        log_path = flags.get("audit-log-path")
+        if log_path and log_path != "-":
+            log_path = volumes.container_path(log_path, "kube-apiserver")
         self.audit = AuditLog(
-            flags.get("audit-policy-file"),
-            flags.get("audit-log-path"),
+            policy,
+            log_path,
             int(flags.get("audit-log-maxsize", "0") or 0),
             int(flags.get("audit-log-maxbackup", "0") or 0),
         )

@@ -33,8 +33,8 @@ def create(flags: dict, positional: list[str]) -> int:
     endpoint = cfg.server.replace("https://", "")
     key = flags.get("certificate-key", "")
     text = join_command(endpoint, token, ca_hash(KUBE_DIR / "pki"), bool(key), key)
-    # cmd/token.go strips the line continuations: one line, with the template's tabs kept
-    out(text.replace("\\\n", ""))
+    # cmd/token.go strips the template's line continuations and tabs: one line
+    out(text.replace("\\\n", "").replace("\t", ""))
     return 0
 
 

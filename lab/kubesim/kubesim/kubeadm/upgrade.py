@@ -180,6 +180,14 @@ def _pod_versions(client: Client, component: str) -> list[tuple[str, str]]:
     return sorted(out)
 
 
+def _addon_tag(client: Client, resource: str, name: str) -> str | None:
+    obj = client.get_or_none(resource, name, "kube-system")
+    if obj is None:
+        return None
+    containers = obj.get("spec", {}).get("template", {}).get("spec", {}).get("containers") or [{}]
+    return containers[0].get("image", "").rpartition(":")[2] or None
+
+
 def plan(flags: dict) -> int:
     version = own_version()
     out("[preflight] Running pre-flight checks.")
@@ -199,14 +207,16 @@ def plan(flags: dict) -> int:
     if not target > current:
         out("Awesome, you're up-to-date! Enjoy!")
         return 0
+    # Text layout of upgradePlanTextPrinter (cmd/kubeadm/app/cmd/upgrade/plan.go): one
+    # shared tabwriter (10, 4, 3) flushed per table, every kubelet row named "kubelet".
     nodes = client.list("nodes")["items"]
     rows = ["COMPONENT\tNODE\tCURRENT\tTARGET"]
-    for i, n in enumerate(sorted(nodes, key=lambda n: n["metadata"]["name"])):
+    for n in sorted(nodes, key=lambda n: n["metadata"]["name"]):
         kv = n.get("status", {}).get("nodeInfo", {}).get("kubeletVersion", "")
-        rows.append(f"{'kubelet' if i == 0 else ''}\t{n['metadata']['name']}\t{kv}\t{target}")
+        rows.append(f"kubelet\t{n['metadata']['name']}\t{kv}\t{target}")
     out(
-        "Components that must be upgraded manually after you have upgraded the control plane with "
-        "'kubeadm upgrade apply':"
+        "Components that must be upgraded manually after you have upgraded the control plane "
+        "with 'kubeadm upgrade apply':"
     )
     print(tabwriter.render("\n".join(rows) + "\n", 10, 3), end="")
     print()
@@ -216,8 +226,10 @@ def plan(flags: dict) -> int:
     for comp in ("kube-apiserver", "kube-controller-manager", "kube-scheduler"):
         for node, tag in _pod_versions(client, comp):
             rows.append(f"{comp}\t{node}\t{tag}\t{target}")
-    rows.append(f"kube-proxy\t\t{current.bare}\t{target}")
-    rows.append(f"CoreDNS\t\t{coredns_tag(current)}\t{coredns_tag(target)}")
+    proxy = _addon_tag(client, "daemonsets", "kube-proxy") or str(current)
+    rows.append(f"kube-proxy\t\t{proxy}\t{target}")
+    dns = _addon_tag(client, "deployments", "coredns") or coredns_tag(current)
+    rows.append(f"CoreDNS\t\t{dns}\t{coredns_tag(target)}")
     for node, tag in _pod_versions(client, "etcd"):
         rows.append(f"etcd\t{node}\t{tag}\t{etcd_tag(target)}")
     print(tabwriter.render("\n".join(rows) + "\n", 10, 3), end="")
@@ -231,14 +243,18 @@ def plan(flags: dict) -> int:
         print()
     out("_____________________________________________________________________")
     print()
+    print()
     out(
-        "The table below shows the current state of component configs as understood by this version of kubeadm."  # noqa: E501 - upstream's text
+        "The table below shows the current state of component configs as understood by this "
+        "version of kubeadm."
     )
     out(
-        'Configs that have a "yes" mark in the "MANUAL UPGRADE REQUIRED" column require manual config upgrade or'  # noqa: E501 - upstream's text
+        'Configs that have a "yes" mark in the "MANUAL UPGRADE REQUIRED" column require manual '
+        "config upgrade or"
     )
     out(
-        "resetting to kubeadm defaults before a successful upgrade can be performed. The version to manually"  # noqa: E501 - upstream's text
+        "resetting to kubeadm defaults before a successful upgrade can be performed. The version "
+        "to manually"
     )
     out('upgrade to is denoted in the "PREFERRED VERSION" column.')
     print()

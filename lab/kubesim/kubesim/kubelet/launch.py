@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -42,6 +43,9 @@ def program_for(container: dict) -> tuple[list[str], dict[str, str]]:
     if base in COMPONENTS:
         rest = command[1:] if command and command[0].endswith(base) else command
         env.update(KUBESIM_IMAGE_VERSION=tag, PYTHONPATH=PYTHONPATH)
+        # What the container would see of the host: its volumeMounts (see volumes.py).
+        mounts = [m.get("mountPath", "") for m in container.get("volumeMounts") or []]
+        env["KUBESIM_POD_MOUNTS"] = json.dumps([m for m in mounts if m])
         return [sys.executable, "-m", "kubesim.component", base, *rest], env
     env.update(PYTHONPATH=PYTHONPATH, KUBESIM_WORKLOAD_IMAGE=image)
     return [sys.executable, "-m", "kubesim.workload", *command], env
