@@ -31,6 +31,14 @@ def minion_opts(tmp: Path, **extra) -> dict:
 
     opts = salt.config.minion_config(None)
     tmp.mkdir(parents=True, exist_ok=True)
+    # Loaders run saltutil.sync_all from file_roots; the repo root holds .venv (tens of
+    # thousands of files), so serve only what sync_all reads. The full [<repo>/salt, <repo>]
+    # path is covered by tests/functional/modules/test_sync_all.py on a real master.
+    roots = tmp / "file_roots"
+    roots.mkdir(exist_ok=True)
+    for kind in ("_modules", "_states", "_utils"):
+        if not (roots / kind).exists():
+            (roots / kind).symlink_to(REPO / kind)
     # grains.setval writes <dirname(conf_file)>/grains: keep it in the test's tmp dir.
     (tmp / "minion").touch()
     opts.update(
@@ -45,7 +53,7 @@ def minion_opts(tmp: Path, **extra) -> dict:
             "module_dirs": [str(REPO / "_modules")],
             "states_dirs": [str(REPO / "_states")],
             "utils_dirs": [str(REPO / "_utils")],
-            "file_roots": {"base": [str(REPO / "salt"), str(REPO)]},
+            "file_roots": {"base": [str(roots)]},
             "grains_cache": False,
         }
     )
