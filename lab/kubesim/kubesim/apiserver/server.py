@@ -28,6 +28,17 @@ from .health import Health
 from .metrics import Metrics
 from .store import StatusError, Store
 
+# The verb label of apiserver_request_* (endpoints/metrics: LIST and WATCH split from GET).
+METRIC_VERB = {
+    "get": "GET",
+    "list": "LIST",
+    "watch": "WATCH",
+    "create": "POST",
+    "update": "PUT",
+    "patch": "PATCH",
+    "delete": "DELETE",
+}
+
 
 class Server(ThreadingHTTPServer):
     daemon_threads = True
@@ -249,7 +260,7 @@ class Handler(BaseHTTPRequestHandler):
                 else ""
             )
             app.metrics.observe(
-                verb.upper() if res else method,
+                METRIC_VERB.get(verb, verb.upper()) if res else method,
                 res.group if res else "",
                 res.version if res else "",
                 res.plural if res else "",

@@ -134,6 +134,7 @@ class Kubelet:
         self.known: dict[str, Pod] = {}
         self.last_loop = time.monotonic()
         self.runtime_version = runtime_version()
+        self.endpoint = "unix:///run/containerd/containerd.sock"
 
     # -- API client / TLS bootstrap -----------------------------------------------------------
     def connect(self) -> None:
@@ -396,7 +397,9 @@ class Kubelet:
                 klog.error(f'"Failed to update lease" err="{err}"', "controller.go:145")
         if now - self.last_status >= STATUS_PERIOD:
             try:
-                self.agent.post_status()
+                # Ready follows the runtime's health (kubelet.go runtimeState: "container
+                # runtime is down" when containerd does not answer)
+                self.agent.post_status(check_cri(self.endpoint) is None)
                 self.last_status = now
             except (ApiError, OSError) as err:
                 klog.error(
@@ -508,6 +511,7 @@ def run(argv: list[str]) -> int:
         klog.error(f'"command failed" err="failed to run Kubelet: {problem}"', "run.go:74")
         return 1
     kubelet = Kubelet(flags, config, version)
+    kubelet.endpoint = endpoint
     klog.info(f'"Adding static pod path" path="{kubelet.static_path}"', "kubelet.go:402")
     serve_healthz(
         config.get("healthzBindAddress", "127.0.0.1"),

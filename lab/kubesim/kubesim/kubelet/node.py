@@ -112,9 +112,7 @@ class NodeAgent:
                     "Ready",
                     "True" if ready else "False",
                     "KubeletReady" if ready else "KubeletNotReady",
-                    "kubelet is posting ready status"
-                    if ready
-                    else "container runtime status check may not have completed yet",
+                    "kubelet is posting ready status" if ready else "container runtime is down",
                 ),
             ],
             "addresses": [
@@ -179,9 +177,9 @@ class NodeAgent:
         self.registered = True
         return True
 
-    def post_status(self) -> None:
+    def post_status(self, runtime_ok: bool = True) -> None:
         node = self.c.get("nodes", self.name)
-        node["status"] = self.node_status(True, node.get("status"))
+        node["status"] = self.node_status(runtime_ok, node.get("status"))
         self.c.update("nodes", node, subresource="status")
 
     def renew_lease(self) -> None:
