@@ -16,6 +16,7 @@ Settings (``config.get``)::
 
 import base64
 import http.client
+import json
 import re
 import ssl
 import statistics
@@ -284,8 +285,10 @@ def leases(
     out = []
     try:
         for name in [names] if isinstance(names, str) else names:
-            obj = coord.read_namespaced_lease(name, namespace)
-            out.append(_parse_lease(api.sanitize_for_serialization(obj)))
+            # Raw JSON, not the client's models: they validate strictly, and a field the
+            # model does not know (or lacks) must not break a health probe.
+            resp = coord.read_namespaced_lease(name, namespace, _preload_content=False)
+            out.append(_parse_lease(json.loads(resp.data)))
     except client.exceptions.ApiException as err:
         raise CommandExecutionError(
             f"reading Lease {namespace}: {err.status} {err.reason}"
@@ -323,8 +326,8 @@ def nodes(kubeconfig=None):
     """
     client, api = _client(kubeconfig)
     try:
-        items = client.CoreV1Api(api).list_node().items
-        return [_parse_node(api.sanitize_for_serialization(n)) for n in items]
+        resp = client.CoreV1Api(api).list_node(_preload_content=False)
+        return [_parse_node(n) for n in json.loads(resp.data)["items"]]
     except client.exceptions.ApiException as err:
         raise CommandExecutionError(f"listing nodes: {err.status} {err.reason}") from err
     finally:

@@ -5,6 +5,7 @@ probe against kubesim.)"""
 
 import base64
 import http.server
+import json
 import ssl
 import threading
 from pathlib import Path
@@ -13,6 +14,62 @@ import pytest
 import yaml
 from khm_support import free_port, issue, loaders, make_ca
 
+LEASE = {
+    "kind": "Lease",
+    "apiVersion": "coordination.k8s.io/v1",
+    "metadata": {
+        "name": "{name}",
+        "namespace": "kube-system",
+        "resourceVersion": "4711",
+        "uid": "5f1e0d2c-6a7b-4c8d-9e0f-1a2b3c4d5e6f",
+        "creationTimestamp": "2024-07-02T14:45:01Z",
+    },
+    "spec": {
+        "holderIdentity": "cp-2_7a3e5c1b-9d2f-4e6a-8b0c-1d2e3f4a5b6c",
+        "leaseDurationSeconds": 15,
+        "acquireTime": "2024-07-02T14:45:01.000000Z",
+        "renewTime": "2024-07-02T15:02:11.123456Z",
+        "leaseTransitions": 4,
+    },
+}
+NODES = {
+    "kind": "NodeList",
+    "apiVersion": "v1",
+    "metadata": {"resourceVersion": "4712"},
+    "items": [
+        {
+            "metadata": {
+                "name": f"cp-{i}",
+                "labels": {"node-role.kubernetes.io/control-plane": ""},
+            },
+            "spec": {"unschedulable": i == 3},
+            "status": {
+                "conditions": [
+                    {
+                        "type": "Ready",
+                        "status": "True" if i != 2 else "Unknown",
+                        "reason": "KubeletReady" if i != 2 else "NodeStatusUnknown",
+                        "lastHeartbeatTime": "2024-07-02T15:02:11Z",
+                        "lastTransitionTime": "2024-07-02T14:45:01Z",
+                    }
+                ],
+                "nodeInfo": {
+                    "machineID": f"{i:032x}",
+                    "systemUUID": f"{i:08x}-0000-0000-0000-000000000000",
+                    "bootID": f"b0{i:030x}",
+                    "kernelVersion": "5.15.0-105-generic",
+                    "osImage": "Ubuntu 22.04.4 LTS",
+                    "containerRuntimeVersion": "containerd://1.7.12",
+                    "kubeletVersion": "v1.30.0" if i != 1 else "v1.31.0",
+                    "kubeProxyVersion": "v1.30.0",
+                    "operatingSystem": "linux",
+                    "architecture": "amd64",
+                },
+            },
+        }
+        for i in (1, 2, 3)
+    ],
+}
 READYZ = (
     Path(__file__).resolve().parents[2] / "unit" / "modules" / "samples" / "readyz_verbose.txt"
 ).read_text()
@@ -36,9 +93,18 @@ def api(tmp_path_factory):
                 status, body = 500, READYZ.encode()
             elif self.path == "/broken":
                 status, body = 503, b"overloaded"
+            elif self.path.startswith(
+                "/apis/coordination.k8s.io/v1/namespaces/kube-system/leases/"
+            ):
+                name = self.path.rsplit("/", 1)[1]
+                obj = json.loads(json.dumps(LEASE).replace("{name}", name))
+                status, body = 200, json.dumps(obj).encode()
+            elif self.path.startswith("/api/v1/nodes"):
+                status, body = 200, json.dumps(NODES).encode()
             else:
                 status, body = 200, b'{"kind":"PodList","apiVersion":"v1","items":[]}'
             self.send_response(status)
+            self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
             self.wfile.write(body)
@@ -120,3 +186,16 @@ def test_unreachable_server_is_counted_not_raised(api, tmp_path):
         count=2, interval=0.01, server=f"https://127.0.0.1:{free_port()}", timeout=1
     )
     assert out["errors"] == 2 and out["ok"] == 0 and out["last_error"]
+
+
+def test_leases_and_nodes_through_the_kubernetes_client(api):
+    pytest.importorskip("kubernetes")
+    salt, _ = api
+    leases = salt.apiserver.leases()
+    assert [lease["name"] for lease in leases] == ["kube-controller-manager", "kube-scheduler"]
+    assert all(lease["holder_node"] == "cp-2" and lease["transitions"] == 4 for lease in leases)
+    assert leases[0]["lease_duration_s"] == 15
+    nodes = {n["name"]: n for n in salt.apiserver.nodes()}
+    assert nodes["cp-1"]["ready"] and nodes["cp-1"]["kubelet_version"] == "v1.31.0"
+    assert not nodes["cp-2"]["ready"] and nodes["cp-2"]["ready_reason"] == "NodeStatusUnknown"
+    assert nodes["cp-3"]["cordoned"] and nodes["cp-3"]["roles"] == ["control-plane"]
