@@ -140,6 +140,18 @@ class HostCluster:
             self.join_cp = re.sub(r"\\\n\s*", "", m.group(1))
         return res
 
+    def join_worker(self, node: HostNode) -> subprocess.CompletedProcess:
+        """`kubeadm token create --print-join-command` on the first node, run on `node`."""
+        res = self.first.run(["kubeadm", "token", "create", "--print-join-command"], timeout=60)
+        if res.returncode != 0:
+            return res
+        argv = res.stdout.split() + [
+            "--node-name",
+            node.name,
+            f"--ignore-preflight-errors={IGNORE}",
+        ]
+        return node.run(argv, timeout=400)
+
     def join_control_plane(self, node: HostNode) -> subprocess.CompletedProcess:
         argv = self.join_cp.split() + [
             "--apiserver-advertise-address",

@@ -9,11 +9,13 @@ values travel base64-encoded; int64 fields come back as strings.
 from __future__ import annotations
 
 import base64
+import contextlib
 import http.client
 import json
 import socket
 import ssl
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from urllib.parse import urlparse
 
@@ -223,6 +225,69 @@ class EtcdClient:
             {"compare": [compare], "success": [{"request_delete_range": {"key": _b64(key)}}]},
         )
         return bool(doc.get("succeeded"))
+
+    def watch(
+        self, prefix: str | bytes, start_revision: int, timeout: float
+    ) -> Iterator[tuple[str, KeyValue, KeyValue | None]]:
+        """Events under `prefix` from `start_revision` on, over the gateway's /v3/watch stream.
+
+        Yields ("PUT" | "DELETE", kv, prev_kv) for at most `timeout` seconds (the stream is
+        shut down then, which also ends a read blocked waiting for the next event). The
+        gateway answers one JSON object per line ({"result": {...}}).
+        """
+        raw = prefix.encode() if isinstance(prefix, str) else prefix
+        body = json.dumps(
+            {
+                "create_request": {
+                    "key": _b64(raw),
+                    "range_end": _b64(prefix_end(raw)),
+                    "start_revision": str(start_revision),
+                    "prev_kv": True,
+                }
+            }
+        ).encode()
+        url = urlparse(self.endpoints[0])
+        conn = http.client.HTTPSConnection(
+            url.hostname, url.port or 2379, context=self.context, timeout=self.timeout
+        )
+        timer = None
+        try:
+            conn.request(
+                "POST", "/v3/watch", body=body, headers={"Content-Type": "application/json"}
+            )
+            resp = conn.getresponse()
+            if resp.status != 200:
+                raise EtcdError(f"etcdserver: watch failed with HTTP {resp.status}")
+            conn.sock.settimeout(None)
+
+            def end() -> None:
+                with contextlib.suppress(OSError):
+                    conn.sock.shutdown(socket.SHUT_RDWR)
+
+            timer = threading.Timer(timeout, end)
+            timer.daemon = True
+            timer.start()
+            while True:
+                try:
+                    line = resp.readline()
+                except (OSError, http.client.HTTPException):
+                    return
+                if not line:
+                    return
+                doc = json.loads(line).get("result") or {}
+                if doc.get("canceled") or doc.get("compact_revision"):
+                    raise EtcdError("etcdserver: mvcc: required revision has been compacted")
+                for ev in doc.get("events") or []:
+                    prev = ev.get("prev_kv")
+                    yield (
+                        ev.get("type", "PUT"),
+                        KeyValue.from_json(ev.get("kv") or {}),
+                        KeyValue.from_json(prev) if prev else None,
+                    )
+        finally:
+            if timer is not None:
+                timer.cancel()
+            conn.close()
 
     # -- cluster ------------------------------------------------------------------------------
     def member_list(self) -> list[Member]:

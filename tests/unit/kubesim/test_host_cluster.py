@@ -39,11 +39,11 @@ def cluster(tmp_path_factory):
 """,
         "",
     )
-    with HostCluster(work, NODES) as c:
+    with HostCluster(work, [*NODES, "w-1"]) as c:
         started = time.monotonic()
         res = c.init(text)
         assert res.returncode == 0, res.stdout + res.stderr
-        for node in c.nodes[1:]:
+        for node in c.nodes[1:3]:
             res = c.join_control_plane(node)
             assert res.returncode == 0, res.stdout + res.stderr
         c.build_seconds = time.monotonic() - started
@@ -265,6 +265,105 @@ def test_execution_modules_parse_kubesim_output(cluster):
     assert holder in NODES and count == "3" and version == "v1.30.0"
 
 
+def test_worker_joins_with_a_token_and_the_kubelet_tls_bootstrap(cluster):
+    run = cluster.runner
+    res = cluster.join_worker(cluster.nodes[3])
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "This node has joined the cluster:" in res.stdout
+    ready = fidelity.wait(
+        lambda: fidelity.nodes_ready(run, "cp-1").get("w-1", (False, ""))[0], 60, what="w-1 Ready"
+    )
+    assert ready
+    node = fidelity.kubectl_json(run, "cp-1", "get", "node", "w-1")
+    assert "node-role.kubernetes.io/control-plane" not in node["metadata"]["labels"]
+    csrs = fidelity.kubectl_json(run, "cp-1", "get", "csr")["items"]
+    assert any(
+        c["spec"]["signerName"] == "kubernetes.io/kube-apiserver-client-kubelet"
+        and c["status"].get("certificate")
+        for c in csrs
+    )
+    conf = fidelity.must(cluster.nodes[3].run(["cat", "/etc/kubernetes/kubelet.conf"]))
+    assert "/var/lib/kubelet/pki/kubelet-client-current.pem" in conf
+
+
+def _kubelet_pid(node) -> int:
+    """The node's kubelet process (same network namespace, kubelet launcher in its argv)."""
+    code = (
+        "import os\n"
+        "me = os.readlink('/proc/self/ns/net')\n"
+        "for p in os.listdir('/proc'):\n"
+        "    if not p.isdigit(): continue\n"
+        "    try:\n"
+        "        cmd = open(f'/proc/{p}/cmdline','rb').read().split(b'\\0')\n"
+        "        same = os.readlink(f'/proc/{p}/ns/net') == me\n"
+        "    except OSError: continue\n"
+        "    if same and len(cmd) > 1 and cmd[1].endswith(b'/kubelet'): print(p)\n"
+    )
+    pids = fidelity.must(node.run(["/usr/bin/python3", "-c", code])).split()
+    assert len(pids) == 1, pids
+    return int(pids[0])
+
+
+def test_static_pods_survive_a_kubelet_restart(cluster):
+    run = cluster.runner
+    before = {
+        n: fidelity.container(run, "cp-2", n)["info"]["pid"] for n in ("etcd", "kube-apiserver")
+    }
+    pid = _kubelet_pid(cluster.nodes[1])
+    fidelity.must(run("cp-2", ["kill", "-TERM", str(pid)]))
+    fidelity.wait(lambda: _kubelet_pid(cluster.nodes[1]) != pid, 30, what="a new kubelet")
+    time.sleep(3)
+    after = {
+        n: fidelity.container(run, "cp-2", n)["info"]["pid"] for n in ("etcd", "kube-apiserver")
+    }
+    assert after == before
+
+
+def test_hard_killed_scheduler_leader_with_default_flags(cluster):
+    result = fidelity.leader_failover(cluster.runner, NODES, "kube-scheduler", "KILL", timeout=90)
+    print(f"\n[measured] scheduler SIGKILL failover (15/10/2): lease gap {result.gap_seconds:.2f}s")
+    assert 15.0 <= result.gap_seconds <= 15.0 + 2 * 2 * 2.2 + 1.0
+
+
+def test_certs_renew_all(cluster):
+    run = cluster.runner
+    serial = "openssl x509 -noout -serial -in /etc/kubernetes/pki/apiserver.crt"
+    before = fidelity.must(run("cp-3", ["sh", "-c", serial]))
+    out = fidelity.must(run("cp-3", ["kubeadm", "certs", "renew", "all"]))
+    assert "certificate for serving the Kubernetes API renewed" in out
+    assert "MISSING! certificate embedded in the kubeconfig file for the super-admin" in out
+    assert "Done renewing certificates." in out
+    assert fidelity.must(run("cp-3", ["sh", "-c", serial])) != before
+
+
+WATCH = """
+import threading, time
+from kubernetes import client, config, watch
+api = config.new_client_from_config(config_file='/etc/kubernetes/admin.conf')
+core = client.CoreV1Api(api)
+seen = []
+def follow():
+    for ev in watch.Watch().stream(core.list_namespaced_config_map, 'default', timeout_seconds=8):
+        seen.append((ev['type'], ev['object'].metadata.name))
+t = threading.Thread(target=follow); t.start(); time.sleep(1.5)
+cm = client.V1ConfigMap(metadata=client.V1ObjectMeta(name='watched'), data={'a': '1'})
+core.create_namespaced_config_map('default', cm)
+core.patch_namespaced_config_map('watched', 'default', {'data': {'a': '2'}})
+core.delete_namespaced_config_map('watched', 'default')
+t.join()
+print(' '.join(f'{k}:{n}' for k, n in seen if n == 'watched'))
+"""
+
+
+def test_watch_streams_added_modified_deleted(cluster):
+    out = fidelity.must(cluster.runner("cp-1", [str(REPO / ".venv/bin/python"), "-c", WATCH], 60))
+    assert out.split() == ["ADDED:watched", "MODIFIED:watched", "DELETED:watched"]
+    res = cluster.runner(
+        "cp-1", ["kubectl", "wait", "--for=condition=Ready", "node/cp-2", "--timeout=20s"]
+    )
+    assert res.stdout.strip() == "node/cp-2 condition met"
+
+
 def test_upgrade_apply_to_131_with_kubeadm_130_is_refused(cluster):
     res = cluster.runner("cp-1", ["kubeadm", "upgrade", "apply", "v1.31.0", "-y"])
     assert res.returncode == 1
@@ -299,6 +398,16 @@ def test_upgrade_130_to_131_with_kubeadm_131(cluster):
     assert len(members) == 3
     version = json.loads(fidelity.must(run("cp-3", ["kubectl", "get", "--raw", "/version"])))
     assert version["gitVersion"] in ("v1.30.0", "v1.31.0")
+
+
+def test_reset_removes_the_etcd_member(cluster):
+    run = cluster.runner
+    res = run("cp-3", ["kubeadm", "reset", "-f"], 120)
+    assert res.returncode == 0, res.stdout + res.stderr
+    members = fidelity.etcd_members(run, "cp-1", cluster.etcdctl)
+    assert sorted(m["name"] for m in members) == ["cp-1", "cp-2"]
+    assert fidelity.must(run("cp-3", ["ls", "/etc/kubernetes/manifests"])).strip() == ""
+    assert fidelity.must(run("cp-3", ["crictl", "ps", "-q"])).strip() == ""
 
 
 def test_skipping_a_minor_129_to_131_is_refused(tmp_path):

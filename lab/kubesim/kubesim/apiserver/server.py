@@ -7,6 +7,7 @@ etcd named by --etcd-servers (kubeadm: the local member only, https://127.0.0.1:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import signal
 import socket
@@ -18,15 +19,15 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qsl, urlsplit
 
 from .. import flags as flagutil
-from .. import klog, volumes
-from ..etcd import EtcdClient
+from .. import klog, labelsel, volumes
+from ..etcd import EtcdClient, EtcdError
 from ..versions import Version, git_commit
 from . import auth, resources
 from .api import Api, parse_path
 from .audit import AuditLog
 from .health import Health
 from .metrics import Metrics
-from .store import StatusError, Store
+from .store import StatusError, Store, key_of
 
 # The verb label of apiserver_request_* (endpoints/metrics: LIST and WATCH split from GET).
 METRIC_VERB = {
@@ -165,6 +166,74 @@ class Handler(BaseHTTPRequestHandler):
     def do_DELETE(self) -> None:  # noqa: N802
         self.dispatch("DELETE")
 
+    def watch(self, route, query: dict) -> None:
+        """A watch stream: chunked JSON lines {"type": ADDED|MODIFIED|DELETED, "object": ...}.
+
+        resourceVersion "" or "0" starts with synthetic ADDED events for what exists
+        (storage/cacher semantics), then follows etcd's watch from the list revision;
+        timeoutSeconds ends the stream (default 30 min, as the apiserver's min-request-timeout
+        randomisation would).
+        """
+        res = route.res
+        ns = route.namespace if res.namespaced else None
+        timeout = float(query.get("timeoutSeconds") or 1800)
+        try:
+            labels = labelsel.parse_labels(query.get("labelSelector"))
+            fields = labelsel.parse_fields(query.get("fieldSelector"))
+        except ValueError as err:
+            raise StatusError(400, "BadRequest", str(err)) from err
+        prefix = key_of(res, ns)
+
+        def wanted(obj: dict) -> bool:
+            return labelsel.match_labels(
+                labels, obj.get("metadata", {}).get("labels")
+            ) and labelsel.match_fields(fields, obj)
+
+        rv = query.get("resourceVersion") or ""
+        initial: list[dict] = []
+        if rv in ("", "0"):
+            items, revision = self.app.store.list(res, ns)
+            initial = [o for o in items if wanted(o)]
+        else:
+            revision = int(rv)
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.send_header("Cache-Control", "no-cache, private")
+        self.end_headers()
+
+        def emit(kind: str, obj: dict) -> None:
+            obj.setdefault("kind", res.kind)
+            obj.setdefault("apiVersion", res.group_version)
+            data = json.dumps({"type": kind, "object": obj}).encode() + b"\n"
+            self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
+            self.wfile.flush()
+
+        try:
+            for obj in initial:
+                emit("ADDED", obj)
+            for kind, kv, prev in self.app.etcd.watch(prefix, revision + 1, timeout):
+                if kind == "DELETE":
+                    if prev is None:
+                        continue
+                    obj = json.loads(prev.value)
+                    obj.setdefault("metadata", {})["resourceVersion"] = str(kv.mod_revision)
+                    if wanted(obj):
+                        emit("DELETED", obj)
+                    continue
+                obj = json.loads(kv.value)
+                obj.setdefault("metadata", {})["resourceVersion"] = str(kv.mod_revision)
+                if wanted(obj):
+                    emit("ADDED" if kv.create_revision == kv.mod_revision else "MODIFIED", obj)
+            self.wfile.write(b"0\r\n\r\n")
+        except (OSError, ValueError):
+            pass
+        except EtcdError as err:
+            status = StatusError(410, "Expired", str(err)).status()
+            with contextlib.suppress(OSError):
+                emit("ERROR", status)
+        self.close_connection = True
+
     def send(self, code: int, body: bytes, ctype: str = "application/json") -> None:
         self.send_response(code)
         self.send_header("Content-Type", ctype)
@@ -222,7 +291,8 @@ class Handler(BaseHTTPRequestHandler):
                         else {"kind": route.res.plural},
                     )
                 if verb == "watch":
-                    raise StatusError(405, "MethodNotAllowed", "kubesim: watch is not served")
+                    self.watch(route, query)
+                    return
                 code, doc = app.api.handle(
                     method, route, query, body, self.headers.get("Content-Type", "application/json")
                 )

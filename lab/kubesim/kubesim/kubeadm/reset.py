@@ -58,6 +58,12 @@ def run(flags: dict) -> int:
     out("[reset] Stopping the kubelet service")
     stop_kubelet()
     out('[reset] Unmounting mounted directories in "/var/lib/kubelet"')
+    # Static pod manifests go first so that a kubelet that is still running (no systemd to
+    # stop it) does not bring the pods back while they are removed.
+    manifests_dir = KUBE_DIR / "manifests"
+    if manifests_dir.is_dir():
+        for child in manifests_dir.iterdir():
+            child.unlink(missing_ok=True)
     records = cri.Records()
     for c in records.containers():
         cri.stop_container(records, c, 0)
