@@ -25,6 +25,7 @@ Settings (``config.get``)::
       state_dir: /run/kubeha/netem
 """
 
+import contextlib
 import json
 import os
 import re
@@ -203,6 +204,17 @@ def _daemon_script() -> str:
     )
 
 
+def _alive(pid) -> bool:
+    """Running, not a zombie (a detached child we started exits as a zombie until reaped)."""
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(int(pid), os.WNOHANG)  # reap it if it is our child
+    try:
+        stat = Path(f"/proc/{int(pid)}/stat").read_text()
+    except (OSError, ValueError):
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
 def _detach(cmd: list[str], log: Path) -> subprocess.Popen:
     """Start cmd in its own session so it outlives this job (and whoever called it)."""
     log.parent.mkdir(parents=True, exist_ok=True)
@@ -363,14 +375,14 @@ def _nfqueue_stop(ifname: str, netns: str, current: dict | None) -> None:
     if _has_systemd(netns):
         _run(["systemctl", "stop", f"{_unit('nfqueue', ifname, netns)}.service"], check=False)
     pid = (current or {}).get("pid")
-    if pid:
+    if pid and _alive(pid):
         try:
             os.kill(int(pid), signal.SIGTERM)
             deadline = time.monotonic() + 5
-            while time.monotonic() < deadline:
-                os.kill(int(pid), 0)
+            while _alive(pid) and time.monotonic() < deadline:
                 time.sleep(0.05)
-            os.kill(int(pid), signal.SIGKILL)
+            if _alive(pid):
+                os.kill(int(pid), signal.SIGKILL)
         except ProcessLookupError:
             pass
     # Even after a SIGKILL: the rules carry our comment.
@@ -425,11 +437,7 @@ def show(ifname, netns=None):
     state = _read_state(ifname, netns)
     daemon_alive = False
     if state and state.get("backend") == "nfqueue" and state.get("pid"):
-        try:
-            os.kill(int(state["pid"]), 0)
-            daemon_alive = True
-        except ProcessLookupError:
-            pass
+        daemon_alive = _alive(state["pid"])
     active = qdisc is not None or daemon_alive
     return {
         "ifname": ifname,

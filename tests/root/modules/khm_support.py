@@ -194,11 +194,14 @@ def stop_pid(proc: subprocess.Popen, timeout: float = 10.0) -> None:
 
 
 def pid_alive(pid: int) -> bool:
+    """Running and not a zombie (an exited child stays in the table until reaped)."""
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pid, os.WNOHANG)
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
         return False
-    return True
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
 # --- network namespaces -----------------------------------------------------------------
