@@ -31,16 +31,44 @@ def configure_loader_modules(tmp_path):
 def test_tc_command_lines_are_exact():
     params = netem.normalize("200ms", "20ms", "20%", duplicate=1, corrupt="0.1", rate="10mbit")
     assert netem.tc_command("add", "ens160", params) == [
-        "tc", "qdisc", "add", "dev", "ens160", "root", "netem",
-        "delay", "200ms", "20ms", "loss", "20%", "duplicate", "1%", "corrupt", "0.1%",
-        "rate", "10mbit",
-    ]  # fmt: skip
+        "tc",
+        "qdisc",
+        "add",
+        "dev",
+        "ens160",
+        "root",
+        "netem",
+        "delay",
+        "200ms",
+        "20ms",
+        "loss",
+        "20%",
+        "duplicate",
+        "1%",
+        "corrupt",
+        "0.1%",
+        "rate",
+        "10mbit",
+    ]
     assert netem.tc_command("change", "eth0", netem.normalize(delay=1.5), netns="n1") == [
-        "tc", "-n", "n1", "qdisc", "change", "dev", "eth0", "root", "netem", "delay", "1.5ms",
-    ]  # fmt: skip
+        "tc",
+        "-n",
+        "n1",
+        "qdisc",
+        "change",
+        "dev",
+        "eth0",
+        "root",
+        "netem",
+        "delay",
+        "1.5ms",
+    ]
     assert netem.tc_command("add", "eth0", netem.normalize(delay="1s", loss=5))[7:] == [
-        "delay", "1000ms", "loss", "5%",
-    ]  # fmt: skip
+        "delay",
+        "1000ms",
+        "loss",
+        "5%",
+    ]
 
 
 @pytest.mark.parametrize(
@@ -82,8 +110,16 @@ def test_kernel_without_netem_gives_the_fix():
     text = str(err.value)
     assert "no sch_netem" in text and "linux-modules-extra-" in text and "backend=nfqueue" in text
     assert run_all.call_args.args[0] == [
-        "tc", "qdisc", "add", "dev", "ens160", "root", "netem", "delay", "200ms",
-    ]  # fmt: skip
+        "tc",
+        "qdisc",
+        "add",
+        "dev",
+        "ens160",
+        "root",
+        "netem",
+        "delay",
+        "200ms",
+    ]
 
 
 def test_tc_add_with_duration_arms_a_detached_timer(tmp_path):
@@ -106,8 +142,18 @@ def test_tc_add_with_duration_arms_a_detached_timer(tmp_path):
     ):
         ret = netem.add("ens160", delay=200, loss=20, duration=60)
     assert calls[-1] == [
-        "tc", "qdisc", "add", "dev", "ens160", "root", "netem", "delay", "200ms", "loss", "20%",
-    ]  # fmt: skip
+        "tc",
+        "qdisc",
+        "add",
+        "dev",
+        "ens160",
+        "root",
+        "netem",
+        "delay",
+        "200ms",
+        "loss",
+        "20%",
+    ]
     timer = popen.call_args.args[0]
     assert timer[1:4] == [str(script), "timer", "--state"]
     assert timer[timer.index("--after") + 1] == "60.000"
@@ -120,3 +166,42 @@ def test_tc_add_with_duration_arms_a_detached_timer(tmp_path):
 def test_nfqueue_refuses_tc_only_faults():
     with pytest.raises(CommandExecutionError, match="not rate"):
         netem._nfqueue_start("eth0", {"delay": 1.0, "rate": "1mbit"}, 0, "", "t")
+
+
+def test_detached_timer_runs_only_while_its_token_is_current(tmp_path):
+    import json
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[3] / "_utils" / "netem_nfqueue.py"
+    ours, stale = tmp_path / "ours.json", tmp_path / "stale.json"
+    ours.write_text(json.dumps({"token": "t1"}))
+    stale.write_text(json.dumps({"token": "newer"}))
+    procs = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                str(script),
+                "timer",
+                "--after",
+                "0.3",
+                "--state",
+                str(state),
+                "--token",
+                "t1",
+                "--",
+                "touch",
+                str(tmp_path / mark),
+            ],
+            start_new_session=True,
+        )
+        for state, mark in ((ours, "fired"), (stale, "must-not-fire"))
+    ]
+    started = time.monotonic()
+    for proc in procs:
+        proc.wait(timeout=10)
+    assert time.monotonic() - started >= 0.3
+    assert (tmp_path / "fired").exists() and not ours.exists()
+    assert not (tmp_path / "must-not-fire").exists() and stale.exists()
