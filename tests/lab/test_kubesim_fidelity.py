@@ -6,7 +6,7 @@ pkgs.k8s.io-shaped repositories, kubelet.service crash-loops until kubeadm write
 config, static pods run in their own systemd scopes and survive a kubelet restart, and
 installing a newer kubeadm package is what makes `kubeadm version` newer.
 
-Needs `python -m lab up` (the lab's machines cp-1..3 with the apt mirror). The cluster
+Uses the lab's session fixture `lab` (tests/lab/conftest.py: brings the lab up). The cluster
 here is kubesim's own (controlPlaneEndpoint = cp-1:6443, no load balancer): the formula's
 bootstrap is tested elsewhere.
 """
@@ -30,95 +30,62 @@ from lab.kubesim.hostcluster import AUDIT_POLICY, POLICY, config  # noqa: E402
 pytestmark = pytest.mark.lab
 NODES = {"cp-1": "198.18.0.11", "cp-2": "198.18.0.12", "cp-3": "198.18.0.13"}
 ETCDCTL = "/usr/lib/kubesim/images/etcd/etcdctl"
-KEYRING = "/etc/apt/keyrings/kubernetes-apt-keyring.asc"
-
-
-def lab_exec(node: str, argv: list[str], timeout: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "lab", "exec", node, "--", *argv],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
-
-
-def sh(node: str, script: str, timeout: float = 600) -> str:
-    return fidelity.must(lab_exec(node, ["sh", "-c", script], timeout))
 
 
 def repo_line(minor: str) -> str:
     from lab import config as labcfg  # the lab's own addresses (lab/config.py)
+    from lab.machine import LAB_KEYRING  # the key the machines trust for the lab's repos
 
-    return f"deb [signed-by={KEYRING}] {labcfg.MIRROR_URL}/k8s/core:/stable:/{minor}/deb/ /"
+    return f"deb [signed-by={LAB_KEYRING}] {labcfg.MIRROR_URL}/k8s/core:/stable:/{minor}/deb/ /"
 
 
-def lab_ready() -> str | None:
-    """None when the lab's machines answer, else why these tests cannot run."""
-    if not (REPO / "lab" / "__main__.py").exists():
-        return "needs the lab CLI (`python -m lab`, lab/__main__.py) from the lab issue"
-    try:
-        res = lab_exec("cp-1", ["true"], timeout=60)
-    except (OSError, subprocess.TimeoutExpired) as err:
-        return f"`python -m lab exec cp-1 -- true` failed: {err}"
-    if res.returncode != 0:
-        return (
-            "needs the lab up: `python -m lab exec cp-1 -- true` failed "
-            f"({res.stderr.strip()[-300:]}); run `python -m lab up`"
+class Machines:
+    """The runner fidelity.py wants, over the lab's `lab.exec`."""
+
+    def __init__(self, lab) -> None:
+        self.lab = lab
+
+    def __call__(
+        self, node: str, argv: list[str], timeout: float = 120
+    ) -> subprocess.CompletedProcess:
+        return self.lab.exec(node, *argv, timeout=timeout, check=False)
+
+    def sh(self, node: str, script: str, timeout: float = 600) -> str:
+        return fidelity.must(self(node, ["sh", "-c", script], timeout))
+
+    def install(self, node: str, minor: str, version: str) -> None:
+        self.sh(node, f"echo '{repo_line(minor)}' > /etc/apt/sources.list.d/kubernetes.list")
+        self.sh(
+            node,
+            "export DEBIAN_FRONTEND=noninteractive; apt-get update -qq && "
+            f"apt-get install -y -qq containerd kubeadm={version} kubelet={version} "
+            f"kubectl={version} >/dev/null && sysctl -qw net.ipv4.ip_forward=1 && "
+            "swapoff -a && systemctl enable --now containerd",
         )
-    key = REPO / "lab" / ".cache" / "gpg" / "lab-apt-key.asc"
-    if not key.exists():
-        return f"needs the lab's apt signing key at {key} (lab/signing.py)"
-    return None
-
-
-def install(node: str, minor: str, version: str) -> None:
-    key = (REPO / "lab" / ".cache" / "gpg" / "lab-apt-key.asc").read_text()
-    sh(
-        node,
-        f"mkdir -p /etc/apt/keyrings && cat > {KEYRING} <<'EOF'\n{key}EOF\n"
-        f"echo '{repo_line(minor)}' > /etc/apt/sources.list.d/kubernetes.list",
-    )
-    sh(
-        node,
-        "export DEBIAN_FRONTEND=noninteractive; apt-get update -qq && "
-        f"apt-get install -y -qq --allow-downgrades containerd kubeadm={version} "
-        f"kubelet={version} kubectl={version} >/dev/null && "
-        "sysctl -qw net.ipv4.ip_forward=1 && swapoff -a && systemctl enable --now containerd",
-    )
 
 
 @pytest.fixture(scope="module")
-def cluster(request):
+def cluster(lab):
     """The lab's cluster: reused if one runs (the formula's), else built here and reset after."""
-    for name in ("lab", "lab_up", "lab_machines"):  # the lab's own session fixture, if any
-        try:
-            request.getfixturevalue(name)
-            break
-        except pytest.FixtureLookupError:
-            continue
-    reason = lab_ready()
-    if reason:
-        pytest.skip(reason)
-    run = lambda node, argv, timeout=120: lab_exec(node, argv, timeout)  # noqa: E731
+    run = Machines(lab)
     existing = run("cp-1", ["test", "-f", "/etc/kubernetes/admin.conf"]).returncode == 0
     if existing:
         yield {"run": run, "built": False}
         return
     for node in NODES:
-        install(node, "v1.30", "1.30.0-1.1")
+        run.install(node, "v1.30", "1.30.0-1.1")
     # before init the kubelet crash-loops on its missing config, as upstream's does
     fidelity.wait(
-        lambda: int(sh("cp-1", "systemctl show kubelet -p NRestarts --value").strip() or 0) >= 1,
+        lambda: (
+            int(run.sh("cp-1", "systemctl show kubelet -p NRestarts --value").strip() or 0) >= 1
+        ),
         60,
         what="kubelet restarts",
     )
     text = config(endpoint="198.18.0.11:6443", first_ip="198.18.0.11", node="cp-1")
-    policy = POLICY
     for node in NODES:
-        sh(node, f"mkdir -p /etc/kubernetes/audit && cat > {AUDIT_POLICY} <<'EOF'\n{policy}EOF")
-    sh("cp-1", f"cat > /root/kubesim-init.yaml <<'EOF'\n{text}EOF")
+        run.sh(node, f"mkdir -p /etc/kubernetes/audit && cat > {AUDIT_POLICY} <<'EOF'\n{POLICY}EOF")
+    run.sh("cp-1", f"cat > /root/kubesim-init.yaml <<'EOF'\n{text}EOF")
     started = time.monotonic()
     res = run(
         "cp-1",
@@ -157,7 +124,8 @@ def cluster(request):
     print(f"\n[measured] lab: kubeadm init + 2 joins {time.monotonic() - started:.1f}s")
     yield {"run": run, "built": True}
     for node in NODES:
-        lab_exec(node, ["kubeadm", "reset", "-f"], timeout=120)
+        run(node, ["kubeadm", "reset", "-f"], 120)
+        run(node, ["systemctl", "stop", "kubelet"], 60)
 
 
 def test_three_members_three_ready_nodes_all_readyz(cluster):
@@ -194,12 +162,12 @@ def test_three_members_three_ready_nodes_all_readyz(cluster):
 def test_static_pods_survive_a_kubelet_restart(cluster):
     run = cluster["run"]
     before = fidelity.container(run, "cp-2", "kube-apiserver")
-    sh("cp-2", "systemctl restart kubelet")
+    cluster["run"].sh("cp-2", "systemctl restart kubelet")
     time.sleep(5)
     after = fidelity.container(run, "cp-2", "kube-apiserver")
     assert after["status"]["id"] == before["status"]["id"]
     assert after["info"]["pid"] == before["info"]["pid"]
-    scope = sh("cp-2", f"cat /proc/{after['info']['pid']}/cgroup")
+    scope = cluster["run"].sh("cp-2", f"cat /proc/{after['info']['pid']}/cgroup")
     assert "kubelet.service" not in scope, scope
 
 
@@ -228,8 +196,9 @@ def test_kcm_hard_kill_failover_5_3_1(cluster):
 def test_newer_kubeadm_package_reports_the_newer_version(cluster):
     if not cluster["built"]:
         pytest.skip("the running cluster is the formula's: package upgrades are its tests' job")
+    sh = cluster["run"].sh
     assert sh("cp-1", "kubeadm version -o short").strip() == "v1.30.0"
-    res = lab_exec("cp-1", ["kubeadm", "upgrade", "apply", "v1.31.0", "-y"])
+    res = cluster["run"]("cp-1", ["kubeadm", "upgrade", "apply", "v1.31.0", "-y"])
     assert res.returncode == 1 and 'higher than the kubeadm version "v1.30.0"' in res.stderr
     sh(
         "cp-1",

@@ -321,6 +321,7 @@ class Kubelet:
                 "started": bool(c and c.state == cri.RUNNING),
             }
             if c is None:
+                st["imageID"] = ""  # required by the API's schema, empty until pulled
                 st["state"] = {"waiting": {"reason": "ContainerCreating"}}
             else:
                 st["imageID"] = c.image_ref
