@@ -108,7 +108,7 @@ def create_token(  # noqa: PLR0917 - mirrors the upstream call's parameters
     obj = token_secret(
         token,
         ttl,
-        usages or ["signing", "authentication"],
+        usages if usages is not None else ["signing", "authentication"],
         groups if groups is not None else [DEFAULT_GROUP],
         description,
     )
