@@ -8,6 +8,7 @@ phases/kubelet: /var/lib/kubelet/config.yaml and /var/lib/kubelet/kubeadm-flags.
 
 from __future__ import annotations
 
+import datetime as dt
 import socket
 from pathlib import Path
 
@@ -56,6 +57,24 @@ def write_kubeconfigs(
         )
         kubeconfig.write(path, kubeconfig.render(cluster, server, ca, user, cert, key))
         out(f'[kubeconfig] Writing "{name}" kubeconfig file')
+
+
+def finalize_kubelet_conf(path: Path, kubelet_dir: Path = KUBELET_DIR) -> None:
+    """phases/kubelet-finalize: kubelet.conf points at the rotatable kubelet-client-current.pem."""
+    cfg = kubeconfig.KubeConfig.load(path)
+    if not cfg.cert_pem or not cfg.key_pem:
+        return
+    pem_dir = kubelet_dir / "pki"
+    stamp = dt.datetime.now().strftime("%Y-%m-%d-%H-%M-%S")
+    pem = pem_dir / f"kubelet-client-{stamp}.pem"
+    pki.write_private(pem, cfg.cert_pem + cfg.key_pem)
+    current = pem_dir / "kubelet-client-current.pem"
+    current.unlink(missing_ok=True)
+    current.symlink_to(pem)
+    kubeconfig.write(
+        path,
+        kubeconfig.render(cfg.cluster, cfg.server, cfg.ca_pem, cfg.user, cert_file=str(current)),
+    )
 
 
 def kubelet_configuration(cfg: Config) -> dict:

@@ -216,6 +216,7 @@ def run(flags: dict) -> int:
         f'[kubelet-finalize] Updating "{KUBE_DIR}/kubelet.conf" to point to a rotatable kubelet '
         "client certificate and key"
     )
+    files.finalize_kubelet_conf(KUBE_DIR / "kubelet.conf")
     cluster.addons(client, cfg, target, out)
     admin = str(KUBE_DIR / "admin.conf")
     text = DONE.format(admin=admin)
