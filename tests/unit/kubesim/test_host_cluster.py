@@ -385,7 +385,15 @@ def test_upgrade_130_to_131_with_kubeadm_131(cluster):
         run, "cp-1", "get", "pod", "kube-apiserver-cp-1", "-n", "kube-system"
     )
     assert pod["spec"]["containers"][0]["image"] == "registry.k8s.io/kube-apiserver:v1.31.0"
-    res = run("cp-2", [str(bin131 / "kubeadm"), "upgrade", "node"], 400)
+    # the other control planes: `upgrade node --config` with a v1beta4 UpgradeConfiguration
+    upgrade_cfg = cluster.nodes[1].workdir / "upgrade.yaml"
+    upgrade_cfg.write_text(
+        "apiVersion: kubeadm.k8s.io/v1beta4\nkind: UpgradeConfiguration\n"
+        "node:\n  certificateRenewal: true\n  etcdUpgrade: true\n"
+    )
+    res = run(
+        "cp-2", [str(bin131 / "kubeadm"), "upgrade", "node", "--config", str(upgrade_cfg)], 400
+    )
     assert res.returncode == 0, res.stdout + res.stderr
     pod = fidelity.kubectl_json(
         run, "cp-1", "get", "pod", "kube-apiserver-cp-2", "-n", "kube-system"

@@ -35,7 +35,7 @@ from .common import (
     wait_pod_running,
     wait_static_pod_hash,
 )
-from .config import Config, from_cluster, normalise
+from .config import Config, from_cluster, load, normalise
 from .errors import KubeadmError
 
 TMP = KUBE_DIR / "tmp"
@@ -198,7 +198,10 @@ def plan(flags: dict) -> int:
     current = cluster_version(client)
     out(f"[upgrade/versions] Cluster version: {current}")
     out(f"[upgrade/versions] kubeadm version: {version}")
-    target = Version.parse(flags["positional"][0]) if flags.get("positional") else version
+    wanted = flags["positional"][0] if flags.get("positional") else None
+    if not wanted and flags.get("config"):
+        wanted = ((load(flags["config"]).upgrade or {}).get("plan") or {}).get("kubernetesVersion")
+    target = Version.parse(wanted) if wanted else version
     out(f"[upgrade/versions] Target version: {target}")
     out(
         f"[upgrade/versions] Latest version in the v{current.major}.{current.minor} series: {current}"  # noqa: E501 - upstream's text
@@ -273,7 +276,9 @@ def _stamp() -> str:
     return dt.datetime.now().strftime("%Y-%m-%d-%H-%M-%S")
 
 
-def upgrade_static_pods(cfg: Config, target: Version, client: Client, renew: bool) -> None:
+def upgrade_static_pods(
+    cfg: Config, target: Version, client: Client, renew: bool, etcd_upgrade: bool = True
+) -> None:
     node = cfg.node_name
     TMP.mkdir(parents=True, exist_ok=True)
     new_dir = Path(tempfile.mkdtemp(prefix="kubeadm-upgraded-manifests", dir=TMP))
@@ -282,7 +287,9 @@ def upgrade_static_pods(cfg: Config, target: Version, client: Client, renew: boo
     out(f'[upgrade/staticpods] Writing new Static Pod manifests to "{new_dir}"')
     out('[upgrade/staticpods] Preparing for "etcd" upgrade')
     etcd_path = manifests.MANIFESTS / "etcd.yaml"
-    if etcd_path.exists():
+    if not etcd_upgrade:
+        out("[upgrade/etcd] Skipping etcd upgrade (etcdUpgrade is false)")
+    elif etcd_path.exists():
         old_pod = yaml.safe_load(etcd_path.read_text())
         cmd = old_pod["spec"]["containers"][0]["command"]
         initial = next((a.split("=", 1)[1] for a in cmd if a.startswith("--initial-cluster=")), "")
@@ -397,12 +404,39 @@ def upgrade_kubelet_config(client: Client, out_fn) -> None:
     out_fn(f'[kubelet-start] Writing kubelet configuration to file "{path}"')
 
 
+def upgrade_options(flags: dict, section: str) -> dict:
+    """UpgradeConfiguration.<apply|node> from --config (v1beta4, kubeadm >= 1.31), else flags.
+
+    Flags win over the file where both are given; defaults as v1beta4's: certificateRenewal
+    and etcdUpgrade true.
+    """
+    doc: dict = {}
+    if flags.get("config"):
+        doc = dict((load(flags["config"]).upgrade or {}).get(section) or {})
+    opts = {
+        "certificateRenewal": doc.get("certificateRenewal", True),
+        "etcdUpgrade": doc.get("etcdUpgrade", True),
+        "forceUpgrade": bool(doc.get("forceUpgrade", False)),
+        "kubernetesVersion": doc.get("kubernetesVersion"),
+    }
+    if "certificate-renewal" in flags:
+        opts["certificateRenewal"] = flags["certificate-renewal"] != "false"
+    if "etcd-upgrade" in flags:
+        opts["etcdUpgrade"] = flags["etcd-upgrade"] != "false"
+    if flags.get("force") in ("true", ""):
+        opts["forceUpgrade"] = True
+    if flags.get("positional"):
+        opts["kubernetesVersion"] = flags["positional"][0]
+    return opts
+
+
 def apply(flags: dict) -> int:
     version = own_version()
-    if not flags.get("positional"):
+    opts = upgrade_options(flags, "apply")
+    if not opts["kubernetesVersion"]:
         raise KubeadmError("missing one or more required arguments. Required arguments: [version]")
-    target = Version.parse(flags["positional"][0])
-    force = flags.get("force") in ("true", "")
+    target = Version.parse(opts["kubernetesVersion"])
+    force = opts["forceUpgrade"]
     out("[preflight] Running pre-flight checks.")
     client = admin_client()
     cfg = load_cluster(client, version)
@@ -427,8 +461,7 @@ def apply(flags: dict) -> int:
         f'[upgrade/apply] Upgrading your Static Pod-hosted control plane to version "{target}" (timeout: 5m0s)...'  # noqa: E501 - upstream's text
     )
     cfg.cluster["kubernetesVersion"] = str(target)
-    renew = flags.get("certificate-renewal", "true") != "false"
-    upgrade_static_pods(cfg, target, client, renew)
+    upgrade_static_pods(cfg, target, client, opts["certificateRenewal"], opts["etcdUpgrade"])
     client = admin_client()
     cluster.upload_config(client, cfg, version, out)
     cluster.upload_kubelet_config(
@@ -468,8 +501,8 @@ def node(flags: dict) -> int:
             "[upgrade] Upgrading your Static Pod-hosted control plane instance to version "
             f'"{target}"...'
         )
-        renew = flags.get("certificate-renewal", "true") != "false"
-        upgrade_static_pods(cfg, target, client, renew)
+        opts = upgrade_options(flags, "node")
+        upgrade_static_pods(cfg, target, client, opts["certificateRenewal"], opts["etcdUpgrade"])
     else:
         out("[upgrade] Skipping phase. Not a control plane node.")
     upgrade_kubelet_config(client, out)
