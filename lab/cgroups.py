@@ -1,0 +1,110 @@
+"""Per-machine cgroups kha-<machine>: each machine's processes in a tree of their own.
+
+On this host (cgroup v1 hybrid, no systemd as PID 1) systemd-nspawn stays in the cgroup
+it was started in, so each machine's nspawn is started inside kha-<machine> of the
+name=systemd, unified and freezer hierarchies: machines do not share a cgroup, and the
+v1 freezer stops every process of one machine at once (the `freeze` fault).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+from lab.config import PREFIX
+from lab.run import LabError, wait_for
+
+CGROUP_ROOT = Path("/sys/fs/cgroup")
+HIERARCHIES = ("systemd", "unified", "freezer")
+
+
+def check_host() -> None:
+    """The lab needs the v1 freezer and a name=systemd hierarchy (cgroup v1 or hybrid)."""
+    missing = [h for h in HIERARCHIES if not (CGROUP_ROOT / h / "cgroup.procs").exists()]
+    if missing:
+        raise LabError(
+            "the lab expects cgroup v1/hybrid with the freezer controller; missing "
+            f"{', '.join(str(CGROUP_ROOT / h) for h in missing)}"
+        )
+
+
+def path(hierarchy: str, name: str) -> Path:
+    if not name.startswith(PREFIX):
+        raise LabError(f"refusing cgroup {name!r}: not the lab's ({PREFIX}*)")
+    return CGROUP_ROOT / hierarchy / name
+
+
+def create(name: str) -> None:
+    for hierarchy in HIERARCHIES:
+        path(hierarchy, name).mkdir(exist_ok=True)
+
+
+def joiner(name: str) -> Callable[[], None]:
+    """A pre-exec hook that moves the calling (child) process into kha-<machine>."""
+    targets = [path(h, name) / "cgroup.procs" for h in HIERARCHIES]
+
+    def join() -> None:
+        pid = str(os.getpid())
+        for target in targets:
+            target.write_text(pid)
+
+    return join
+
+
+def pids(name: str) -> list[int]:
+    """Every process in the machine's freezer cgroup, sub-cgroups included."""
+    top = path("freezer", name)
+    found: list[int] = []
+    if top.exists():
+        for procs in top.rglob("cgroup.procs"):
+            found += [int(p) for p in procs.read_text().split()]
+    return found
+
+
+def freezer_state(name: str) -> str:
+    return (path("freezer", name) / "freezer.state").read_text().strip()
+
+
+def freeze(name: str, timeout: float = 20) -> None:
+    """Stop every process of the machine (they stay in memory, sockets stay open)."""
+    (path("freezer", name) / "freezer.state").write_text("FROZEN")
+    wait_for(
+        lambda: freezer_state(name) == "FROZEN",
+        timeout=timeout,
+        interval=0.02,
+        what=f"{name} to freeze",
+    )
+
+
+def thaw(name: str, timeout: float = 20) -> None:
+    (path("freezer", name) / "freezer.state").write_text("THAWED")
+    wait_for(
+        lambda: freezer_state(name) == "THAWED",
+        timeout=timeout,
+        interval=0.02,
+        what=f"{name} to thaw",
+    )
+
+
+def remove(name: str) -> None:
+    """Remove kha-<machine> (and what nspawn made inside it) once its processes are gone."""
+    for hierarchy in HIERARCHIES:
+        top = path(hierarchy, name)
+        if not top.exists():
+            continue
+        if hierarchy == "freezer" and freezer_state(name) != "THAWED":
+            thaw(name)  # a frozen, emptied cgroup is fine to remove, but thaw to be tidy
+        for sub in sorted((p for p in top.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts)):
+            sub.rmdir()
+        top.rmdir()
+
+
+def lab_cgroups() -> list[str]:
+    """Names of kha-* cgroups that exist in any of the lab's hierarchies."""
+    found = set()
+    for hierarchy in HIERARCHIES:
+        base = CGROUP_ROOT / hierarchy
+        if base.exists():
+            found |= {p.name for p in base.glob(f"{PREFIX}*") if p.is_dir()}
+    return sorted(found)

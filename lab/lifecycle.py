@@ -1,0 +1,280 @@
+"""`up` and `down`: bring the whole lab to a healthy state, or remove every trace of it.
+
+up (idempotent): host checks -> base image -> apt mirror + k8s repos -> bridge -> mirror
+HTTP server -> salt-master -> machines (namespace, overlay, seed, boot) -> every minion
+answers test.ping. Running it again repairs: powers machines on, plugs cables, thaws.
+down: stops machines and services by PID/cgroup, unmounts, deletes namespaces, links and
+cgroups named kha-*, then checks that nothing of the lab is left.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from lab import cgroups, inventory, machine, mirror, network, procs, saltmaster, signing, state
+from lab.base import ensure_base, mount_base
+from lab.config import (
+    BASE_MOUNT,
+    DISK_ROOT,
+    MOUNT_ROOT,
+    SERVICES_CGROUP,
+    Machine,
+    machine_from_name,
+    topology,
+)
+from lab.run import LabError, run, say, step, wait_for
+
+REQUIRED_TOOLS = (
+    "ip",
+    "systemd-nspawn",
+    "debootstrap",
+    "apt-ftparchive",
+    "gpg",
+    "nsenter",
+    "mount",
+    "losetup",
+    "mksquashfs",
+    "dpkg-deb",
+)
+
+
+@dataclass
+class UpReport:
+    """What `up` did and how long each part took (seconds)."""
+
+    machines: dict[str, str] = field(default_factory=dict)  # name -> ip
+    timings: dict[str, float] = field(default_factory=dict)
+    total: float = 0.0
+
+
+def preflight() -> None:
+    """Root, tools, cgroups and kernel features; fail early with what to do."""
+    if os.geteuid() != 0:
+        raise LabError("the lab needs root (namespaces, mounts, systemd-nspawn)")
+    missing = [t for t in REQUIRED_TOOLS if shutil.which(t) is None]
+    if missing:
+        raise LabError(f"missing {', '.join(missing)}: run `make system-deps` (lab.txt)")
+    cgroups.check_host()
+    kernel_features()
+
+
+def kernel_features() -> list[str]:
+    """br_netfilter and overlay, loaded on the host (machines cannot load modules)."""
+    notes = []
+    checks = {"br_netfilter": Path("/proc/sys/net/bridge"), "overlay": None}
+    for module, probe in checks.items():
+        present = probe.exists() if probe else "overlay" in Path("/proc/filesystems").read_text()
+        if present:
+            continue
+        if not Path("/proc/modules").exists():
+            raise LabError(f"kernel lacks {module} and cannot load modules")
+        run(["modprobe", module], timeout=60)
+        notes.append(f"loaded {module}")
+    return notes
+
+
+def up(workers: int = 0, client: bool = False) -> UpReport:
+    report = UpReport()
+    started = time.monotonic()
+    with state.locked():
+        preflight()
+        record = state.load()
+        wanted = {m.name: m for m in topology(workers, client)}
+        wanted |= {n: machine_from_name(n) for n in record.machines}  # up never removes one
+        t = time.monotonic()
+        base = mount_base(ensure_base())
+        report.timings["base image"] = time.monotonic() - t
+        t = time.monotonic()
+        with step("apt mirror: Debian packages and pkgs.k8s.io-shaped repos"):
+            signing.ensure_key()
+            mirror.prepare(base)
+        report.timings["apt mirror"] = time.monotonic() - t
+        t = time.monotonic()
+        network.ensure_bridge()
+        _ensure_services(record)
+        for m in wanted.values():
+            saltmaster.ensure_minion_key(m)
+        dropped = saltmaster.forget_other_keys(set(wanted))
+        if dropped:
+            say(f"dropped Salt keys that are not the lab's machines: {', '.join(dropped)}")
+        record.base = str(base)
+        state.save(record)
+        report.timings["services"] = time.monotonic() - t
+        t = time.monotonic()
+        with step(f"machines: {', '.join(wanted)}"):
+            _ensure_machines(record, list(wanted.values()), base)
+        report.timings["machines"] = time.monotonic() - t
+        t = time.monotonic()
+        with step("waiting for every minion to answer test.ping"):
+            wait_minions(list(wanted), timeout=180)
+        report.timings["minions"] = time.monotonic() - t
+    report.machines = {n: m.ip for n, m in wanted.items()}
+    report.total = time.monotonic() - started
+    return report
+
+
+def _ensure_services(record: state.LabRecord) -> None:
+    http = record.services.get("mirror-http")
+    if not (http and procs.alive(http)):
+        record.services["mirror-http"] = mirror.start()
+        say("apt mirror serving http://198.18.0.1:8080/{debian,k8s}")
+    master = record.services.get("salt-master")
+    changed = saltmaster.write_config()
+    if master and procs.alive(master) and changed:
+        say("salt-master config changed: restarting it")
+        _stop_service(master)
+    if not (master and procs.alive(master)) or changed:
+        record.services["salt-master"] = saltmaster.start()
+        say("salt-master listening on 198.18.0.1:4505/4506")
+    state.save(record)
+
+
+def _ensure_machines(record: state.LabRecord, machines: list[Machine], base: Path) -> None:
+    to_boot = []
+    for m in machines:
+        rec = record.machines.setdefault(m.name, state.MachineRecord(m.name))
+        if rec.frozen:
+            cgroups.thaw(m.cgroup)
+            rec.frozen = False
+        if rec.cable == "cut":
+            rec.cable = "plugged"
+        running = rec.power == "on" and rec.nspawn is not None and procs.alive(rec.nspawn)
+        if running:
+            network.set_cable(m, plugged=True)
+            continue
+        to_boot.append(m)
+    for m in to_boot:
+        start_machine(record.machines[m.name], base)
+    state.save(record)
+    with ThreadPoolExecutor(max_workers=max(1, len(to_boot))) as pool:
+        states = list(pool.map(lambda m: finish_boot(record.machines[m.name]), to_boot))
+    for m, final in zip(to_boot, states, strict=True):
+        say(f"{m.name} ({m.ip}): systemd {final}")
+
+
+def start_machine(rec: state.MachineRecord, base: Path) -> None:
+    """Power on: network, disk, seed files, nspawn. Returns once its systemd exists."""
+    m = rec.machine
+    network.ensure_machine_net(m)
+    network.set_cable(m, plugged=rec.cable == "plugged")
+    machine.mount_overlay(m, base)
+    machine.seed(m, saltmaster.ensure_minion_key(m), signing.PUBLIC_KEY)
+    rec.nspawn = machine.boot(m)
+    rec.init_pid = machine.init_pid(rec.nspawn)
+    rec.power = "on"
+
+
+def finish_boot(rec: state.MachineRecord, timeout: float = 120) -> str:
+    """Wait for the machine's systemd to reach running; finish the kernel-module index."""
+    final = machine.wait_booted(rec.machine, rec.init_pid, timeout=timeout)
+    if not Path("/proc/modules").exists():
+        machine.exec_in(rec.init_pid, ["depmod", "-a"], timeout=60, check=True)
+    return final
+
+
+def stop_machine(rec: state.MachineRecord) -> None:
+    """Power off: cable out, PID 1 killed, addresses gone (a dead NIC answers nothing)."""
+    m = rec.machine
+    network.set_cable(m, plugged=False)
+    if rec.nspawn is not None:
+        machine.signal_init(rec.nspawn, rec.init_pid, signal.SIGKILL)
+    if cgroups.path("freezer", m.cgroup).exists() and cgroups.freezer_state(m.cgroup) != "THAWED":
+        cgroups.thaw(m.cgroup)  # a frozen process only dies once thawed
+    if rec.nspawn is not None:
+        machine.wait_exit(rec.nspawn)
+    _kill_cgroup(m.cgroup)
+    network.deconfigure_nic(m)
+    rec.power, rec.nspawn, rec.init_pid, rec.frozen = "off", None, None, False
+
+
+def wait_minions(names: list[str], timeout: float = 120) -> float:
+    """Until every named minion answers test.ping through the lab master."""
+    pending = set(names)
+
+    def answered() -> bool:
+        ret = saltmaster.cli_json(
+            "salt", ["-L", ",".join(sorted(pending)), "test.ping", "--timeout=5"], timeout=60
+        )
+        if isinstance(ret, dict):
+            pending.difference_update(n for n, ok in ret.items() if ok is True)
+        return not pending
+
+    try:
+        return wait_for(answered, timeout=timeout, interval=1, what="minions to answer")
+    except LabError as err:
+        raise LabError(f"{err}: no answer from {', '.join(sorted(pending))}") from err
+
+
+def _kill_cgroup(name: str, timeout: float = 20) -> None:
+    """SIGKILL whatever is left in a lab cgroup and wait until it is empty."""
+    if not cgroups.path("freezer", name).exists():
+        return
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        live = [p for p in cgroups.pids(name) if not procs.is_zombie(p)]
+        if not live:
+            return
+        for pid in live:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+            procs.reap(pid)
+        time.sleep(0.1)
+    raise LabError(f"processes left in cgroup {name}: {cgroups.pids(name)}")
+
+
+def _stop_service(proc: procs.Tracked) -> None:
+    procs.stop(proc, timeout=15)
+
+
+def down() -> inventory.Inventory:
+    """Remove everything the lab made on the host; raise if anything is left."""
+    with state.locked():
+        record = state.load()
+        names = set(record.machines)
+        names |= {c[len("kha-") :] for c in cgroups.lab_cgroups() if c != SERVICES_CGROUP}
+        names |= {ns[len("kha-") :] for ns in network.namespaces()}
+        for name in sorted(names):
+            rec = record.machines.get(name) or state.MachineRecord(name)
+            try:
+                rec.machine  # noqa: B018 - validates the name
+            except ValueError:
+                continue
+            _stop_machine_quietly(rec)
+        for proc in record.services.values():
+            _stop_service(proc)
+        _kill_cgroup(SERVICES_CGROUP)
+        # Machines' roots first, the base image (their lower layer) last.
+        for point in sorted(inventory.lab_mounts(), key=lambda p: (p == str(BASE_MOUNT), -len(p))):
+            run(["umount", point], timeout=60, check=False)
+        for ns in network.namespaces():
+            network.remove_namespace(ns)
+        for link in network.lab_links():
+            network.remove_link(link)
+        for name in cgroups.lab_cgroups():
+            cgroups.remove(name)
+        shutil.rmtree(DISK_ROOT, ignore_errors=True)
+        shutil.rmtree(mirror.WWW, ignore_errors=True)
+        shutil.rmtree(MOUNT_ROOT, ignore_errors=True)
+        signing.stop_agent()
+        state.forget()
+        left = inventory.take()
+    if not left.empty():
+        raise LabError(f"down left: {left.describe()}")
+    return left
+
+
+def _stop_machine_quietly(rec: state.MachineRecord) -> None:
+    m = rec.machine
+    if cgroups.path("freezer", m.cgroup).exists():
+        cgroups.thaw(m.cgroup)
+    if rec.nspawn is not None:
+        machine.signal_init(rec.nspawn, rec.init_pid, signal.SIGKILL)
+        machine.wait_exit(rec.nspawn)
+    _kill_cgroup(m.cgroup)

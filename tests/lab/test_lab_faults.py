@@ -1,0 +1,214 @@
+"""The fault switches on real machines: power, cable, freezer. Each test leaves every machine
+healthy again (fixture lab_healthy), with the VIP test's keepalived purged."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from lab import config, faults
+
+pytestmark = [pytest.mark.root, pytest.mark.lab]
+CONTROL_PLANES = ["cp-1", "cp-2", "cp-3"]
+APT = "DEBIAN_FRONTEND=noninteractive apt-get -q -y -o Dpkg::Use-Pty=0"
+VRRP = """\
+vrrp_instance kha_lab_test {{
+    state BACKUP
+    interface ens160
+    virtual_router_id 201
+    priority {priority}
+    version 3
+    advert_int 0.5
+    virtual_ipaddress {{
+        {vip}/24
+    }}
+}}
+"""
+
+
+def wait(predicate, timeout: float, what: str, interval: float = 0.1):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def vip_holders(lab) -> list[str]:
+    held = []
+    for node in CONTROL_PLANES:
+        if lab.machine_state(node)["power"] != "on":
+            continue
+        addrs = json.loads(lab.exec(node, "ip", "-j", "-4", "addr", "show", "ens160").stdout)
+        if any(a["local"] == config.VIP for a in addrs[0]["addr_info"]):
+            held.append(node)
+    return held
+
+
+def journaled(event: faults.FaultEvent) -> dict:
+    last = faults.journal()[-1]
+    assert (last["node"], last["kind"], last["at"]) == (event.node, event.kind, event.at)
+    assert event.started <= event.at <= event.started + event.took_s + 0.001
+    return last
+
+
+@pytest.fixture
+def keepalived_on_control_planes(lab_healthy):
+    lab = lab_healthy
+
+    def install(node: str) -> None:
+        lab.sh(node, f"{APT} update && {APT} install keepalived", timeout=600)
+        lab.exec(
+            node,
+            "tee",
+            "/etc/keepalived/keepalived.conf",
+            input=VRRP.format(priority=100 + int(node[-1]), vip=config.VIP),
+        )
+        lab.exec(node, "systemctl", "restart", "keepalived")
+
+    with ThreadPoolExecutor(len(CONTROL_PLANES)) as pool:
+        list(pool.map(install, CONTROL_PLANES))
+    yield lab
+    lab.restore(*CONTROL_PLANES)  # a powered-off node is back before it is cleaned
+
+    def purge(node: str) -> None:
+        lab.sh(node, f"{APT} purge keepalived && {APT} autoremove --purge", timeout=300)
+
+    with ThreadPoolExecutor(len(CONTROL_PLANES)) as pool:
+        list(pool.map(purge, CONTROL_PLANES))
+
+
+def test_vrrp_elects_one_vip_holder_and_power_off_moves_it(keepalived_on_control_planes):
+    lab = keepalived_on_control_planes
+    holders = wait(lambda: vip_holders(lab), 30, "a VIP holder")
+    time.sleep(2)  # several advert intervals: the election has settled
+    holders = vip_holders(lab)
+    assert len(holders) == 1, holders
+    old = holders[0]
+
+    event = lab.fault(old, "power-off")
+    journaled(event)
+    assert lab.machine_state(old)["power"] == "off"
+    new = wait(lambda: vip_holders(lab), 30, "another node to take the VIP")
+    takeover = time.time() - event.at
+    assert len(new) == 1 and new[0] != old
+    # master-down interval 3 x 0.5 s + skew; generous margin for a loaded 2-core host
+    assert takeover < 15, f"VIP takeover took {takeover:.2f}s"
+    ping = lab.exec("client", "ping", "-c1", "-W2", config.VIP, check=False)
+    assert ping.returncode == 0, ping.stdout
+
+    event = lab.fault(old, "power-on")
+    journaled(event)
+    assert event.detail["system_state"] == "running"
+    assert lab.system_state(old) == "running"
+    lab.wait_minions([old], timeout=90)
+    assert lab.salt(old, "test.ping") == {old: True}
+    time.sleep(2)
+    assert len(vip_holders(lab)) == 1
+
+
+def test_cable_cut_isolates_a_machine_that_keeps_running(lab_healthy):
+    lab = lab_healthy
+
+    def cli_fault(kind: str) -> dict:
+        out = subprocess.run(
+            [sys.executable, "-m", "lab", "fault", "cp-2", kind],
+            cwd=config.REPO,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        )
+        return json.loads(out.stdout)  # the CLI prints the fault as one JSON line
+
+    assert lab.exec("cp-1", "ping", "-c1", "-W2", lab.ip("cp-2")).returncode == 0
+    cut = cli_fault("cable-cut")
+    assert cut["kind"] == "cable-cut" and cut["at"] >= cut["started"]
+    assert faults.journal()[-1]["at"] == cut["at"]
+    assert lab.exec("cp-1", "ping", "-c1", "-W2", lab.ip("cp-2"), check=False).returncode != 0
+    assert lab.exec("cp-2", "ping", "-c1", "-W2", config.HOST_IP, check=False).returncode != 0
+    link = lab.exec("cp-2", "ip", "-br", "link", "show", "ens160").stdout
+    assert "NO-CARRIER" in link
+    assert lab.system_state("cp-2") == "running"  # still alive behind the pulled cable
+    pinged = lab.salt("cp-*", "test.ping", "--timeout=3")
+    assert pinged.get("cp-2") is not True and pinged["cp-1"] is True
+
+    restored = cli_fault("cable-restore")
+    assert restored["at"] > cut["at"]
+
+    def reachable() -> bool:
+        return lab.exec("cp-1", "ping", "-c1", "-W1", lab.ip("cp-2"), check=False).returncode == 0
+
+    wait(reachable, 30, "cp-2 reachable again")
+    lab.wait_minions(["cp-2"], timeout=60)
+
+
+def test_freeze_stops_every_process_and_thaw_resumes_them(lab_healthy):
+    lab = lab_healthy
+    port = 9077
+    lab.exec(
+        "cp-3",
+        "systemd-run",
+        "--unit=kha-lab-test-http",
+        "python3",
+        "-m",
+        "http.server",
+        "--bind",
+        lab.ip("cp-3"),
+        str(port),
+    )
+    try:
+        wait(lambda: _http_ok(lab.ip("cp-3"), port), 20, "the test HTTP server")
+        event = lab.fault("cp-3", "freeze")
+        journaled(event)
+        # The kernel still completes the TCP handshake into the listen backlog, but no
+        # process runs to answer: the request hangs.
+        conn = socket.create_connection((lab.ip("cp-3"), port), timeout=5)
+        conn.sendall(b"GET / HTTP/1.0\r\n\r\n")
+        conn.settimeout(3)
+        with pytest.raises(TimeoutError):
+            conn.recv(64)
+        frozen = (Path("/sys/fs/cgroup/freezer/kha-cp-3/freezer.state")).read_text().strip()
+        assert frozen == "FROZEN"
+
+        event = lab.fault("cp-3", "thaw")
+        journaled(event)
+        conn.settimeout(15)
+        assert conn.recv(64).startswith(b"HTTP/1.0 200")  # the request left hanging is served
+        conn.close()
+        assert lab.system_state("cp-3") == "running"
+        lab.wait_minions(["cp-3"], timeout=60)
+    finally:
+        if lab.machine_state("cp-3")["frozen"]:
+            lab.fault("cp-3", "thaw")
+        lab.exec("cp-3", "systemctl", "stop", "kha-lab-test-http", check=False)
+
+
+def _http_ok(ip: str, port: int) -> bool:
+    try:
+        with socket.create_connection((ip, port), timeout=2) as conn:
+            conn.sendall(b"GET / HTTP/1.0\r\n\r\n")
+            return conn.recv(16).startswith(b"HTTP/1.0 200")
+    except OSError:
+        return False
+
+
+def test_faults_refuse_impossible_transitions(lab_healthy):
+    lab = lab_healthy
+    with pytest.raises(faults.LabError, match="powered on"):
+        lab.fault("cp-1", "power-on")
+    with pytest.raises(faults.LabError, match="not frozen"):
+        lab.fault("cp-1", "thaw")
+    with pytest.raises(faults.LabError, match="unknown fault"):
+        lab.fault("cp-1", "meteor-strike")
+    with pytest.raises(faults.LabError, match="not a lab machine"):
+        lab.fault("w-9", "power-off")

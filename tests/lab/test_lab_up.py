@@ -1,0 +1,138 @@
+"""After `up`: every machine boots real systemd, its minion answers the lab master with its
+own identity, and the network is exactly 198.18.0.0/24 and nothing else."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from lab import config, network, saltmaster
+
+pytestmark = [pytest.mark.root, pytest.mark.lab]
+CONTROL_PLANES = ["cp-1", "cp-2", "cp-3"]
+
+
+def test_every_minion_answers_test_ping(lab):
+    assert lab.salt("cp-*", "test.ping") == {n: True for n in CONTROL_PLANES}
+    assert lab.salt("client", "test.ping") == {"client": True}
+
+
+def test_each_minion_reports_its_own_hostname_address_and_cluster(lab):
+    grains = lab.salt("*", "grains.item", "id", "host", "ipv4", "kubeha_cluster")
+    assert set(grains) == {*CONTROL_PLANES, "client"}
+    for node, items in grains.items():
+        assert items["id"] == node
+        assert items["host"] == node
+        assert lab.ip(node) in items["ipv4"]
+        assert config.VIP not in items["ipv4"]
+    assert {n: grains[n]["kubeha_cluster"] for n in CONTROL_PLANES} == dict.fromkeys(
+        CONTROL_PLANES, "lab"
+    )
+    assert grains["client"]["kubeha_cluster"] == ""  # the client is not a cluster member
+
+
+def test_lab_pillar_reaches_cluster_machines_only(lab):
+    pillar = lab.salt("*", "pillar.item", "kubeha", "unmask=True")  # 3008 masks by default
+    for node in CONTROL_PLANES:
+        kubeha = pillar[node]["kubeha"]
+        assert kubeha["cluster"]["name"] == "lab"
+        assert kubeha["packages"]["repo_base"] == f"{config.MIRROR_URL}/k8s"
+        assert {cp["name"]: cp["ip"] for cp in kubeha["control_plane"]} == {
+            n: lab.ip(n) for n in CONTROL_PLANES
+        }
+    assert not pillar["client"]["kubeha"]
+
+
+def test_systemd_is_running_with_no_failed_unit(lab):
+    for node in lab.nodes:
+        assert lab.system_state(node) == "running", lab.exec(node, "systemctl", "--failed").stdout
+        failed = lab.exec(node, "systemctl", "list-units", "--failed", "--plain", "--no-legend")
+        assert failed.stdout.strip() == ""
+        assert lab.exec(node, "systemctl", "is-active", "salt-minion").stdout.strip() == "active"
+
+
+def test_salt_call_and_the_minion_python_are_like_the_onedir(lab):
+    out = lab.sh("cp-1", "readlink -f $(command -v salt-call); salt-call --version").stdout
+    path, version = out.split("\n", 1)
+    assert path == "/opt/saltstack/salt/bin/salt-call"
+    assert version.startswith("salt-call 3008.4")
+    probe = (
+        "import etcd3, kubernetes, google.protobuf as pb, salt.version;"
+        "print(salt.version.__version__, kubernetes.__version__, pb.__version__)"
+    )
+    versions = lab.exec("cp-1", "/opt/saltstack/salt/bin/python3", "-c", probe).stdout.split()
+    assert versions == ["3008.4", "37.0.2", "3.20.3"]
+    # salt-call talks to the lab master like keepalived's notify hook will
+    ret = json.loads(lab.exec("cp-2", "salt-call", "--out=json", "test.ping").stdout)
+    assert ret == {"local": True}
+
+
+def test_network_is_only_the_lab_subnet(lab):
+    assert set(network.namespaces()) >= {f"kha-{n}" for n in lab.nodes}
+    for node in lab.nodes:
+        routes = lab.exec(node, "ip", "-j", "route", "show", "table", "all").stdout
+        dests = {r["dst"] for r in json.loads(routes) if r.get("table") != "local"}
+        assert "default" not in dests
+        assert {d for d in dests if not d.startswith(("fe80", "ff00", "multicast"))} == {
+            "198.18.0.0/24"
+        }
+        assert lab.exec(node, "ip", "-br", "link", "show", "lo").stdout.split()[1] == "UNKNOWN"
+        addr = json.loads(lab.exec(node, "ip", "-j", "-4", "addr", "show", "ens160").stdout)
+        assert [a["local"] for a in addr[0]["addr_info"]] == [lab.ip(node)]
+        unreachable = lab.exec(node, "ip", "route", "get", "192.0.2.1", check=False)
+        assert unreachable.returncode != 0 and "unreachable" in unreachable.stderr
+    # the machines reach each other and the host over the bridge
+    assert lab.exec("client", "ping", "-c1", "-W2", lab.ip("cp-3")).returncode == 0
+    assert lab.exec("cp-1", "ping", "-c1", "-W2", config.HOST_IP).returncode == 0
+
+
+def test_master_serves_the_repo_and_accepts_only_lab_keys(lab):
+    cfg = saltmaster.config()
+    assert cfg["interface"] == config.HOST_IP
+    assert cfg["file_roots"] == {"base": [str(config.REPO / "salt"), str(config.REPO)]}
+    assert cfg["pillar_roots"] == {"base": [str(config.REPO / "pillar")]}
+    # a stranger's minion (a fresh key, id "intruder") gets no further than "pending"
+    minion = (
+        "id: intruder\nmaster: 198.18.0.1\npki_dir: /tmp/intruder/pki\n"
+        "cachedir: /tmp/intruder/cache\nacceptance_wait_time: 1\n"
+    )
+    lab.sh("client", "mkdir -p /tmp/intruder && cat > /tmp/intruder/minion", input=minion)
+    lab.sh(
+        "client",
+        "timeout 15 salt-call -c /tmp/intruder test.ping >/dev/null 2>&1; true",
+        timeout=60,
+    )
+    try:
+        keys = json.loads(lab.salt_cli("salt-key", "-L", "--out=json").stdout)
+        assert "intruder" not in keys["minions"]
+        assert "intruder" in keys["minions_pre"]
+        assert sorted(keys["minions"]) == sorted(lab.nodes)
+    finally:
+        lab.salt_cli("salt-key", "-y", "-d", "intruder")
+        lab.sh("client", "rm -rf /tmp/intruder")
+
+
+def test_cli_exec_salt_and_status(lab):
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "lab", *args],
+            cwd=config.REPO,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+
+    assert cli("exec", "cp-2", "--", "hostname").stdout.strip() == "cp-2"
+    assert cli("exec", "cp-2", "--", "false").returncode == 1
+    ping = cli("salt", "cp-3", "test.ping", "--out=json")
+    assert json.loads(ping.stdout) == {"cp-3": True}
+    status = json.loads(cli("status", "--json").stdout)
+    assert {n: m["systemd"] for n, m in status["machines"].items()} == dict.fromkeys(
+        lab.nodes, "running"
+    )
+    assert all(s["alive"] for s in status["services"].values())
+    assert "Started" in cli("logs", "cp-1", "salt-minion").stdout
