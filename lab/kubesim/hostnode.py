@@ -27,7 +27,12 @@ from lab.kubesim.build import etcd_binaries
 HERE = Path(__file__).resolve().parent
 PYTHON = "/usr/bin/python3"
 HUB = "kubesim-hub"
+CONTAINERD_CONFIG = """version = 2
+[plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
+  SystemdCgroup = true
+"""
 TMPFS = [
+    "/etc/containerd",
     "/etc/kubernetes",
     "/var/lib/kubelet",
     "/var/lib/etcd",
@@ -126,6 +131,8 @@ class HostNode:
             hostname {self.name}
             for d in {" ".join(TMPFS)}; do mkdir -p $d; mount -t tmpfs tmpfs $d; done
             mkdir -p /etc/kubernetes/manifests
+            cat > /etc/containerd/config.toml <<'EOF'
+{CONTAINERD_CONFIG}EOF
             exec {PYTHON} -c '
 import socket, os, signal, sys
 s = socket.socket(socket.AF_UNIX); s.bind("/run/containerd/containerd.sock"); s.listen(16)

@@ -32,6 +32,7 @@ from .. import cri, klog, kubeconfig, pki
 from .. import flags as flagutil
 from ..kubeclient import ApiError, Client
 from ..versions import Version, own_version
+from . import cgroups
 from .node import NodeAgent
 from .pods import Pod, PodRuntime, _pod_ip, load_static_pods, rfc3339
 
@@ -135,6 +136,9 @@ class Kubelet:
         self.last_loop = time.monotonic()
         self.runtime_version = runtime_version()
         self.endpoint = "unix:///run/containerd/containerd.sock"
+        self.cgroup_problem = cgroups.driver_mismatch(config)
+        if self.cgroup_problem:
+            klog.warning(f'"Cgroup driver mismatch" err="{self.cgroup_problem}"', "kubelet.go:1520")
 
     # -- API client / TLS bootstrap -----------------------------------------------------------
     def connect(self) -> None:
@@ -223,8 +227,25 @@ class Kubelet:
         assert self.client is not None
         return self.client.list("pods", field_selector=f"spec.nodeName={self.node_name}")["items"]
 
+    def churn_sandboxes(self) -> None:
+        """With mismatched cgroup drivers, sandboxes do not last (see cgroups.py)."""
+        now = time.time_ns()
+        for s in self.records.sandboxes():
+            if s.state != cri.READY or s.uid in self.runtime.terminating:
+                continue
+            if (now - s.created_at) / 1e9 < cgroups.CHURN_SECONDS:
+                continue
+            klog.info(
+                f'"Pod sandbox changed, it will be killed and re-created" pod="{s.namespace}/'
+                f'{s.name}"',
+                "kuberuntime_manager.go:1027",
+            )
+            self.runtime.kill_pod(s.uid, 0)
+
     def sync(self) -> None:
         self.runtime.reap()
+        if self.cgroup_problem:
+            self.churn_sandboxes()
         desired = load_static_pods(self.static_path, self.node_name)
         self.connect()
         api_items: list[dict] = []
@@ -508,6 +529,12 @@ def run(argv: list[str]) -> int:
     )
     klog.info(f'"Kubelet version" kubeletVersion="{version}"', "server.go:484")
     problem = check_cri(endpoint)
+    if problem is None and cgroups.cri_disabled():
+        problem = (
+            f"validate service connection: validate CRI v1 runtime API for endpoint "
+            f'"{endpoint}": rpc error: code = Unimplemented desc = unknown service '
+            "runtime.v1.RuntimeService"
+        )
     if problem:
         klog.error(f'"command failed" err="failed to run Kubelet: {problem}"', "run.go:74")
         return 1
