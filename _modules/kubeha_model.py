@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import logging
 
-from salt.exceptions import SaltInvocationError
+from salt.exceptions import CommandExecutionError
 
 log = logging.getLogger(__name__)
 
@@ -37,8 +37,11 @@ def __virtual__():
     return __virtualname__
 
 
-class ModelError(SaltInvocationError):
-    """The cluster model in pillar is not usable; the message lists every problem."""
+class ModelError(CommandExecutionError):
+    """The cluster model in pillar is not usable; the message lists every problem.
+
+    Not a SaltInvocationError: Salt treats those as wrong CLI arguments and prints usage.
+    """
 
 
 def version_tuple(version: str) -> tuple[int, int, int]:

@@ -225,10 +225,10 @@ def test_bad_model_is_refused_with_key_and_fix(salt_funcs, example, model_with, 
 
 
 def test_validate_raises_with_every_problem_listed(salt_funcs, example, model_with):
-    from salt.exceptions import SaltInvocationError
+    from salt.exceptions import CommandExecutionError
 
     model = model_with(example, {"vip": {"lb_port": 6443}, "vrrp": {"auth_pass": ""}})
-    with pytest.raises(SaltInvocationError) as err:
+    with pytest.raises(CommandExecutionError) as err:
         salt_funcs["kubeha_model.validate"](model)
     text = str(err.value)
     assert "2 problem(s); nothing was changed" in text
