@@ -52,6 +52,19 @@ def ensure_hub() -> None:
     subprocess.run(hub + ["ip", "link", "set", "br0", "up"], check=True, timeout=10)
 
 
+def remove_stale(netns: str) -> None:
+    """A namespace of ours left by an interrupted run: end its processes by PID, drop it."""
+    if not Path(f"/run/netns/{netns}").exists():
+        return
+    pids = subprocess.run(
+        ["ip", "netns", "pids", netns], capture_output=True, text=True, timeout=10, check=False
+    ).stdout.split()
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError, ValueError):
+            os.kill(int(pid), signal.SIGKILL)
+    subprocess.run(["ip", "netns", "del", netns], check=False, timeout=10)
+
+
 def remove_hub() -> None:
     """Remove the hub once no host node is left in it."""
     others = [p for p in Path("/run/netns").glob("kubesim-*") if p.name != HUB]
@@ -98,6 +111,7 @@ class HostNode:
     def create(self) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
         write_launchers(self.bindir, self.version)
+        remove_stale(self.netns)
         subprocess.run(["ip", "netns", "add", self.netns], check=True, timeout=10)
         ns = ["ip", "netns", "exec", self.netns]
         subprocess.run(ns + ["ip", "link", "set", "lo", "up"], check=True, timeout=10)
