@@ -216,6 +216,55 @@ def init_configuration(kubeha: dict) -> dict:
     return _merge(doc, kubeha["kubeadm"].get("init_configuration") or {})
 
 
+def join_configuration(kubeha: dict) -> dict:
+    """
+    This node's JoinConfiguration without secrets: ``kubeadm_join.join`` adds the discovery
+    token and, for a control plane, the certificate key into a 0600 copy at join time.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call kubeha_kubeadm_config.join_configuration "$(cat model.json)"
+    """
+    d = kubeha["derived"]
+    api = d["kubeadm_api"]
+    node = d["node"]
+    kubelet_args = {"node-ip": node["ip"], **(kubeha["kubelet"].get("extra_args") or {})}
+    doc = {
+        "apiVersion": f"kubeadm.k8s.io/{api}",
+        "kind": "JoinConfiguration",
+        "nodeRegistration": {
+            "name": node["name"],
+            "criSocket": kubeha["containerd"].get("socket") or CRI_SOCKET_DEFAULT,
+            "kubeletExtraArgs": _args(api, kubelet_args),
+        },
+    }
+    if d["is_control_plane"]:
+        doc["controlPlane"] = {
+            "localAPIEndpoint": {
+                "advertiseAddress": node["ip"],
+                "bindPort": kubeha["apiserver"]["port"],
+            }
+        }
+        if d["apiserver_bind_address"] != kubeha["apiserver"]["bind_address"]:
+            doc["patches"] = {"directory": f"{kubeha['kubeadm']['config_dir']}/patches"}
+    return doc
+
+
+def render_join(kubeha: dict) -> str:
+    """
+    The JoinConfiguration file as YAML text.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call kubeha_kubeadm_config.render_join "$(cat model.json)"
+    """
+    return _dump([join_configuration(kubeha)])
+
+
 def kubelet_configuration(kubeha: dict) -> dict:
     """
     The KubeletConfiguration document (cgroup driver matching containerd's runc).

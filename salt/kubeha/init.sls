@@ -1,7 +1,7 @@
 # -*- coding: utf-8 -*-
 # vim: ft=sls
-# Converge one node: every node gets the node prep, containerd and the pinned kube
-# packages; control planes also get the VIP provider and the kubeadm configuration.
+# Converge one node: every node gets the node prep, containerd, the pinned kube packages
+# and its kubeadm configuration; control planes also get the VIP provider.
 # `kubeadm init/join` are orchestration steps (orch.bootstrap), not part of this state.
 {%- set tplroot = tpldir.split('/')[0] %}
 {%- from tplroot ~ "/map.jinja" import mapdata as kubeha with context %}
@@ -13,7 +13,7 @@ include:
   - .node
   - .containerd
   - .packages
-{%- if kubeha.derived.is_control_plane %}
   - .kubeadm
+{%- if kubeha.derived.is_control_plane %}
   - .lb
 {%- endif %}

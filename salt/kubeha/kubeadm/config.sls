@@ -1,15 +1,12 @@
 # -*- coding: utf-8 -*-
 # vim: ft=sls
-# kubeadm's configuration for this control plane (the API its version reads), the audit
-# policy the apiserver mounts, and the per-node patches. Root-only: they describe the
-# cluster's security settings.
+# kubeadm's configuration for this node in the API its version reads: the init config and
+# audit policy on control planes, the join config on every node but the init node, and
+# per-node patches. Root-only: they describe the cluster's security settings.
 {%- set tplroot = tpldir.split("/")[0] %}
 {%- from tplroot ~ "/map.jinja" import mapdata as kubeha with context %}
 {%- from tplroot ~ "/config_files.jinja" import config_files with context %}
-{%- if not kubeha.derived.is_control_plane %}
-{{- raise('kubeha.kubeadm applies to control planes only; ' ~ grains.id ~ ' is not one.') }}
-{%- endif %}
-{%- set audit = kubeha.apiserver.audit %}
+{%- set audit = kubeha.apiserver.audit if kubeha.derived.is_control_plane else {'enabled': False} %}
 
 kubeha-kubeadm-config-dir-managed:
   file.directory:
@@ -26,7 +23,7 @@ kubeha-kubeadm-audit-log-dir-managed:
     - mode: '0700'
     - makedirs: True
 {%- endif %}
-{%- for key in ['kubeadm-config', 'audit-policy', 'apiserver-bind-patch', 'kubeadm-upgrade-config'] %}
+{%- for key in ['kubeadm-config', 'kubeadm-join-config', 'audit-policy', 'apiserver-bind-patch', 'kubeadm-upgrade-config'] %}
 {%-   if key in config_files %}
 {%-     set f = config_files[key] %}
 
@@ -46,7 +43,7 @@ kubeha-kubeadm-{{ key }}-file-managed:
       - file: kubeha-kubeadm-config-dir-managed
 {%-   endif %}
 {%- endfor %}
-{%- if 'apiserver-bind-patch' not in config_files %}
+{%- if kubeha.derived.is_control_plane and 'apiserver-bind-patch' not in config_files %}
 
 kubeha-kubeadm-apiserver-bind-patch-file-absent:
   file.absent:

@@ -1,0 +1,159 @@
+"""
+What a kubeha cluster looks like right now, gathered through the master from its nodes:
+API through the VIP, who holds the VIP, HAProxy's view of every apiserver, etcd members
+with leader and size, Nodes with Ready and version, Lease holders. The final gate of
+orch.bootstrap and the reports read the same snapshot.
+
+CLI Example:
+
+.. code-block:: bash
+
+    salt-run kubeha_status.snapshot lab
+"""
+
+from __future__ import annotations
+
+import time
+
+import salt.client
+
+
+def _ask(nodes, fun: str, *args, timeout: float = 30, **kwargs) -> dict:
+    """{node: return or {"error": ...}} for every node asked."""
+    nodes = [nodes] if isinstance(nodes, str) else list(nodes)
+    client = salt.client.get_local_client(mopts=__opts__)
+    try:
+        res = client.cmd(
+            nodes,
+            fun,
+            arg=list(args),
+            kwarg=kwargs,
+            tgt_type="list",
+            timeout=timeout,
+            full_return=True,
+        )
+    finally:
+        client.destroy()
+    out = {}
+    for node in nodes:
+        answer = res.get(node)
+        if not isinstance(answer, dict):
+            out[node] = {"error": f"no answer within {timeout:g} s"}
+        elif answer.get("retcode", 0) != 0:
+            out[node] = {"error": str(answer.get("ret"))}
+        else:
+            out[node] = answer.get("ret")
+    return out
+
+
+def _first_answer(nodes: list[str], fun: str, *args, **kwargs):
+    """The first control plane that answers ``fun`` without error (the init node may be down)."""
+    errors = {}
+    for node in nodes:
+        ret = _ask(node, fun, *args, **kwargs)[node]
+        if not (isinstance(ret, dict) and "error" in ret):
+            return node, ret
+        errors[node] = ret["error"]
+    return None, {"error": errors}
+
+
+def snapshot(cluster: str) -> dict:
+    """
+    The cluster as its nodes report it, one section per layer; a section that could not be
+    read holds ``{"error": ...}`` instead of failing the whole snapshot.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-run kubeha_status.snapshot lab
+    """
+    model = __salt__["kubeha.model"](cluster)
+    vip = model["vip"]
+    cps = [n["name"] for n in model["control_plane"]]
+    vip_url = f"https://{vip.get('dns_name') or vip['address']}:{vip['lb_port']}"
+    asked_from, vip_ready = _first_answer(cps, "apiserver.readyz", server=vip_url)
+    out = {
+        "cluster": cluster,
+        "taken_at": time.time(),
+        "version": model["kubernetes"]["version"],
+        "vip": {
+            "address": vip["address"],
+            "url": vip_url,
+            "provider": vip["provider"],
+            "readyz": vip_ready,
+            "asked_from": asked_from,
+        },
+    }
+    if vip["provider"] == "keepalived-haproxy":
+        holds = _ask(cps, "keepalived.holds_vip", vip["address"])
+        out["vip"]["holders"] = sorted(n for n, held in holds.items() if held is True)
+        out["vip"]["unknown"] = {n: h["error"] for n, h in holds.items() if isinstance(h, dict)}
+        out["haproxy"] = _ask(cps, "haproxy_runtime.servers")
+    _, out["etcd"] = _first_answer(cps, "etcdctl.endpoint_status")
+    _, out["nodes"] = _first_answer(cps, "apiserver.nodes")
+    _, out["leases"] = _first_answer(cps, "apiserver.leases")
+    return out
+
+
+def problems(cluster: str, snap: dict, model: dict) -> list[str]:
+    """
+    What in a snapshot falls short of a healthy cluster of this model (empty = healthy).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-run kubeha_status.problems lab "$(salt-run kubeha_status.snapshot lab --out=json)"
+    """
+    out = []
+    cps = [n["name"] for n in model["control_plane"]]
+    want_nodes = cps + [n["name"] for n in model.get("workers") or []]
+    ready = snap["vip"]["readyz"]
+    if not (isinstance(ready, dict) and ready.get("ok")):
+        out.append(f"the API does not answer /readyz through the VIP {snap['vip']['url']}: {ready}")
+    if "holders" in snap["vip"] and len(snap["vip"]["holders"]) != 1:
+        out.append(
+            f"VIP {model['vip']['address']} held by {snap['vip']['holders']}, expected one node"
+        )
+    for node, servers in (snap.get("haproxy") or {}).items():
+        if isinstance(servers, dict):
+            out.append(f"HAProxy on {node} cannot be read: {servers.get('error')}")
+            continue
+        down = [
+            f"{s['name']} {s['status']} ({s['check_status']})" for s in servers if not s["is_up"]
+        ]
+        if down:
+            out.append(f"HAProxy on {node} sees backends not UP: {down}")
+    etcd = snap["etcd"]
+    if isinstance(etcd, dict):
+        out.append(f"etcd status cannot be read: {etcd.get('error')}")
+    else:
+        failing = [e["endpoint"] for e in etcd if e.get("errors")]
+        if len(etcd) != len(cps) or failing:
+            out.append(
+                f"etcd has {len(etcd)} answering members (want {len(cps)}); errors at {failing}"
+            )
+        if not any(e.get("is_leader") for e in etcd):
+            out.append("etcd reports no leader")
+    nodes = snap["nodes"]
+    if isinstance(nodes, dict):
+        out.append(f"Nodes cannot be listed: {nodes.get('error')}")
+    else:
+        version = f"v{model['kubernetes']['version']}"
+        seen = {n["name"]: n for n in nodes}
+        for name in want_nodes:
+            node = seen.get(name)
+            if node is None:
+                out.append(f"Node {name} is not registered")
+            elif not node["ready"] or node["kubelet_version"] != version:
+                out.append(
+                    f"Node {name}: Ready={node['ready']} ({node['ready_reason']}), "
+                    f"kubelet {node['kubelet_version']} (want {version})"
+                )
+    leases = snap["leases"]
+    if isinstance(leases, dict):
+        out.append(f"Leases cannot be read: {leases.get('error')}")
+    else:
+        out += [f"Lease {lease['name']} has no holder" for lease in leases if not lease["holder"]]
+    return out
