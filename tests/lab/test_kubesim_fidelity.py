@@ -48,7 +48,14 @@ class Machines:
     def __call__(
         self, node: str, argv: list[str], timeout: float = 120
     ) -> subprocess.CompletedProcess:
-        return self.lab.exec(node, *argv, timeout=timeout, check=False)
+        # as root with the admin kubeconfig, like the runbook's `export KUBECONFIG=...`
+        return self.lab.exec(
+            node,
+            *argv,
+            timeout=timeout,
+            check=False,
+            env={"KUBECONFIG": "/etc/kubernetes/admin.conf"},
+        )
 
     def sh(self, node: str, script: str, timeout: float = 600) -> str:
         return fidelity.must(self(node, ["sh", "-c", script], timeout))
@@ -57,8 +64,9 @@ class Machines:
         self.sh(node, f"echo '{repo_line(minor)}' > /etc/apt/sources.list.d/kubernetes.list")
         self.sh(
             node,
-            "export DEBIAN_FRONTEND=noninteractive; apt-get update -qq && "
-            f"apt-get install -y -qq containerd kubeadm={version} kubelet={version} "
+            "export DEBIAN_FRONTEND=noninteractive; apt='apt-get -o DPkg::Lock::Timeout=600'; "
+            "$apt update -qq && "
+            f"$apt install -y -qq containerd kubeadm={version} kubelet={version} "
             f"kubectl={version} >/dev/null && sysctl -qw net.ipv4.ip_forward=1 && "
             "swapoff -a && systemctl enable --now containerd",
         )
