@@ -240,8 +240,15 @@ while True:
                 shutil.copy2(etcd_dir / name, target / name)
 
     def destroy(self) -> None:
-        # containers run in their own sessions: kill them by the PIDs the records hold
-        if getattr(self, "holder", None) is not None and self.holder.poll() is None:
+        """Stop everything this node runs, by PID: kubelet first (no more restarts), then
+        the containers its records name, then whatever else lives in the namespace."""
+        holder = getattr(self, "holder", None)
+        for proc in self.procs:
+            if proc is not holder and proc.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=10)
+        if holder is not None and holder.poll() is None:
             self.run(
                 [
                     PYTHON,
@@ -256,12 +263,12 @@ while True:
                 ],
                 timeout=30,
             )
-        for proc in reversed(self.procs):
-            if proc.poll() is None:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=10)
-        subprocess.run(["ip", "netns", "del", self.netns], check=False, timeout=10)
+        remove_stale(self.netns)  # every process left in the namespace, then the namespace
+        if holder is not None and holder.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(holder.pid, signal.SIGKILL)
+        if holder is not None:
+            holder.wait(timeout=10)
 
 
 def etcd_dir() -> Path:
