@@ -1,7 +1,8 @@
 """The lab's fault switches, each recorded with a precise timestamp.
 
-power-off      cable out and PID 1 SIGKILLed: every process dies at once, the NIC loses its
-               addresses (a VIP included), the disk (overlay) survives
+power-off      cable out and PID 1 SIGKILLed: every process dies at once; the machine's
+               network namespace goes too (addresses, a VIP, sysctls, iptables rules),
+               the disk (overlay) survives
 power-on       boots the same disk again; returns once systemd is running
 cable-cut      host end of the veth down: the machine keeps running, sees NO-CARRIER
 cable-restore  plugs it back

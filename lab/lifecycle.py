@@ -10,6 +10,7 @@ cgroups named kha-*, then checks that nothing of the lab is left.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import signal
@@ -20,11 +21,13 @@ from pathlib import Path
 
 from lab import cgroups, inventory, machine, mirror, network, procs, saltmaster, signing, state
 from lab.base import ensure_base, mount_base
+from lab.base import image_path as base_image_path
 from lab.config import (
     BASE_MOUNT,
     DISK_ROOT,
     MOUNT_ROOT,
     SERVICES_CGROUP,
+    STATE,
     Machine,
     machine_from_name,
     topology,
@@ -52,6 +55,7 @@ class UpReport:
     machines: dict[str, str] = field(default_factory=dict)  # name -> ip
     timings: dict[str, float] = field(default_factory=dict)
     total: float = 0.0
+    cold: bool = False  # the base image had to be built
 
 
 def preflight() -> None:
@@ -89,6 +93,7 @@ def up(workers: int = 0, client: bool = False) -> UpReport:
         wanted = {m.name: m for m in topology(workers, client)}
         wanted |= {n: machine_from_name(n) for n in record.machines}  # up never removes one
         t = time.monotonic()
+        cold = not base_image_path().exists()
         base = mount_base(ensure_base())
         report.timings["base image"] = time.monotonic() - t
         t = time.monotonic()
@@ -117,7 +122,23 @@ def up(workers: int = 0, client: bool = False) -> UpReport:
         report.timings["minions"] = time.monotonic() - t
     report.machines = {n: m.ip for n, m in wanted.items()}
     report.total = time.monotonic() - started
+    report.cold = cold
+    _journal_up(report)
     return report
+
+
+def _journal_up(report: UpReport) -> None:
+    """Append the timings to lab/.state/up-times.jsonl (cold = the base image was built)."""
+    line = {
+        "at": time.time(),
+        "cold": report.cold,
+        "total_s": round(report.total, 1),
+        "machines": sorted(report.machines),
+        "timings_s": {k: round(v, 1) for k, v in report.timings.items()},
+    }
+    STATE.mkdir(parents=True, exist_ok=True)
+    with open(STATE / "up-times.jsonl", "a") as journal:
+        journal.write(json.dumps(line, sort_keys=True) + "\n")
 
 
 def _ensure_services(record: state.LabRecord) -> None:
@@ -162,6 +183,12 @@ def _ensure_machines(record: state.LabRecord, machines: list[Machine], base: Pat
 def start_machine(rec: state.MachineRecord, base: Path) -> None:
     """Power on: network, disk, seed files, nspawn. Returns once its systemd exists."""
     m = rec.machine
+    if cgroups.path("freezer", m.cgroup).exists():
+        # Anything still in the machine's cgroup outlived its nspawn (killed from outside,
+        # or an interrupted run): it must not share the disk with the new boot.
+        cgroups.thaw(m.cgroup)
+        _kill_cgroup(m.cgroup)
+        cgroups.remove(m.cgroup)
     network.ensure_machine_net(m)
     network.set_cable(m, plugged=rec.cable == "plugged")
     machine.mount_overlay(m, base)
@@ -180,7 +207,12 @@ def finish_boot(rec: state.MachineRecord, timeout: float = 120) -> str:
 
 
 def stop_machine(rec: state.MachineRecord) -> None:
-    """Power off: cable out, PID 1 killed, addresses gone (a dead NIC answers nothing)."""
+    """Power off: cable out, PID 1 killed, then the machine's network namespace deleted.
+
+    The namespace holds the kernel side of the machine (addresses, a VIP keepalived added,
+    sysctls, iptables rules, conntrack): a real power cycle loses all of it, so the next
+    power-on starts from a fresh one.
+    """
     m = rec.machine
     network.set_cable(m, plugged=False)
     if rec.nspawn is not None:
@@ -190,7 +222,8 @@ def stop_machine(rec: state.MachineRecord) -> None:
     if rec.nspawn is not None:
         machine.wait_exit(rec.nspawn)
     _kill_cgroup(m.cgroup)
-    network.deconfigure_nic(m)
+    network.remove_namespace(m.netns)
+    network.remove_link(m.host_veth)  # normally gone with the namespace's end of the pair
     rec.power, rec.nspawn, rec.init_pid, rec.frozen = "off", None, None, False
 
 

@@ -85,20 +85,9 @@ def configure_nic(machine: Machine) -> None:
     _ip("link", "set", NIC, "up", netns=machine.netns)
 
 
-def deconfigure_nic(machine: Machine) -> None:
-    """A powered-off machine holds no address (not even a VIP keepalived had added)."""
-    _ip("addr", "flush", "dev", NIC, netns=machine.netns)
-    _ip("link", "set", NIC, "down", netns=machine.netns)
-
-
 def set_cable(machine: Machine, plugged: bool) -> None:
     """Carrier on/off for the machine, as pulling its cable from the switch would."""
     _ip("link", "set", machine.host_veth, "up" if plugged else "down")
-
-
-def cable_plugged(machine: Machine) -> bool:
-    out = json.loads(_ip("-j", "link", "show", "dev", machine.host_veth).stdout)
-    return "UP" in out[0].get("flags", [])
 
 
 def remove_namespace(name: str) -> None:
@@ -111,4 +100,5 @@ def remove_namespace(name: str) -> None:
 def remove_link(name: str) -> None:
     if not name.startswith(PREFIX):
         raise LabError(f"refusing to remove link {name!r}: not the lab's ({PREFIX}*)")
-    _ip("link", "del", name, check=False)
+    if link_exists(name):
+        _ip("link", "del", name, check=False)

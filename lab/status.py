@@ -11,7 +11,9 @@ from lab.config import HOST_IP, MIRROR_URL, SALT_RET_PORT
 def collect() -> dict[str, Any]:
     record = state.load()
     machines = {}
-    for name, rec in record.machines.items():
+    order = sorted(record.machines, key=lambda n: int(record.machines[n].machine.ip.split(".")[3]))
+    for name in order:
+        rec = record.machines[name]
         m = rec.machine
         alive = rec.power == "on" and rec.nspawn is not None and procs.alive(rec.nspawn)
         if rec.frozen:

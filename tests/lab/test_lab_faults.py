@@ -212,3 +212,19 @@ def test_faults_refuse_impossible_transitions(lab_healthy):
         lab.fault("cp-1", "meteor-strike")
     with pytest.raises(faults.LabError, match="not a lab machine"):
         lab.fault("w-9", "power-off")
+
+
+def test_power_cycle_resets_the_kernel_side_but_keeps_the_disk(lab_healthy):
+    lab = lab_healthy
+    node = "client"
+    lab.exec(node, "sysctl", "-w", "net.ipv4.ip_forward=1")
+    lab.exec(node, "ip", "addr", "add", "198.18.0.199/24", "dev", "ens160")
+    lab.sh(node, "echo kept > /root/kha-disk-marker")
+    lab.fault(node, "power-off")
+    assert lab.exec("cp-1", "ping", "-c1", "-W1", "198.18.0.199", check=False).returncode != 0
+    lab.fault(node, "power-on")
+    assert lab.exec(node, "sysctl", "-n", "net.ipv4.ip_forward").stdout.strip() == "0"
+    addrs = json.loads(lab.exec(node, "ip", "-j", "-4", "addr", "show", "ens160").stdout)
+    assert [a["local"] for a in addrs[0]["addr_info"]] == [lab.ip(node)]
+    assert lab.exec(node, "cat", "/root/kha-disk-marker").stdout == "kept\n"
+    lab.exec(node, "rm", "/root/kha-disk-marker")
