@@ -66,12 +66,15 @@ def preflight() -> None:
     if missing:
         raise LabError(f"missing {', '.join(missing)}: run `make system-deps` (lab.txt)")
     cgroups.check_host()
-    kernel_features()
+    for note in kernel_features():
+        say(note)
 
 
 def kernel_features() -> list[str]:
     """br_netfilter and overlay, loaded on the host (machines cannot load modules)."""
     notes = []
+    if not Path("/proc/modules").exists():
+        notes.append("kernel without module support: overlay, br_netfilter must be built in")
     checks = {"br_netfilter": Path("/proc/sys/net/bridge"), "overlay": None}
     for module, probe in checks.items():
         present = probe.exists() if probe else "overlay" in Path("/proc/filesystems").read_text()

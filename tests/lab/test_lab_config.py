@@ -107,3 +107,20 @@ def test_machine_files_point_only_at_the_lab():
     assert "master: 198.18.0.1\n" in minion and "id: cp-1\n" in minion
     assert machine.machine_id(cp1) != machine.machine_id(config.machine_from_name("cp-2"))
     assert len(machine.machine_id(cp1)) == 32
+
+
+def test_master_config_includes_the_repos_reactors(tmp_path, monkeypatch):
+    from lab import saltmaster
+
+    monkeypatch.setattr(saltmaster, "REACTORS", tmp_path / "absent.yaml")
+    assert "reactor" not in saltmaster.config()
+    reactors = tmp_path / "reactors.yaml"
+    reactors.write_text("- 'kubeha/vrrp/*':\n    - salt://reactor/vip.sls\n")
+    monkeypatch.setattr(saltmaster, "REACTORS", reactors)
+    cfg = saltmaster.config()
+    assert cfg["reactor"] == [{"kubeha/vrrp/*": ["salt://reactor/vip.sls"]}]
+    assert cfg["interface"] == "198.18.0.1" and cfg["auto_accept"] is False
+    assert str(cfg["pki_dir"]).startswith(str(config.STATE))
+    reactors.write_text("kubeha/vrrp/*: salt://reactor/vip.sls\n")
+    with pytest.raises(saltmaster.LabError, match="YAML list"):
+        saltmaster.config()
