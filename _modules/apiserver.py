@@ -194,11 +194,16 @@ def ttfb(
     server=None,
     kubeconfig=None,
     timeout=5,
+    timeline=False,
 ):
     """
     Time to first byte of ``GET path`` over a fresh TCP + TLS connection per request
     (as kubectl does), ``count`` times every ``interval`` seconds: p50/p95/p99/max in ms
-    and the errors (timeouts, resets, non-2xx).
+    and the errors (timeouts, resets, non-2xx), plus the longest stall: the longest time
+    without a successful answer.
+
+    With ``timeline=True`` the return also holds every request as
+    ``[seconds since start, ttfb ms or None, error or ""]`` for plotting.
 
     CLI Example:
 
@@ -207,17 +212,22 @@ def ttfb(
         salt 'client' apiserver.ttfb count=100 interval=0.1 server=https://198.18.0.10:8443
     """
     creds = _Creds(kubeconfig)
-    samples, errors, last_error = [], 0, ""
+    samples, errors, last_error, records = [], 0, "", []
+    started_wall = time.time()
     try:
         ctx = creds.context()
         parts = urllib.parse.urlsplit(server or creds.server)
         start = time.monotonic()
+        last_ok = start
+        longest_stall = 0.0
         for i in range(int(count)):
             time.sleep(max(0.0, start + i * float(interval) - time.monotonic()))
             began = time.perf_counter()
+            sent_at = time.monotonic() - start
             conn = http.client.HTTPSConnection(
                 parts.hostname, parts.port or 443, context=ctx, timeout=float(timeout)
             )
+            error = ""
             try:
                 conn.request("GET", path)
                 resp = conn.getresponse()  # returns once the status line has arrived
@@ -225,17 +235,32 @@ def ttfb(
                 resp.read()
                 if 200 <= resp.status < 300:
                     samples.append((first_byte - began) * 1000.0)
+                    now = time.monotonic()
+                    longest_stall = max(longest_stall, now - last_ok)
+                    last_ok = now
                 else:
-                    errors += 1
-                    last_error = f"HTTP {resp.status}"
+                    error = f"HTTP {resp.status}"
             except (OSError, ssl.SSLError, http.client.HTTPException) as err:
-                errors += 1
-                last_error = str(err) or type(err).__name__
+                error = str(err) or type(err).__name__
             finally:
                 conn.close()
+            if error:
+                errors += 1
+                last_error = error
+            records.append([round(sent_at, 3), None if error else round(samples[-1], 3), error])
+        longest_stall = max(longest_stall, time.monotonic() - last_ok)
     finally:
         creds.close()
-    return dict(_summarize(samples, errors), path=path, last_error=last_error)
+    out = dict(
+        _summarize(samples, errors),
+        path=path,
+        last_error=last_error,
+        started_at=started_wall,
+        longest_stall_ms=round(longest_stall * 1000.0, 1),
+    )
+    if timeline:
+        out["timeline"] = records
+    return out
 
 
 def _client(kubeconfig):

@@ -12,7 +12,7 @@ CLI Example:
 .. code-block:: bash
 
     salt-run kubeha_gate.reachable lab
-    salt-run kubeha_gate.etcd_healthy lab members=3
+    salt-run kubeha_gate.etcd_healthy lab nodes='[cp-1, cp-2, cp-3]'
     salt-run kubeha_gate.final lab
 """
 
@@ -201,34 +201,37 @@ def _refuse(msg: str) -> dict:
     return {"result": False, "retcode": 1, "Error": msg, "comment": msg}
 
 
-def etcd_healthy(cluster: str, members: int, wait: float = 180, via: str | None = None) -> dict:
+def etcd_healthy(cluster: str, nodes, wait: float = 180, via: str | None = None) -> dict:
     """
-    etcd has exactly ``members`` started members and every one of them is healthy, asked
-    from ``via`` (default: the init node).
+    Every listed node is a started etcd member, and every member (listed or not) is started
+    and healthy, asked from ``via`` (default: the first listed node). A half-joined member
+    left by a failed join fails this gate instead of hiding behind the count.
 
     CLI Example:
 
     .. code-block:: bash
 
-        salt-run kubeha_gate.etcd_healthy lab members=3
+        salt-run kubeha_gate.etcd_healthy lab nodes='[cp-1, cp-2, cp-3]'
     """
-    via = via or _model(cluster)["derived"]["init_node"]
+    nodes = [nodes] if isinstance(nodes, str) else list(nodes)
+    via = via or nodes[0]
 
     def check():
         ok, listed = _call(via, "etcdctl.member_list", timeout=30)[via]
         if not ok:
             raise GateFailed(f"etcd member list on {via} failed: {listed}")
-        started = [m for m in listed if m.get("name")]
-        if len(listed) != int(members) or len(started) != int(members):
-            names = [m.get("name") or "(unstarted)" for m in listed]
-            raise GateFailed(f"etcd has members {names}, expected {members} started")
+        # kubeadm names each stacked member after its node; an unstarted member has no name.
+        names = [m.get("name") or "(unstarted)" for m in listed]
+        missing = [n for n in nodes if n not in names]
+        if missing or "(unstarted)" in names:
+            raise GateFailed(f"etcd members are {names}; expected started members for {nodes}")
         ok, health = _call(via, "etcdctl.endpoint_health", timeout=30)[via]
         if not ok:
             raise GateFailed(f"etcd endpoint health on {via} failed: {health}")
         sick = [f"{h.get('endpoint')} ({h.get('error')})" for h in health if not h.get("healthy")]
         if sick:
             raise GateFailed(f"etcd members not healthy: {sick}")
-        return {"comment": f"{members} etcd members started and healthy", "etcd": listed}
+        return {"comment": f"etcd members {names} started and healthy", "etcd": listed}
 
     return _outcome("etcd", check, wait)
 
@@ -274,7 +277,7 @@ def control_plane_ready(cluster: str, nodes, wait: float = 300) -> dict:
         salt-run kubeha_gate.control_plane_ready lab nodes='[cp-1, cp-2]'
     """
     nodes = [nodes] if isinstance(nodes, str) else list(nodes)
-    etcd = etcd_healthy(cluster, members=len(nodes), wait=wait)
+    etcd = etcd_healthy(cluster, nodes, wait=wait)
     if not etcd["result"]:
         return etcd
     api = apiservers_ready(cluster, nodes, wait=wait)

@@ -148,7 +148,9 @@ def cli(program: str, args: list[str], *, timeout: float = 300, check: bool = Fa
 def cli_json(program: str, args: list[str], *, timeout: float = 300):
     """Like `cli`, with `--out=json --static`, parsed. A minion that did not answer in time
     is missing from the result or maps to False, as in Salt's own output."""
-    proc = cli(program, ["--out=json", "--static", *args], timeout=timeout)
+    # --static (one JSON document for all minions) exists for `salt` only.
+    static = ["--static"] if program == "salt" else []
+    proc = cli(program, ["--out=json", *static, *args], timeout=timeout)
     if not proc.stdout.strip():
         raise LabError(
             f"{program} {' '.join(args)}: exit {proc.returncode}, no output\n{proc.stderr[-1500:]}"

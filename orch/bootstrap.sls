@@ -45,6 +45,7 @@
     - tgt: {{ (cps + workers) | join(',') }}
     - tgt_type: list
     - highstate: True
+    - timeout: 900
     - require:
       - salt: {{ prefix }}-no-foreign-cluster
 
@@ -52,6 +53,7 @@
   salt.state:
     - tgt: {{ init }}
     - sls: kubeha.kubeadm.initialized
+    - timeout: 900
     - require:
       - salt: {{ prefix }}-highstate
 
@@ -108,6 +110,7 @@
     - tgt: {{ (cps + workers) | join(',') }}
     - tgt_type: list
     - highstate: True
+    - timeout: 900
     - require:
       - salt: {{ ns.previous }}
 

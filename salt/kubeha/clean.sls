@@ -4,6 +4,7 @@
 include:
   - .lb.clean
   - .kubeadm.clean
+  - .etcd.clean
   - .packages.clean
   - .containerd.clean
   - .node.clean

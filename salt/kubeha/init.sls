@@ -15,5 +15,6 @@ include:
   - .packages
   - .kubeadm
 {%- if kubeha.derived.is_control_plane %}
+  - .etcd
   - .lb
 {%- endif %}

@@ -207,6 +207,8 @@ def get(c: Client, flags: dict, args: list[str]) -> int:
         if not body.endswith(b"\n"):
             sys.stdout.write("\n") if not sys.stdout.isatty() and False else None
         return 0
+    if flags.get("f") or flags.get("filename"):
+        return get_files(c, flags)
     if not args:
         raise KubectlError("error: Required resource not specified.")
     target = args[0]
@@ -237,6 +239,32 @@ def get(c: Client, flags: dict, args: list[str]) -> int:
     )
     output(resource, doc, False, flags, all_ns)
     return 0
+
+
+def get_files(c: Client, flags: dict) -> int:
+    """`kubectl get -f FILE`: each object the manifest names; exit 1 if any is missing,
+    after printing the ones found (kubectl's resource builder, ContinueOnError)."""
+    missing = 0
+    for doc in load_manifests(flags.get("f") or flags.get("filename", "")):
+        resource = KIND_TO_RESOURCE.get(doc.get("kind", ""))
+        name = doc.get("metadata", {}).get("name")
+        if resource is None:
+            print(
+                f'error: the server doesn\'t have a resource type "{doc.get("kind")}"',
+                file=sys.stderr,
+            )
+            missing += 1
+            continue
+        ns = None
+        if RESOURCES[resource][2]:
+            ns = doc.get("metadata", {}).get("namespace") or flags.get("n") or "default"
+        obj = c.get_or_none(resource, name, ns)
+        if obj is None:
+            print(f'Error from server (NotFound): {resource} "{name}" not found', file=sys.stderr)
+            missing += 1
+            continue
+        output(resource, obj, True, flags, False)
+    return 1 if missing else 0
 
 
 def set_unschedulable(c: Client, node: str, value: bool) -> str:

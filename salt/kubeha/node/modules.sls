@@ -14,9 +14,19 @@ kubeha-node-modules-load-file-managed:
 {%- for module in kubeha.node.kernel_modules %}
         {{ module }}
 {%- endfor %}
+{%- set loadable = salt['file.file_exists']('/proc/modules') %}
 {%- for module in kubeha.node.kernel_modules %}
 
 kubeha-node-module-{{ module }}-loaded:
+{%-   if loadable %}
   kmod.present:
     - name: {{ module }}
+{%-   else %}
+  # A kernel without loadable-module support (no /proc/modules, so no lsmod): the module
+  # must be built in. modprobe resolves built-ins through modules.builtin and says clearly
+  # when one is missing.
+  cmd.run:
+    - name: modprobe {{ module }}
+    - unless: modprobe --dry-run --quiet {{ module }}
+{%-   endif %}
 {%- endfor %}

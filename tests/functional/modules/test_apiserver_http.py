@@ -180,6 +180,21 @@ def test_ttfb_uses_a_fresh_connection_per_request(api):
     assert bad["errors"] == 3 and bad["last_error"] == "HTTP 503" and "ttfb_p50_ms" not in bad
 
 
+def test_ttfb_timeline_and_longest_stall(api):
+    salt, _ = api
+    out = salt.apiserver.ttfb(count=10, interval=0.05, timeline=True)
+    times = [t for t, _, _ in out["timeline"]]
+    assert len(times) == 10 and times == sorted(times)
+    assert all(ms is not None and err == "" for _, ms, err in out["timeline"])
+    # Answers every 50 ms: no stall much longer than the interval plus one answer.
+    assert 0 < out["longest_stall_ms"] < 1000
+    # Failures are recorded with their reason, and a run with no answer stalls throughout.
+    bad = salt.apiserver.ttfb(path="/broken", count=4, interval=0.05, timeline=True)
+    assert [ms for _, ms, _ in bad["timeline"]] == [None] * 4
+    assert {err for _, _, err in bad["timeline"]} == {"HTTP 503"}
+    assert bad["longest_stall_ms"] >= 150
+
+
 def test_unreachable_server_is_counted_not_raised(api, tmp_path):
     salt, _ = api
     out = salt.apiserver.ttfb(

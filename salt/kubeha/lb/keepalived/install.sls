@@ -1,6 +1,9 @@
 # -*- coding: utf-8 -*-
 # vim: ft=sls
+# curl runs keepalived's check of HAProxy's local /healthz.
 
 kubeha-lb-keepalived-package-installed:
   pkg.installed:
-    - name: keepalived
+    - pkgs:
+      - keepalived
+      - curl
