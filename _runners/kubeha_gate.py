@@ -64,7 +64,9 @@ def _call(nodes, fun: str, *args, timeout: float = 30, **kwargs) -> dict:
 
 
 def _is_error(ret) -> bool:
-    return isinstance(ret, str) and ret.startswith(("ERROR", "Traceback", "The minion function"))
+    return isinstance(ret, str) and ret.startswith(
+        ("ERROR", "Traceback", "The minion function", "Minion did not return")
+    )
 
 
 def _poll(check, wait: float) -> dict:
@@ -134,7 +136,10 @@ def existing_cluster(cluster: str, adopt: bool = False) -> dict:
     model = _model(cluster)
     init = model["derived"]["init_node"]
     cps = [n["name"] for n in model["control_plane"]]
-    members = _call(cps, "kubeadm_join.is_joined", True, timeout=30)
+    # A node that runs a cluster has the kubelet's kubeconfig that kubeadm init/join writes.
+    # Asked with the file module: on bare nodes kubeadm (and our kubeadm modules) are not
+    # installed yet.
+    members = _call(cps, "file.file_exists", "/etc/kubernetes/kubelet.conf", timeout=30)
     joined = sorted(n for n, (ok, ret) in members.items() if ok and ret)
     failed = {n: ret for n, (ok, ret) in members.items() if not ok}
     if failed:

@@ -34,6 +34,8 @@ def _cmd(node: str, fun: str, *args, timeout: float = 60, **kwargs):
     answer = res.get(node)
     if not isinstance(answer, dict):
         raise _Failed(f"{node} did not answer {fun} within {timeout:g} s")
+    if str(answer.get("ret", "")).startswith("Minion did not return"):
+        raise _Failed(f"{node} did not answer {fun} ({answer['ret']}): is the machine up?")
     if answer.get("retcode", 0) != 0:
         raise _Failed(f"{fun} on {node} failed: {answer.get('ret')}")
     return answer.get("ret")

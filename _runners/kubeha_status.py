@@ -39,7 +39,9 @@ def _ask(nodes, fun: str, *args, timeout: float = 30, **kwargs) -> dict:
         answer = res.get(node)
         if not isinstance(answer, dict):
             out[node] = {"error": f"no answer within {timeout:g} s"}
-        elif answer.get("retcode", 0) != 0:
+        elif answer.get("retcode", 0) != 0 or str(answer.get("ret", "")).startswith(
+            "Minion did not return"
+        ):
             out[node] = {"error": str(answer.get("ret"))}
         else:
             out[node] = answer.get("ret")
