@@ -39,3 +39,12 @@ def repo() -> Path:
 def salt_factories_config(tmp_path_factory):
     """Keep pytest-salt-factories' master/minion trees in pytest's temp dir, not in /tmp."""
     return {"root_dir": tmp_path_factory.mktemp("salt-factories")}
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """Salt daemons started by pytest-salt-factories keep forwarding log records while
+    pytest closes its streams; without this each one prints a "--- Logging error ---"
+    traceback that buries the real summary."""
+    import logging
+
+    logging.raiseExceptions = False

@@ -52,6 +52,7 @@ def test_bootstrap_renders_one_node_at_a_time(run_cli):
 
 def _render_errors(ret) -> str:
     """orch_show_sls answers a failed render with a list of errors instead of steps."""
+    assert isinstance(ret.data, dict), ret.stdout + ret.stderr
     (rendered,) = ret.data.values()
     assert isinstance(rendered, list), rendered
     return "\n".join(rendered)
