@@ -6,7 +6,6 @@ import yaml
 
 from tests.conftest import REPO
 
-
 # Maps whose keys are the user's own (sysctl names), documented as one entry.
 FREE_FORM = {"node:sysctls"}
 
