@@ -184,6 +184,32 @@ def cluster_configuration(kubeha: dict) -> dict:
     return _merge(doc, kubeha["kubeadm"].get("cluster_configuration") or {})
 
 
+def _node_registration(kubeha: dict) -> dict:
+    """nodeRegistration: this node's name, the CRI socket, the kubelet's node IP."""
+    d = kubeha["derived"]
+    node = d["node"]
+    kubelet_args = {"node-ip": node["ip"], **(kubeha["kubelet"].get("extra_args") or {})}
+    return {
+        "name": node["name"],
+        "criSocket": kubeha["containerd"].get("socket") or CRI_SOCKET_DEFAULT,
+        "kubeletExtraArgs": _args(d["kubeadm_api"], kubelet_args),
+    }
+
+
+def _local_endpoint(kubeha: dict) -> dict:
+    return {
+        "advertiseAddress": kubeha["derived"]["node"]["ip"],
+        "bindPort": kubeha["apiserver"]["port"],
+    }
+
+
+def _patches(kubeha: dict) -> dict | None:
+    """kubeadm patches for this node (its apiserver bound to the node IP), if any."""
+    if kubeha["derived"]["apiserver_bind_address"] != kubeha["apiserver"]["bind_address"]:
+        return {"directory": f"{kubeha['kubeadm']['config_dir']}/patches"}
+    return None
+
+
 def init_configuration(kubeha: dict) -> dict:
     """
     The InitConfiguration document for this node (advertise address, CRI socket, name).
@@ -194,25 +220,14 @@ def init_configuration(kubeha: dict) -> dict:
 
         salt-call kubeha_kubeadm_config.init_configuration "$(cat model.json)"
     """
-    d = kubeha["derived"]
-    api = d["kubeadm_api"]
-    node = d["node"]
-    kubelet_args = {"node-ip": node["ip"], **(kubeha["kubelet"].get("extra_args") or {})}
     doc = {
-        "apiVersion": f"kubeadm.k8s.io/{api}",
+        "apiVersion": f"kubeadm.k8s.io/{kubeha['derived']['kubeadm_api']}",
         "kind": "InitConfiguration",
-        "localAPIEndpoint": {
-            "advertiseAddress": node["ip"],
-            "bindPort": kubeha["apiserver"]["port"],
-        },
-        "nodeRegistration": {
-            "name": node["name"],
-            "criSocket": kubeha["containerd"].get("socket") or CRI_SOCKET_DEFAULT,
-            "kubeletExtraArgs": _args(api, kubelet_args),
-        },
+        "localAPIEndpoint": _local_endpoint(kubeha),
+        "nodeRegistration": _node_registration(kubeha),
     }
-    if d["apiserver_bind_address"] != kubeha["apiserver"]["bind_address"]:
-        doc["patches"] = {"directory": f"{kubeha['kubeadm']['config_dir']}/patches"}
+    if _patches(kubeha):
+        doc["patches"] = _patches(kubeha)
     return _merge(doc, kubeha["kubeadm"].get("init_configuration") or {})
 
 
@@ -227,28 +242,15 @@ def join_configuration(kubeha: dict) -> dict:
 
         salt-call kubeha_kubeadm_config.join_configuration "$(cat model.json)"
     """
-    d = kubeha["derived"]
-    api = d["kubeadm_api"]
-    node = d["node"]
-    kubelet_args = {"node-ip": node["ip"], **(kubeha["kubelet"].get("extra_args") or {})}
     doc = {
-        "apiVersion": f"kubeadm.k8s.io/{api}",
+        "apiVersion": f"kubeadm.k8s.io/{kubeha['derived']['kubeadm_api']}",
         "kind": "JoinConfiguration",
-        "nodeRegistration": {
-            "name": node["name"],
-            "criSocket": kubeha["containerd"].get("socket") or CRI_SOCKET_DEFAULT,
-            "kubeletExtraArgs": _args(api, kubelet_args),
-        },
+        "nodeRegistration": _node_registration(kubeha),
     }
-    if d["is_control_plane"]:
-        doc["controlPlane"] = {
-            "localAPIEndpoint": {
-                "advertiseAddress": node["ip"],
-                "bindPort": kubeha["apiserver"]["port"],
-            }
-        }
-        if d["apiserver_bind_address"] != kubeha["apiserver"]["bind_address"]:
-            doc["patches"] = {"directory": f"{kubeha['kubeadm']['config_dir']}/patches"}
+    if kubeha["derived"]["is_control_plane"]:
+        doc["controlPlane"] = {"localAPIEndpoint": _local_endpoint(kubeha)}
+        if _patches(kubeha):
+            doc["patches"] = _patches(kubeha)
     return doc
 
 

@@ -20,10 +20,10 @@ CLI Example:
 
 from __future__ import annotations
 
-import copy
 import logging
 
 import salt.fileclient
+import salt.utils.dictupdate
 import salt.utils.yaml
 from salt.exceptions import CommandExecutionError
 
@@ -34,14 +34,8 @@ FAMILY = "salt://kubeha/parameters/os_family/Debian.yaml"
 
 
 def _merge(base: dict, extra: dict) -> dict:
-    """map.jinja's merge: dicts recurse, everything else (lists too) replaces."""
-    out = copy.deepcopy(base)
-    for key, value in (extra or {}).items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _merge(out[key], value)
-        else:
-            out[key] = copy.deepcopy(value)
-    return out
+    """map.jinja's merge (slsutil.merge, strategy recurse): dicts recurse, lists replace."""
+    return salt.utils.dictupdate.merge(base, extra or {}, strategy="recurse", merge_lists=False)
 
 
 def _parameters(path: str) -> dict:

@@ -21,8 +21,6 @@ from __future__ import annotations
 import logging
 import time
 
-import salt.client
-
 log = logging.getLogger(__name__)
 
 POLL_S = 2.0
@@ -37,36 +35,8 @@ def _model(cluster: str) -> dict:
 
 
 def _call(nodes, fun: str, *args, timeout: float = 30, **kwargs) -> dict:
-    """{node: (ok, return)} for every node asked; a node that did not answer is (False, ...)."""
-    nodes = [nodes] if isinstance(nodes, str) else list(nodes)
-    client = salt.client.get_local_client(mopts=__opts__)
-    try:
-        res = client.cmd(
-            nodes,
-            fun,
-            arg=list(args),
-            kwarg=kwargs,
-            tgt_type="list",
-            timeout=timeout,
-            full_return=True,
-        )
-    finally:
-        client.destroy()
-    out = {}
-    for node in nodes:
-        answer = res.get(node)
-        if not isinstance(answer, dict):
-            out[node] = (False, f"{node} did not answer within {timeout:g} s")
-        else:
-            ok = answer.get("retcode", 0) == 0 and not _is_error(answer.get("ret"))
-            out[node] = (ok, answer.get("ret"))
-    return out
-
-
-def _is_error(ret) -> bool:
-    return isinstance(ret, str) and ret.startswith(
-        ("ERROR", "Traceback", "The minion function", "Minion did not return")
-    )
+    """{node: (ok, return)} for every node asked (kubeha_minions.ask)."""
+    return __utils__["kubeha_minions.ask"](__opts__, nodes, fun, *args, timeout=timeout, **kwargs)
 
 
 def _poll(check, wait: float) -> dict:

@@ -18,27 +18,18 @@ from __future__ import annotations
 
 import logging
 
-import salt.client
-
 log = logging.getLogger(__name__)
 
 JOIN_CONFIG = "/etc/kubernetes/kubeadm/join-config.yaml"
 
 
 def _cmd(node: str, fun: str, *args, timeout: float = 60, **kwargs):
-    client = salt.client.get_local_client(mopts=__opts__)
-    try:
-        res = client.cmd(node, fun, arg=list(args), kwarg=kwargs, timeout=timeout, full_return=True)
-    finally:
-        client.destroy()
-    answer = res.get(node)
-    if not isinstance(answer, dict):
-        raise _Failed(f"{node} did not answer {fun} within {timeout:g} s")
-    if str(answer.get("ret", "")).startswith("Minion did not return"):
-        raise _Failed(f"{node} did not answer {fun} ({answer['ret']}): is the machine up?")
-    if answer.get("retcode", 0) != 0:
-        raise _Failed(f"{fun} on {node} failed: {answer.get('ret')}")
-    return answer.get("ret")
+    (ok, ret) = __utils__["kubeha_minions.ask"](
+        __opts__, node, fun, *args, timeout=timeout, **kwargs
+    )[node]
+    if not ok:
+        raise _Failed(ret if str(ret).startswith(node) else f"{fun} on {node} failed: {ret}")
+    return ret
 
 
 class _Failed(Exception):

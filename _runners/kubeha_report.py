@@ -20,8 +20,6 @@ import logging
 import os
 from pathlib import Path
 
-import salt.client
-
 log = logging.getLogger(__name__)
 
 # The runbook's goal: kubectl TTFB p95 under 500 ms, on the internal network.
@@ -29,28 +27,20 @@ TTFB_P95_GOAL_MS = 500.0
 
 
 def _probe(minion: str, url: str, duration: float, rate: float, kubeconfig: str) -> dict:
-    count = max(1, int(duration * rate))
-    client = salt.client.get_local_client(mopts=__opts__)
-    try:
-        res = client.cmd(
-            minion,
-            "apiserver.ttfb",
-            kwarg={
-                "count": count,
-                "interval": 1.0 / rate,
-                "server": url,
-                "kubeconfig": kubeconfig,
-                "timeline": True,
-            },
-            timeout=duration + 120,
-            full_return=True,
-        )
-    finally:
-        client.destroy()
-    answer = res.get(minion)
-    if not isinstance(answer, dict) or answer.get("retcode", 0) != 0:
-        raise RuntimeError(f"probe on {minion} failed: {answer}")
-    return answer["ret"]
+    ok, ret = __utils__["kubeha_minions.ask"](
+        __opts__,
+        minion,
+        "apiserver.ttfb",
+        count=max(1, int(duration * rate)),
+        interval=1.0 / rate,
+        server=url,
+        kubeconfig=kubeconfig,
+        timeline=True,
+        timeout=duration + 120,
+    )[minion]
+    if not ok:
+        raise RuntimeError(f"probe on {minion} failed: {ret}")
+    return ret
 
 
 def verdicts(probe: dict, problems: list[str]) -> list[dict]:

@@ -15,37 +15,13 @@ from __future__ import annotations
 
 import time
 
-import salt.client
-
 
 def _ask(nodes, fun: str, *args, timeout: float = 30, **kwargs) -> dict:
-    """{node: return or {"error": ...}} for every node asked."""
-    nodes = [nodes] if isinstance(nodes, str) else list(nodes)
-    client = salt.client.get_local_client(mopts=__opts__)
-    try:
-        res = client.cmd(
-            nodes,
-            fun,
-            arg=list(args),
-            kwarg=kwargs,
-            tgt_type="list",
-            timeout=timeout,
-            full_return=True,
-        )
-    finally:
-        client.destroy()
-    out = {}
-    for node in nodes:
-        answer = res.get(node)
-        if not isinstance(answer, dict):
-            out[node] = {"error": f"no answer within {timeout:g} s"}
-        elif answer.get("retcode", 0) != 0 or str(answer.get("ret", "")).startswith(
-            "Minion did not return"
-        ):
-            out[node] = {"error": str(answer.get("ret"))}
-        else:
-            out[node] = answer.get("ret")
-    return out
+    """{node: return, or {"error": ...} when it did not answer or failed}."""
+    answers = __utils__["kubeha_minions.ask"](
+        __opts__, nodes, fun, *args, timeout=timeout, **kwargs
+    )
+    return {node: ret if ok else {"error": str(ret)} for node, (ok, ret) in answers.items()}
 
 
 def _first_answer(nodes: list[str], fun: str, *args, **kwargs):

@@ -68,6 +68,19 @@ SHAPES = {
         },
     },
 }
+SHAPES["v1beta3"]["JoinConfiguration"] = {
+    "apiVersion": str,
+    "kind": str,
+    "caCertPath": str,
+    "discovery": dict,
+    "skipPhases": list,
+    "patches": {"directory": str},
+    "nodeRegistration": SHAPES["v1beta3"]["InitConfiguration"]["nodeRegistration"],
+    "controlPlane": {
+        "localAPIEndpoint": {"advertiseAddress": str, "bindPort": int},
+        "certificateKey": str,
+    },
+}
 # v1beta4: extraEnvs on every component, timeouts/dryRun on Init, imagePullSerial,
 # encryptionAlgorithm/proxy/validity periods on Cluster, timeoutForControlPlane gone.
 _v4_component = {**COMPONENT, "extraEnvs": list}
@@ -97,6 +110,15 @@ SHAPES["v1beta4"] = {
         "proxy": dict,
         "certificateValidityPeriod": str,
         "caCertificateValidityPeriod": str,
+    },
+    "JoinConfiguration": {
+        **SHAPES["v1beta3"]["JoinConfiguration"],
+        "dryRun": bool,
+        "timeouts": dict,
+        "nodeRegistration": {
+            **SHAPES["v1beta3"]["InitConfiguration"]["nodeRegistration"],
+            "imagePullSerial": bool,
+        },
     },
     "UpgradeConfiguration": {
         "apiVersion": str,
@@ -278,3 +300,31 @@ def test_upgrade_configuration_for_1_31(salt_funcs, example):
     assert docs[0]["apply"]["kubernetesVersion"] == "v1.31.0"
     assert docs[0]["apply"]["certificateRenewal"] is True
     assert docs[0]["node"]["etcdUpgrade"] is True
+
+
+@pytest.mark.parametrize(("version", "api"), [("1.30.0", "v1beta3"), ("1.31.0", "v1beta4")])
+def test_join_configuration_per_role(salt_funcs, example, version, api):
+    model = _merge(
+        example,
+        {
+            "kubernetes": {"version": version},
+            "upgrade": {"target_version": ""},
+            "workers": [{"name": "w-1", "ip": "192.168.1.21"}],
+        },
+    )
+    docs = {}
+    for node in ("cp-2", "w-1"):
+        derived = salt_funcs["kubeha_model.derive"](model, node)
+        text = salt_funcs["kubeha_kubeadm_config.render_join"]({**model, "derived": derived})
+        docs[node] = list(yaml.safe_load_all(text))
+        assert check_shapes(docs[node], api) == []
+    (cp,), (worker,) = docs["cp-2"], docs["w-1"]
+    # No secrets in the rendered file: kubeadm_join adds them to a 0600 copy at join time.
+    assert "discovery" not in cp and "certificateKey" not in str(cp)
+    assert cp["controlPlane"]["localAPIEndpoint"] == {
+        "advertiseAddress": "192.168.1.12",
+        "bindPort": 6443,
+    }
+    assert cp["nodeRegistration"]["name"] == "cp-2"
+    assert "controlPlane" not in worker
+    assert worker["nodeRegistration"]["name"] == "w-1"

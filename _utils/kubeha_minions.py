@@ -1,0 +1,47 @@
+"""
+Ask minions from the master's side (runners): one call, one result shape for every caller.
+
+``ask(opts, nodes, fun, ...)`` returns ``{node: (ok, return)}`` for every node asked: a node
+that did not answer, answered "Minion did not return", failed (retcode != 0) or returned
+Salt's own error text maps to ``(False, message)``. Runners use it as
+``__utils__["kubeha_minions.ask"](__opts__, ...)``.
+"""
+
+import salt.client
+
+# What Salt returns instead of raising when a function is missing or failed on the minion.
+ERROR_PREFIXES = ("ERROR", "Traceback", "The minion function", "Minion did not return")
+
+
+def ask(opts, nodes, fun, *args, timeout=30, **kwargs):
+    """{node: (ok, return)} for ``fun(*args, **kwargs)`` on each of ``nodes``."""
+    nodes = [nodes] if isinstance(nodes, str) else list(nodes)
+    client = salt.client.get_local_client(mopts=opts)
+    try:
+        res = client.cmd(
+            nodes,
+            fun,
+            arg=list(args),
+            kwarg=kwargs,
+            tgt_type="list",
+            timeout=timeout,
+            full_return=True,
+        )
+    finally:
+        client.destroy()
+    out = {}
+    for node in nodes:
+        answer = res.get(node)
+        if not isinstance(answer, dict):
+            out[node] = (False, f"{node} did not answer {fun} within {timeout:g} s")
+            continue
+        ret = answer.get("ret")
+        if isinstance(ret, str) and ret.startswith("Minion did not return"):
+            out[node] = (False, f"{node} did not answer {fun} ({ret}): is the machine up?")
+        elif answer.get("retcode", 0) != 0 or (
+            isinstance(ret, str) and ret.startswith(ERROR_PREFIXES)
+        ):
+            out[node] = (False, ret)
+        else:
+            out[node] = (True, ret)
+    return out
