@@ -9,6 +9,13 @@ Sources, freshest first:
   (``{"instance", "state", "priority", "time"}``, written on every transition);
 - the interface itself: whoever has the VIP configured holds it.
 
+Signals (SIGJSON, SIGHUP) go only to a process that is keepalived: the pid file is
+checked against ``/proc/<pid>/comm`` and ``exe`` through a pidfd, so a stale pid file
+after PID reuse signals nobody (``_utils/keepalived_proc.py``). The dump holds the VRRP
+password in clear: removed once read, and by a detached reaper when keepalived answers
+after the wait. A keepalived built without JSON support (``--signum=JSON`` fails) is read
+from the notify files instead.
+
 Priority is persisted twice, so that a later ``state.apply`` keeps it: in the grain
 ``kubeha_vrrp_priority`` (the formula's template prefers it to the model's priority) and
 in the live config's ``priority`` line; keepalived then reloads (SIGHUP, or
@@ -25,11 +32,9 @@ Settings (``config.get``)::
 """
 
 import json
-import os
 import re
 import shutil
 import signal
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -84,18 +89,22 @@ def _run(cmd: list[str], timeout: int = 15) -> str:
     return res["stdout"]
 
 
+def _u(name: str):
+    """A helper of _utils/keepalived_proc.py or keepalived_conf.py (via __utils__)."""
+    return __utils__[name]
+
+
 def _pid() -> int | None:
-    try:
-        pid = int(Path(_setting("pid_file")).read_text().split()[0])
-        os.kill(pid, 0)
-    except (OSError, ValueError, IndexError):
-        return None
-    return pid
+    return _u("keepalived_proc.read_pid")(_setting("pid_file"))
 
 
-def _json_signal() -> int:
+def _json_signal() -> int | None:
     # The JSON signal number is chosen at build time (SIGRTMIN+2 usually); ask the binary.
-    return int(_run(["keepalived", "--signum=JSON"]).strip())
+    # A keepalived built without JSON support answers "Unknown sigfunc JSON" (exit 1).
+    try:
+        return int(_run(["keepalived", "--signum=JSON"]).strip())
+    except (CommandExecutionError, ValueError):
+        return None
 
 
 def _parse_json_dump(payload: list) -> list[Instance]:
@@ -119,24 +128,16 @@ def _parse_json_dump(payload: list) -> list[Instance]:
     return out
 
 
-def _dump(timeout: float = 3.0) -> list[Instance] | None:
-    pid = _pid()
-    if pid is None:
+def _dump() -> list[Instance] | None:
+    """keepalived's own JSON dump, or None when it cannot give one in time."""
+    if _pid() is None:
+        return None  # no keepalived to ask: no need to exec the binary either
+    signum = _json_signal()
+    if signum is None:
         return None
-    path = Path(_setting("dump_dir")) / "keepalived.json"
-    # The dump holds the VRRP auth_data in clear: take it away as soon as it is read.
-    path.unlink(missing_ok=True)
-    os.kill(pid, _json_signal())
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            payload = json.loads(path.read_text())
-        except (FileNotFoundError, ValueError):
-            time.sleep(0.05)  # not there yet, or still being written
-            continue
-        path.unlink(missing_ok=True)
-        return _parse_json_dump(payload)
-    return None
+    dump = Path(_setting("dump_dir")) / "keepalived.json"
+    payload = _u("keepalived_proc.fetch_dump")(_setting("pid_file"), dump, signum)
+    return None if payload is None else _parse_json_dump(payload)
 
 
 def _notified() -> list[Instance]:
@@ -226,21 +227,6 @@ def _config_path() -> Path:
     return Path(_setting("config"))
 
 
-def _instance_block(text: str, instance: str) -> tuple[int, int]:
-    """Character span of ``vrrp_instance <instance> { ... }`` (braces balanced)."""
-    match = re.search(rf"^\s*vrrp_instance\s+{re.escape(instance)}\s*\{{", text, re.M)
-    if not match:
-        raise CommandExecutionError(f"no vrrp_instance {instance} in {_config_path()}")
-    depth, pos = 1, match.end()
-    while depth and pos < len(text):
-        depth += {"{": 1, "}": -1}.get(text[pos], 0)
-        pos += 1
-    return match.start(), pos
-
-
-_PRIORITY_RE = re.compile(r"^(\s*priority\s+)(\d+)(.*)$", re.M)
-
-
 def configured_priority(instance="VI_1"):
     """
     The ``priority`` in the config file for one instance (None if the line is absent).
@@ -251,10 +237,8 @@ def configured_priority(instance="VI_1"):
 
         salt 'cp-1' keepalived.configured_priority VI_1
     """
-    text = _config_path().read_text()
-    start, end = _instance_block(text, instance)
-    match = _PRIORITY_RE.search(text, start, end)
-    return int(match.group(2)) if match else None
+    path = _config_path()
+    return _u("keepalived_conf.priority")(path.read_text(), instance, str(path))
 
 
 def get_priority(instance="VI_1"):
@@ -277,33 +261,18 @@ def get_priority(instance="VI_1"):
     }
 
 
-def _write_priority(instance: str, priority: int) -> bool:
-    path = _config_path()
-    text = path.read_text()
-    start, end = _instance_block(text, instance)
-    match = _PRIORITY_RE.search(text, start, end)
-    if match is None:
-        raise CommandExecutionError(f"vrrp_instance {instance} in {path} has no priority line")
-    if int(match.group(2)) == priority:
-        return False
-    new = text[: match.start(2)] + str(priority) + text[match.end(2) :]
-    tmp = path.with_name(path.name + ".kubeha-new")
-    tmp.write_text(new)
-    tmp.chmod(path.stat().st_mode & 0o777)
+def _config_test(path: str) -> None:
     res = __salt__["cmd.run_all"](
-        ["keepalived", "--config-test", "-f", str(tmp)],
+        ["keepalived", "--config-test", "-f", path],
         python_shell=False,
         timeout=30,
         ignore_retcode=True,
         output_loglevel="debug",
     )
     if res["retcode"] != 0:
-        tmp.unlink(missing_ok=True)
         raise CommandExecutionError(
             f"keepalived rejects the new config: {(res['stderr'] or res['stdout']).strip()}"
         )
-    tmp.replace(path)
-    return True
 
 
 def reload():
@@ -324,10 +293,11 @@ def reload():
         if active == 0:
             _run(["systemctl", "reload", "keepalived"], timeout=30)
             return {"reloaded": True, "how": "systemctl reload keepalived"}
-    pid = _pid()
+    pid = _u("keepalived_proc.send_signal")(_setting("pid_file"), signal.SIGHUP)
     if pid is None:
-        raise CommandExecutionError(f"keepalived is not running (pid file {_setting('pid_file')})")
-    os.kill(pid, signal.SIGHUP)
+        raise CommandExecutionError(
+            f"keepalived is not running (pid file {_setting('pid_file')} names no keepalived)"
+        )
     return {"reloaded": True, "how": f"SIGHUP to {pid}"}
 
 
@@ -336,6 +306,9 @@ def set_priority(priority, instance="VI_1", persist=True):
     Set one node's VRRP priority: grain ``kubeha_vrrp_priority`` (so the formula keeps
     it), the config's priority line, then a reload. A higher priority than the master's
     takes the VIP (preemption), a lower one on the master gives it away.
+
+    The new config passes ``keepalived --config-test`` before anything is persisted: a
+    rejected one changes neither the grain nor the live file.
 
     CLI Example:
 
@@ -347,10 +320,21 @@ def set_priority(priority, instance="VI_1", persist=True):
     if not 1 <= priority <= 254:
         # 255 is reserved for the address owner and 0 for "master is leaving" (RFC 5798 5.2.4).
         raise CommandExecutionError(f"VRRP priority must be 1..254, not {priority}")
-    old = configured_priority(instance)
-    if persist:
-        __salt__["grains.setval"](PRIORITY_GRAIN, priority)
-    changed = _write_priority(instance, priority)
+    path = _config_path()
+    current = path.read_text()
+    old = _u("keepalived_conf.priority")(current, instance, str(path))
+    text = _u("keepalived_conf.with_priority")(current, instance, priority, str(path))
+    # Validated before anything persists: a rejected config leaves grain and file alone.
+    staged = _u("keepalived_conf.stage")(path, text, _config_test) if text is not None else None
+    try:
+        if persist:
+            __salt__["grains.setval"](PRIORITY_GRAIN, priority)
+        if staged is not None:
+            staged.replace(path)
+    finally:
+        if staged is not None:
+            staged.unlink(missing_ok=True)
+    changed = staged is not None
     ret = {"instance": instance, "old": old, "new": priority, "config_changed": changed}
     if changed:
         ret.update(reload())

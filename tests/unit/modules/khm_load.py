@@ -1,6 +1,7 @@
 """Import one of the repo's Salt modules by file path, for configure_loader_modules."""
 
 import importlib.util
+import inspect
 import sys
 from pathlib import Path
 
@@ -8,7 +9,7 @@ REPO = Path(__file__).resolve().parents[3]
 
 
 def load(kind: str, name: str):
-    """kind: '_modules' or '_states'; the module is registered as khm_<kind>_<name>."""
+    """kind: '_modules', '_states' or '_utils'; registered as khm_<kind>_<name>."""
     mod_name = f"khm{kind}_{name}"
     if mod_name in sys.modules:
         return sys.modules[mod_name]
@@ -17,3 +18,15 @@ def load(kind: str, name: str):
     sys.modules[mod_name] = module  # dataclasses look their module up while it executes
     spec.loader.exec_module(module)
     return module
+
+
+def utils(*names: str) -> dict:
+    """A ``__utils__`` for unit tests: the public functions of _utils/<name>.py, keyed
+    ``<name>.<function>`` as Salt's loader keys them."""
+    out = {}
+    for name in names:
+        module = load("_utils", name)
+        for attr, value in vars(module).items():
+            if not attr.startswith("_") and inspect.isfunction(value):
+                out[f"{name}.{attr}"] = value
+    return out
