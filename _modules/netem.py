@@ -19,19 +19,20 @@ detached process in its own session. The nfqueue daemon removes its own rules wh
 duration ends or it is stopped; ``clear`` removes them by their comment even after a
 SIGKILL, and the rule fails open (``--queue-bypass``) while no daemon listens.
 
+Helpers (through ``__utils__``): parameters and tc command lines in
+``_utils/netem_tc.py``; what gets started and how (systemd-run or detached) in
+``_utils/netem_launch.py``; state files and recorded processes in
+``_utils/netem_procs.py`` (a PID from a state file is signalled only while its recorded
+start time still matches: PIDs get reused).
+
 Settings (``config.get``)::
 
     netem:
       state_dir: /run/kubeha/netem
 """
 
-import contextlib
-import json
 import os
-import re
 import shutil
-import signal
-import subprocess
 import sys
 import time
 import uuid
@@ -41,11 +42,6 @@ from salt.exceptions import CommandExecutionError
 
 __virtualname__ = "netem"
 
-NO_NETEM = (
-    "this kernel has no sch_netem qdisc ({why}); on Ubuntu install "
-    "linux-modules-extra-{release} and `modprobe sch_netem`, or use backend=nfqueue "
-    "(userspace delay and loss)"
-)
 NFQUEUE_PARAMS = {"delay", "jitter", "loss"}
 QUEUE_BASE = 4200
 
@@ -56,88 +52,8 @@ def __virtual__():
     return (False, "netem module: neither tc (iproute2) nor iptables is installed")
 
 
-# --- parameters -------------------------------------------------------------------------
-
-
-def _ms(value) -> float:
-    """'200ms', '1.5s', '300us', 200 -> milliseconds."""
-    match = re.fullmatch(r"\s*([\d.]+)\s*(us|ms|s)?\s*", str(value))
-    if not match:
-        raise CommandExecutionError(f"not a duration: {value!r} (use 200ms, 1s)")
-    number, unit = float(match.group(1)), match.group(2) or "ms"
-    return number * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
-
-
-def _pct(value) -> float:
-    number = float(str(value).rstrip("%"))
-    if not 0 <= number <= 100:
-        raise CommandExecutionError(f"percentage out of range: {value!r}")
-    return number
-
-
-def _seconds(value) -> float:
-    if value in (None, "", 0, "0"):
-        return 0.0
-    return _ms(value if re.search(r"[a-z]", str(value)) else f"{value}s") / 1000.0
-
-
-def normalize(delay=None, jitter=None, loss=None, *, duplicate=None, corrupt=None, rate=None):
-    """
-    Validated fault parameters (ms and %), dropping the ones not asked for.
-
-    CLI Example:
-
-    .. code-block:: bash
-
-        salt 'cp-1' netem.normalize delay=200ms jitter=20ms loss=20%
-    """
-    out = {
-        "delay": _ms(delay) if delay not in (None, "") else None,
-        "jitter": _ms(jitter) if jitter not in (None, "") else None,
-        "loss": _pct(loss) if loss not in (None, "") else None,
-        "duplicate": _pct(duplicate) if duplicate not in (None, "") else None,
-        "corrupt": _pct(corrupt) if corrupt not in (None, "") else None,
-        "rate": str(rate) if rate not in (None, "") else None,
-    }
-    if out["jitter"] and not out["delay"]:
-        raise CommandExecutionError("jitter needs a delay")
-    if out["rate"] and not re.fullmatch(r"[\d.]+\s*[kmgt]?(bit|bps)", out["rate"], re.I):
-        raise CommandExecutionError(f"not a rate: {rate!r} (use 10mbit, 500kbit)")
-    found = {k: v for k, v in out.items() if v is not None}
-    if not found:
-        raise CommandExecutionError("no fault given: delay, jitter, loss, duplicate, corrupt, rate")
-    return found
-
-
-def _num(value: float) -> str:
-    return f"{value:g}"
-
-
-def tc_command(action: str, ifname: str, params: dict, netns: str = "") -> list[str]:
-    """
-    The tc command line for ``add``/``change`` (netem egress qdisc at the root), without
-    running it.
-
-    CLI Example:
-
-    .. code-block:: bash
-
-        salt 'cp-1' netem.tc_command add ens160 '{"delay": 200.0, "loss": 20.0}'
-    """
-    cmd = ["tc", *(["-n", netns] if netns else []), "qdisc", action, "dev", ifname, "root", "netem"]
-    if "delay" in params:
-        cmd += ["delay", f"{_num(params['delay'])}ms"]
-        if params.get("jitter"):
-            cmd.append(f"{_num(params['jitter'])}ms")
-    for key in ("loss", "duplicate", "corrupt"):
-        if key in params:
-            cmd += [key, f"{_num(params[key])}%"]
-    if "rate" in params:
-        cmd += ["rate", params["rate"]]
-    return cmd
-
-
-# --- helpers ----------------------------------------------------------------------------
+def _u(name: str):
+    return __utils__[name]
 
 
 def _state_dir() -> Path:
@@ -145,27 +61,16 @@ def _state_dir() -> Path:
     return Path(cfg.get("state_dir") or "/run/kubeha/netem")
 
 
-def _key(ifname: str, netns: str) -> str:
-    return f"{netns}@{ifname}" if netns else ifname
-
-
 def _state_file(ifname: str, netns: str) -> Path:
-    return _state_dir() / f"{_key(ifname, netns)}.json"
+    return _u("netem_procs.state_file")(_state_dir(), ifname, netns)
 
 
 def _read_state(ifname: str, netns: str) -> dict | None:
-    try:
-        return json.loads(_state_file(ifname, netns).read_text())
-    except (OSError, ValueError):
-        return None
+    return _u("netem_procs.read_state")(_state_file(ifname, netns))
 
 
-def _write_state(ifname: str, netns: str, data: dict) -> None:
-    path = _state_file(ifname, netns)
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o755)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(data))
-    tmp.replace(path)
+def _log(ifname: str, netns: str, kind: str) -> Path:
+    return _state_dir() / f"{_u('netem_procs.key')(ifname, netns)}.{kind}.log"
 
 
 def _run(cmd: list[str], timeout: int = 20, check: bool = True) -> dict:
@@ -186,47 +91,54 @@ def _has_systemd(netns: str) -> bool:
     return not netns and Path("/run/systemd/system").is_dir() and bool(shutil.which("systemd-run"))
 
 
-def _unit(kind: str, ifname: str, netns: str) -> str:
-    safe = re.sub(r"[^A-Za-z0-9_.-]", "_", _key(ifname, netns))
-    return f"kubeha-netem-{kind}-{safe}"
-
-
 def _daemon_script() -> str:
-    candidates = [Path(__opts__.get("extension_modules", "")) / "utils" / "netem_nfqueue.py"]
-    candidates += [Path(d) / "netem_nfqueue.py" for d in __opts__.get("utils_dirs", [])]
     here = Path(__file__).resolve().parent.parent
-    candidates += [here / "utils" / "netem_nfqueue.py", here / "_utils" / "netem_nfqueue.py"]
-    for path in candidates:
-        if path.is_file():
-            return str(path)
-    raise CommandExecutionError(
-        "netem_nfqueue.py not found: run saltutil.sync_utils (or sync_all) first"
+    found = _u("netem_launch.daemon_script")(__opts__, [here / "utils", here / "_utils"])
+    if not found:
+        raise CommandExecutionError(
+            "netem_nfqueue.py not found: run saltutil.sync_utils (or sync_all) first"
+        )
+    return found
+
+
+def _rules_clear_cmd(ifname: str, netns: str) -> list[str]:
+    argv = _u("netem_launch.rules_clear_argv")(sys.executable, _daemon_script(), ifname)
+    return _in_netns(argv, netns)
+
+
+def _daemon_alive(state: dict | None) -> bool:
+    if not state or state.get("backend") != "nfqueue" or not state.get("pid"):
+        return False
+    return _u("netem_procs.alive")(state["pid"], state.get("start_time"))
+
+
+def normalize(delay=None, jitter=None, loss=None, *, duplicate=None, corrupt=None, rate=None):
+    """
+    Validated fault parameters (ms and %), dropping the ones not asked for.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt 'cp-1' netem.normalize delay=200ms jitter=20ms loss=20%
+    """
+    return _u("netem_tc.normalize")(
+        delay, jitter, loss, duplicate=duplicate, corrupt=corrupt, rate=rate
     )
 
 
-def _alive(pid) -> bool:
-    """Running, not a zombie (a detached child we started exits as a zombie until reaped)."""
-    with contextlib.suppress(ChildProcessError):
-        os.waitpid(int(pid), os.WNOHANG)  # reap it if it is our child
-    try:
-        stat = Path(f"/proc/{int(pid)}/stat").read_text()
-    except (OSError, ValueError):
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+def tc_command(action, ifname, params, netns=""):
+    """
+    The tc command line for ``add``/``change`` (netem egress qdisc at the root), without
+    running it.
 
+    CLI Example:
 
-def _detach(cmd: list[str], log: Path) -> subprocess.Popen:
-    """Start cmd in its own session so it outlives this job (and whoever called it)."""
-    log.parent.mkdir(parents=True, exist_ok=True)
-    with open(log, "ab") as out:
-        return subprocess.Popen(
-            cmd,
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            close_fds=True,
-        )
+    .. code-block:: bash
+
+        salt 'cp-1' netem.tc_command add ens160 '{"delay": 200.0, "loss": 20.0}'
+    """
+    return _u("netem_tc.command")(action, ifname, params, netns)
 
 
 def kernel_has_netem():
@@ -239,20 +151,14 @@ def kernel_has_netem():
 
         salt 'cp-1' netem.kernel_has_netem
     """
-    if Path("/sys/module/sch_netem").exists():
-        return {"available": True, "reason": "sch_netem is loaded"}
-    release = os.uname().release
-    builtin = Path(f"/lib/modules/{release}/modules.builtin")
-    if builtin.is_file() and "sch_netem.ko" in builtin.read_text():
-        return {"available": True, "reason": "sch_netem is built into the kernel"}
+    modprobe = None
     if shutil.which("modprobe"):
-        res = _run(["modprobe", "sch_netem"], check=False)
-        if res["retcode"] == 0:
-            return {"available": True, "reason": "modprobe sch_netem loaded it"}
-        why = (res["stderr"] or res["stdout"]).strip() or "modprobe sch_netem failed"
-    else:
-        why = f"sch_netem is not loaded and /lib/modules/{release} has no way to load it"
-    return {"available": False, "reason": NO_NETEM.format(why=why, release=release)}
+
+        def modprobe():
+            res = _run(["modprobe", "sch_netem"], check=False)
+            return res["retcode"], (res["stderr"] or res["stdout"]).strip()
+
+    return _u("netem_tc.kernel_netem")(modprobe)
 
 
 def _pick(backend: str) -> str:
@@ -272,39 +178,25 @@ def _tc_apply(action: str, ifname: str, params: dict, netns: str) -> list[str]:
     if res["retcode"] != 0:
         err = (res["stderr"] or res["stdout"]).strip()
         if "qdisc kind is unknown" in err:
-            raise CommandExecutionError(
-                NO_NETEM.format(why=f"tc: {err}", release=os.uname().release)
-            )
+            raise CommandExecutionError(_u("netem_tc.no_netem")(f"tc: {err}", os.uname().release))
         raise CommandExecutionError(f"{' '.join(cmd)}: {err}")
     return cmd
 
 
+def _launch(kind: str, ifname: str, netns: str) -> dict:
+    """What every start of a background piece needs (see _utils/netem_launch.py)."""
+    return {
+        "systemd": _has_systemd(netns),
+        "unit": _u("netem_launch.unit_name")(kind, ifname, netns),
+        "log": _log(ifname, netns, kind),
+        "state": _state_file(ifname, netns),
+    }
+
+
 def _arm_timer(ifname: str, netns: str, token: str, seconds: float, clear_cmd: list[str]):
-    script = _daemon_script()
-    state = str(_state_file(ifname, netns))
-    timer = [sys.executable, script, "timer", "--state", state, "--token", token]
-    if _has_systemd(netns):
-        unit = _unit("clear", ifname, netns)
-        _run(["systemctl", "stop", f"{unit}.timer", f"{unit}.service"], check=False)
-        _run(
-            [
-                "systemd-run",
-                f"--unit={unit}",
-                f"--on-active={seconds:.3f}s",
-                "--timer-property=AccuracySec=100ms",
-                *timer,
-                "--after",
-                "0",
-                "--",
-                *clear_cmd,
-            ]
-        )
-        return {"how": "systemd-run", "unit": unit}
-    proc = _detach(
-        [*timer, "--after", f"{seconds:.3f}", "--", *clear_cmd],
-        _state_dir() / f"{_key(ifname, netns)}.timer.log",
-    )
-    return {"how": "detached process", "pid": proc.pid}
+    where = dict(_launch("clear", ifname, netns), python=sys.executable, script=_daemon_script())
+    arm = _u("netem_launch.arm_timer")
+    return arm(_run, token=token, seconds=seconds, command=clear_cmd, **where)
 
 
 # --- nfqueue backend --------------------------------------------------------------------
@@ -323,95 +215,33 @@ def _nfqueue_start(ifname, params, seconds, netns, token, *, seed=None) -> dict:
         )
     if not shutil.which("iptables"):
         raise CommandExecutionError("the nfqueue backend needs iptables (NFQUEUE target)")
-    queue = QUEUE_BASE + _ifindex(ifname, netns) % 10000
-    state = _state_file(ifname, netns)
-    state.unlink(missing_ok=True)
-    run = [
-        sys.executable,
-        _daemon_script(),
-        "run",
-        "--ifname",
-        ifname,
-        "--queue",
-        str(queue),
-        "--delay-ms",
-        _num(params.get("delay", 0)),
-        "--jitter-ms",
-        _num(params.get("jitter", 0)),
-        "--loss-pct",
-        _num(params.get("loss", 0)),
-        "--duration",
-        f"{seconds:.3f}",
-        "--state",
-        str(state),
-        "--token",
-        token,
-    ]
-    if seed is not None:
-        run += ["--seed", str(int(seed))]
-    log = _state_dir() / f"{_key(ifname, netns)}.log"
-    if _has_systemd(netns):
-        unit = _unit("nfqueue", ifname, netns)
-        _run(["systemctl", "stop", f"{unit}.service"], check=False)
-        cleanup = f"{sys.executable} {_daemon_script()} rules-clear --ifname {ifname}"
-        props = [f"--property=ExecStopPost={cleanup}", "--property=KillMode=mixed"]
-        if seconds:
-            props.append(f"--property=RuntimeMaxSec={int(seconds) + 30}")  # backstop
-        _run(["systemd-run", f"--unit={unit}", *props, *run])
-        how = {"how": "systemd-run", "unit": unit}
-    else:
-        how = {"how": "detached process", "pid": _detach(_in_netns(run, netns), log).pid}
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        current = _read_state(ifname, netns)
-        if current and current.get("token") == token:
-            return dict(current, **how)
-        time.sleep(0.05)
-    tail = log.read_text()[-800:] if log.exists() else ""
-    raise CommandExecutionError(f"the nfqueue daemon did not start on {ifname}: {tail}")
+    where = _launch("nfqueue", ifname, netns)
+    where["state"].unlink(missing_ok=True)
+    spec = {"ifname": ifname, "queue": QUEUE_BASE + _ifindex(ifname, netns) % 10000}
+    spec.update(params=params, seconds=seconds, state=where["state"], token=token, seed=seed)
+    argv = _u("netem_launch.daemon_argv")(sys.executable, _daemon_script(), **spec)
+    start = _u("netem_launch.start_daemon")
+    stop_post = _rules_clear_cmd(ifname, netns)
+    try:
+        return start(_run, argv, stop_post=stop_post, token=token, seconds=seconds,
+                     wrap=lambda cmd: _in_netns(cmd, netns), **where)  # fmt: skip
+    except CommandExecutionError as err:
+        raise CommandExecutionError(f"{ifname}: {err}") from err
 
 
 def _nfqueue_stop(ifname: str, netns: str, current: dict | None) -> None:
     if _has_systemd(netns):
-        _run(["systemctl", "stop", f"{_unit('nfqueue', ifname, netns)}.service"], check=False)
-    pid = (current or {}).get("pid")
-    if pid and _alive(pid):
-        try:
-            os.kill(int(pid), signal.SIGTERM)
-            deadline = time.monotonic() + 5
-            while _alive(pid) and time.monotonic() < deadline:
-                time.sleep(0.05)
-            if _alive(pid):
-                os.kill(int(pid), signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+        unit = _launch("nfqueue", ifname, netns)["unit"]
+        _run(["systemctl", "stop", f"{unit}.service"], check=False)
+    current = current or {}
+    if current.get("pid"):
+        # Only the recorded process: a pid from /run can belong to anyone by now.
+        _u("netem_procs.terminate")(current["pid"], current.get("start_time"))
     # Even after a SIGKILL: the rules carry our comment.
-    _run(
-        _in_netns([sys.executable, _daemon_script(), "rules-clear", "--ifname", ifname], netns),
-        check=False,
-    )
+    _run(_rules_clear_cmd(ifname, netns), check=False)
 
 
 # --- public API -------------------------------------------------------------------------
-
-
-def _parse_tc_show(text: str) -> dict | None:
-    """The root netem qdisc of ``tc qdisc show dev IF``, parsed; None when there is none."""
-    for line in text.splitlines():
-        if not re.match(r"qdisc netem \S+ root\b", line):
-            continue
-        out: dict = {"raw": line.strip()}
-        if m := re.search(r"\bdelay ([\d.]+(?:us|ms|s))(?:\s+([\d.]+(?:us|ms|s)))?", line):
-            out["delay"] = _ms(m.group(1))
-            if m.group(2):
-                out["jitter"] = _ms(m.group(2))
-        for key in ("loss", "duplicate", "corrupt"):
-            if m := re.search(rf"\b{key} (?:random )?([\d.]+)%", line):
-                out[key] = float(m.group(1))
-        if m := re.search(r"\brate (\S+)", line):
-            out["rate"] = m.group(1)
-        return out
-    return None
 
 
 def show(ifname, netns=None):
@@ -428,16 +258,12 @@ def show(ifname, netns=None):
     netns = netns or ""
     qdisc = None
     if shutil.which("tc"):
-        res = _run(
-            ["tc", *(["-n", netns] if netns else []), "qdisc", "show", "dev", ifname], check=False
-        )
+        res = _run(_u("netem_tc.show_command")(ifname, netns), check=False)
         if res["retcode"] != 0:
             raise CommandExecutionError(f"tc qdisc show dev {ifname}: {res['stderr'].strip()}")
-        qdisc = _parse_tc_show(res["stdout"])
+        qdisc = _u("netem_tc.parse_show")(res["stdout"])
     state = _read_state(ifname, netns)
-    daemon_alive = False
-    if state and state.get("backend") == "nfqueue" and state.get("pid"):
-        daemon_alive = _alive(state["pid"])
+    daemon_alive = _daemon_alive(state)
     active = qdisc is not None or daemon_alive
     return {
         "ifname": ifname,
@@ -488,9 +314,8 @@ def add(
         raise CommandExecutionError(
             f"{ifname} already has a netem fault: use netem.change, or netem.clear first"
         )
-    return _apply(
-        "add", ifname, params, _seconds(duration), backend=_pick(backend), netns=netns, seed=seed
-    )
+    seconds = _u("netem_tc.seconds")(duration)
+    return _apply("add", ifname, params, seconds, backend=_pick(backend), netns=netns, seed=seed)
 
 
 def change(
@@ -522,47 +347,25 @@ def change(
         raise CommandExecutionError(f"{ifname} has no netem fault to change: use netem.add")
     if current["backend"] == "nfqueue":
         _nfqueue_stop(ifname, netns, current["state"])
-    return _apply(
-        "change",
-        ifname,
-        params,
-        _seconds(duration),
-        backend=current["backend"],
-        netns=netns,
-        seed=seed,
-    )
+    seconds = _u("netem_tc.seconds")(duration)
+    backend = current["backend"]
+    return _apply("change", ifname, params, seconds, backend=backend, netns=netns, seed=seed)
 
 
 def _apply(action, ifname, params, seconds, *, backend, netns, seed) -> dict:
     token = uuid.uuid4().hex
-    expires = time.time() + seconds if seconds else None
-    if backend == "tc":
-        cmd = _tc_apply(action, ifname, params, netns)
-        state = {
-            "backend": "tc",
-            "token": token,
-            "ifname": ifname,
-            "params": params,
-            "command": cmd,
-            "started": time.time(),
-            "expires": expires,
-        }
-        _write_state(ifname, netns, state)
-        if seconds:
-            clear_cmd = [
-                "tc",
-                *(["-n", netns] if netns else []),
-                "qdisc",
-                "del",
-                "dev",
-                ifname,
-                "root",
-            ]
-            state["auto_clear"] = _arm_timer(ifname, netns, token, seconds, clear_cmd)
-            _write_state(ifname, netns, state)
-        return state
-    state = _nfqueue_start(ifname, params, seconds, netns, token, seed=seed)
-    state["params"] = params
+    if backend != "tc":
+        return dict(_nfqueue_start(ifname, params, seconds, netns, token, seed=seed), params=params)
+    cmd = _tc_apply(action, ifname, params, netns)
+    started = time.time()
+    state = {"backend": "tc", "token": token, "ifname": ifname, "params": params, "command": cmd,
+             "started": started, "expires": started + seconds if seconds else None}  # fmt: skip
+    write, path = _u("netem_procs.write_state"), _state_file(ifname, netns)
+    write(path, state)
+    if seconds:
+        clear_cmd = _u("netem_tc.clear_command")(ifname, netns)
+        state["auto_clear"] = _arm_timer(ifname, netns, token, seconds, clear_cmd)
+        write(path, state)
     return state
 
 
@@ -581,21 +384,18 @@ def clear(ifname, netns=None):
     before = show(ifname, netns)
     removed = []
     if before["qdisc"] is not None:
-        _run(["tc", *(["-n", netns] if netns else []), "qdisc", "del", "dev", ifname, "root"])
+        _run(_u("netem_tc.clear_command")(ifname, netns))
         removed.append("tc qdisc")
     state = _read_state(ifname, netns)
     if (state and state.get("backend") == "nfqueue") or before["backend"] == "nfqueue":
         _nfqueue_stop(ifname, netns, state)
         removed.append("nfqueue daemon")
     elif shutil.which("iptables"):
-        res = _run(
-            _in_netns([sys.executable, _daemon_script(), "rules-clear", "--ifname", ifname], netns),
-            check=False,
-        )
+        res = _run(_rules_clear_cmd(ifname, netns), check=False)
         if res["stdout"].strip() not in ("", "0"):
             removed.append("stale nfqueue rules")
     if _has_systemd(netns):
-        unit = _unit("clear", ifname, netns)
+        unit = _u("netem_launch.unit_name")("clear", ifname, netns)
         _run(["systemctl", "stop", f"{unit}.timer", f"{unit}.service"], check=False)
     # The detached timer checks the token: removing the state file disarms it.
     _state_file(ifname, netns).unlink(missing_ok=True)

@@ -142,12 +142,22 @@ class Queue:
             self._send(NFQNL_MSG_CONFIG, _attr(NFQA_CFG_CMD, cmd))
         self.sock.close()
 
-    def packets(self) -> list[int]:
-        """Packet IDs waiting on the socket (non-blocking read of one batch)."""
-        try:
-            data = self.sock.recv(1 << 20, socket.MSG_DONTWAIT)
-        except BlockingIOError:
-            return []
+    def packets(self, limit: int = 256) -> list[int]:
+        """
+        Packet IDs waiting on the socket (non-blocking). Drains what is there, up to limit
+        messages, so a burst is timed from one wake-up rather than one loop turn each.
+        """
+        ids: list[int] = []
+        for _ in range(limit):
+            try:
+                data = self.sock.recv(1 << 20, socket.MSG_DONTWAIT)
+            except BlockingIOError:
+                break
+            ids += self._packet_ids(data)
+        return ids
+
+    @staticmethod
+    def _packet_ids(data: bytes) -> list[int]:
         ids, pos = [], 0
         while pos + 16 <= len(data):
             length, kind, _, _, _ = struct.unpack_from("=IHHII", data, pos)
@@ -230,11 +240,14 @@ def run(args: argparse.Namespace) -> int:
     queue = Queue(args.queue)
     queue.bind()
     state = Path(args.state) if args.state else None
-    ends = time.monotonic() + args.duration if args.duration > 0 else None
+    ends = None
     counts = {"queued": 0, "dropped": 0}
     pending: list[tuple[float, int]] = []
     try:
         rules_add(args.ifname, args.queue)
+        # The fault is in force from here: the duration counts from now, not from before
+        # the iptables calls (slow on a loaded node), and the state file says the same.
+        ends = time.monotonic() + args.duration if args.duration > 0 else None
         if state:
             _write_state(state, args, os.getpid())
         while not stop["now"] and (ends is None or time.monotonic() < ends):
@@ -273,6 +286,12 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _start_time(pid: int) -> int:
+    # Field 22 of /proc/<pid>/stat: with the pid, it names this process for good, so
+    # `netem.clear` never signals a process that reused the pid (netem_procs.alive).
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19])
+
+
 def _write_state(path: Path, args: argparse.Namespace, pid: int) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     data = {
@@ -281,6 +300,7 @@ def _write_state(path: Path, args: argparse.Namespace, pid: int) -> None:
         "ifname": args.ifname,
         "queue": args.queue,
         "pid": pid,
+        "start_time": _start_time(pid),
         "delay_ms": args.delay_ms,
         "jitter_ms": args.jitter_ms,
         "loss_pct": args.loss_pct,

@@ -5,7 +5,7 @@ from unittest.mock import MagicMock, patch
 import pytest
 from salt.exceptions import CommandExecutionError
 
-from tests.unit.modules.khm_load import load
+from tests.unit.modules.khm_load import load, utils
 
 kubeadm_st = load("_states", "kubeadm")
 keepalived_st = load("_states", "keepalived")
@@ -16,10 +16,12 @@ netem_mod = load("_modules", "netem")
 
 @pytest.fixture
 def configure_loader_modules():
-    return {
+    out = {
         mod: {"__salt__": {}, "__opts__": {"test": False}}
         for mod in (kubeadm_st, keepalived_st, netem_st, etcd_st)
     }
+    out[netem_mod] = {"__utils__": utils("netem_tc")}  # netem.normalize, used as is
+    return out
 
 
 def test_certs_fresh_noop_test_and_renew():
