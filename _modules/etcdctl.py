@@ -16,30 +16,21 @@ Settings (minion config, grains or pillar, read with ``config.get``)::
       cert: /etc/kubernetes/pki/etcd/healthcheck-client.crt
       key: /etc/kubernetes/pki/etcd/healthcheck-client.key
 
-Snapshots live in the sibling module ``etcd_snapshot``.
+Snapshots live in the sibling module ``etcd_snapshot``; output parsers in
+``_utils/etcdctl_parse.py``, the defragmentation policy in ``_utils/etcdctl_defrag.py``
+and the watch in ``_utils/etcdctl_watch.py``.
 """
 
-# No `from __future__ import annotations`: Salt's loader execs modules outside
-# sys.modules, and dataclasses then fail on string annotations (dataclasses._is_type).
-import json
-import logging
 import shutil
-import threading
-import time
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from salt.exceptions import CommandExecutionError
-
-log = logging.getLogger(__name__)
 
 __virtualname__ = "etcdctl"
 
 PKI = Path("/etc/kubernetes/pki/etcd")
 LOCAL_ENDPOINT = "https://127.0.0.1:2379"
 DIAL_TIMEOUT = "2s"
-# etcd's alarm enum (api/etcdserverpb/rpc.proto: AlarmType NONE=0 NOSPACE=1 CORRUPT=2).
-ALARM_NAMES = {0: "NONE", 1: "NOSPACE", 2: "CORRUPT"}
 
 
 def __virtual__():
@@ -48,36 +39,27 @@ def __virtual__():
     return (False, "etcdctl module: the etcdctl binary is not installed (package etcd-client)")
 
 
-@dataclass
-class Member:
-    id: str
-    name: str
-    peer_urls: list[str]
-    client_urls: list[str]
-    is_learner: bool = False
+_RESOLVED: dict = {}
+# What defrag's callbacks use. The defrag policy (a util) calls health_of/status_of back
+# from its own loader context, where __utils__ is not packed: resolve these beforehand.
+_CALLBACK_UTILS = (
+    "etcdctl_parse.loads",
+    "etcdctl_parse.as_dicts",
+    "etcdctl_parse.endpoint_health",
+    "etcdctl_parse.status_with_unreachable",
+)
 
 
-@dataclass
-class EndpointHealth:
-    endpoint: str
-    healthy: bool
-    took: str = ""
-    error: str = ""
+def _u(name: str):
+    """Parsers, defrag policy and watch live in _utils/etcdctl_*.py (via __utils__)."""
+    if name not in _RESOLVED:
+        _RESOLVED[name] = __utils__[name]
+    return _RESOLVED[name]
 
 
-@dataclass
-class EndpointStatus:
-    endpoint: str
-    member_id: str
-    version: str
-    db_size: int
-    db_size_in_use: int
-    leader: str
-    is_leader: bool
-    raft_index: int
-    raft_term: int
-    raft_applied_index: int
-    errors: list[str] = field(default_factory=list)
+def _resolve_callback_utils() -> None:
+    for name in _CALLBACK_UTILS:
+        _u(name)
 
 
 def _setting(name, default=None):
@@ -130,79 +112,37 @@ def _run(args, endpoints=None, tls=None, *, timeout=30, command_timeout="5s", ch
     return res["stdout"], res["stderr"], res["retcode"]
 
 
-def _json(stdout: str, what: str):
-    try:
-        return json.loads(stdout)
-    except ValueError as err:
-        raise CommandExecutionError(f"etcdctl {what}: unexpected output {stdout[:200]!r}") from err
-
-
-def _hex(member_id) -> str:
-    # etcdctl prints member IDs as hex in tables and as uint64 decimals in JSON.
-    return f"{int(member_id):x}"
-
-
-def _parse_member_list(payload: dict) -> list[Member]:
-    return [
-        Member(
-            id=_hex(m["ID"]),
-            # An added-but-not-started member has no name yet (etcdctl shows "unstarted").
-            name=m.get("name", ""),
-            peer_urls=m.get("peerURLs", []),
-            client_urls=m.get("clientURLs", []),
-            is_learner=bool(m.get("isLearner", False)),
-        )
-        for m in payload.get("members", [])
-    ]
-
-
-def _parse_endpoint_health(payload: list) -> list[EndpointHealth]:
-    return [
-        EndpointHealth(
-            endpoint=h["endpoint"],
-            healthy=bool(h.get("health")),
-            took=h.get("took", ""),
-            error=h.get("error", ""),
-        )
-        for h in payload
-    ]
-
-
-def _parse_endpoint_status(payload: list) -> list[EndpointStatus]:
-    out = []
-    for entry in payload:
-        st = entry["Status"]
-        leader = _hex(st.get("leader", 0))
-        member_id = _hex(st["header"]["member_id"])
-        out.append(
-            EndpointStatus(
-                endpoint=entry["Endpoint"],
-                member_id=member_id,
-                version=st.get("version", ""),
-                db_size=int(st.get("dbSize", 0)),
-                db_size_in_use=int(st.get("dbSizeInUse", 0)),
-                leader=leader,
-                is_leader=leader == member_id,
-                raft_index=int(st.get("raftIndex", 0)),
-                raft_term=int(st.get("raftTerm", 0)),
-                raft_applied_index=int(st.get("raftAppliedIndex", 0)),
-                errors=list(st.get("errors", [])),
-            )
-        )
-    return out
-
-
-def _members(endpoints=None, tls=None) -> list[Member]:
+def _members(endpoints=None, tls=None) -> list[dict]:
     stdout, _, _ = _run(["member", "list", "-w", "json"], endpoints, tls)
-    return _parse_member_list(_json(stdout, "member list"))
+    parsed = _u("etcdctl_parse.member_list")(_u("etcdctl_parse.loads")(stdout, "member list"))
+    return _u("etcdctl_parse.as_dicts")(parsed)
+
+
+def _client_urls(members: list[dict]) -> list[str]:
+    """Client URLs of every started member."""
+    urls = [u for m in members for u in m["client_urls"][:1]]
+    if not urls:
+        raise CommandExecutionError("etcdctl: the member list has no client URLs")
+    return urls
 
 
 def _member_endpoints(endpoints=None, tls=None) -> list[str]:
     """Client URLs of every started member, asking whichever given endpoint answers."""
-    urls = [u for m in _members(endpoints, tls) for u in m.client_urls[:1]]
-    if not urls:
-        raise CommandExecutionError("etcdctl: the member list has no client URLs")
-    return urls
+    return _client_urls(_members(endpoints, tls))
+
+
+def _health(targets, tls) -> list[dict]:
+    # endpoint health exits 1 when any endpoint is unhealthy but still prints every result.
+    stdout, stderr, _ = _run(["endpoint", "health", "-w", "json"], targets, tls, check=False)
+    if not stdout.strip():
+        raise CommandExecutionError(f"etcdctl endpoint health failed: {stderr.strip()}")
+    payload = _u("etcdctl_parse.loads")(stdout, "endpoint health")
+    return _u("etcdctl_parse.as_dicts")(_u("etcdctl_parse.endpoint_health")(payload))
+
+
+def _status(targets, tls) -> list[dict]:
+    stdout, stderr, _ = _run(["endpoint", "status", "-w", "json"], targets, tls, check=False)
+    return _u("etcdctl_parse.status_with_unreachable")(stdout, stderr, targets)
 
 
 def run(
@@ -239,8 +179,7 @@ def member_list(endpoints=None, *, cacert=None, cert=None, key=None):
 
         salt 'cp-1' etcdctl.member_list
     """
-    tls = {"cacert": cacert, "cert": cert, "key": key}
-    return [asdict(m) for m in _members(endpoints, tls)]
+    return _members(endpoints, {"cacert": cacert, "cert": cert, "key": key})
 
 
 def endpoint_health(endpoints=None, all_members=True, *, cacert=None, cert=None, key=None):
@@ -259,11 +198,7 @@ def endpoint_health(endpoints=None, all_members=True, *, cacert=None, cert=None,
     """
     tls = {"cacert": cacert, "cert": cert, "key": key}
     targets = _member_endpoints(endpoints, tls) if all_members else _as_list(endpoints)
-    # endpoint health exits 1 when any endpoint is unhealthy but still prints every result.
-    stdout, stderr, rc = _run(["endpoint", "health", "-w", "json"], targets, tls, check=False)
-    if not stdout.strip():
-        raise CommandExecutionError(f"etcdctl endpoint health failed: {stderr.strip()}")
-    return [asdict(h) for h in _parse_endpoint_health(_json(stdout, "endpoint health"))]
+    return _health(targets, tls)
 
 
 def endpoint_status(endpoints=None, all_members=True, *, cacert=None, cert=None, key=None):
@@ -281,17 +216,7 @@ def endpoint_status(endpoints=None, all_members=True, *, cacert=None, cert=None,
     """
     tls = {"cacert": cacert, "cert": cert, "key": key}
     targets = _member_endpoints(endpoints, tls) if all_members else _as_list(endpoints)
-    # etcdctl prints "Failed to get the status of endpoint X (err)" on stderr per dead
-    # endpoint, the rest on stdout, then exits 1 (etcdctl/ctlv3/command/ep_command.go).
-    stdout, stderr, _ = _run(["endpoint", "status", "-w", "json"], targets, tls, check=False)
-    found = _parse_endpoint_status(_json(stdout, "endpoint status")) if stdout.strip() else []
-    out = [dict(asdict(s), reachable=True) for s in found]
-    seen = {s.endpoint for s in found}
-    for ep in targets:
-        if ep not in seen:
-            reason = next((ln for ln in stderr.splitlines() if ep in ln), stderr.strip())
-            out.append({"endpoint": ep, "reachable": False, "error": reason})
-    return out
+    return _status(targets, tls)
 
 
 def leader(endpoints=None, *, cacert=None, cert=None, key=None):
@@ -305,10 +230,10 @@ def leader(endpoints=None, *, cacert=None, cert=None, key=None):
         salt 'cp-1' etcdctl.leader
     """
     tls = {"cacert": cacert, "cert": cert, "key": key}
-    members = _members(endpoints, tls)
-    for st in endpoint_status(endpoints, True, **tls):
+    members = _members(endpoints, tls)  # once: names and endpoints come from one list
+    for st in _status(_client_urls(members), tls):
         if st.get("reachable") and st["is_leader"]:
-            name = next((m.name for m in members if m.id == st["member_id"]), "")
+            name = next((m["name"] for m in members if m["id"] == st["member_id"]), "")
             return {"id": st["member_id"], "name": name, "endpoint": st["endpoint"]}
     return None
 
@@ -325,11 +250,7 @@ def alarm_list(endpoints=None, *, cacert=None, cert=None, key=None):
     """
     tls = {"cacert": cacert, "cert": cert, "key": key}
     stdout, _, _ = _run(["alarm", "list", "-w", "json"], endpoints, tls)
-    alarms = _json(stdout, "alarm list").get("alarms") or []
-    return [
-        {"member_id": _hex(a.get("memberID", 0)), "alarm": ALARM_NAMES.get(a.get("alarm", 0))}
-        for a in alarms
-    ]
+    return _u("etcdctl_parse.alarms")(_u("etcdctl_parse.loads")(stdout, "alarm list"))
 
 
 def alarm_disarm(endpoints=None, *, cacert=None, cert=None, key=None):
@@ -348,15 +269,6 @@ def alarm_disarm(endpoints=None, *, cacert=None, cert=None, key=None):
     return {"disarmed": before, "remaining": alarm_list(endpoints, **tls)}
 
 
-def _wait_all_healthy(targets, tls, timeout) -> list[dict]:
-    deadline = time.monotonic() + timeout
-    while True:
-        health = endpoint_health(targets, False, **tls)
-        if all(h["healthy"] for h in health) or time.monotonic() > deadline:
-            return health
-        time.sleep(1)
-
-
 def defrag_plan(endpoints=None, *, cacert=None, cert=None, key=None):
     """
     The order ``defrag`` would use (followers first, leader last), or why it refuses.
@@ -371,25 +283,12 @@ def defrag_plan(endpoints=None, *, cacert=None, cert=None, key=None):
         salt 'cp-1' etcdctl.defrag_plan
     """
     tls = {"cacert": cacert, "cert": cert, "key": key}
-    members = _members(endpoints, tls)
-    targets = [u for m in members for u in m.client_urls[:1]]
-    quorum = len(members) // 2 + 1
-    if len(targets) < len(members):
-        return {"ok": False, "reason": "a member has not started (no client URL)", "order": []}
-    health = endpoint_health(targets, False, **tls)
-    sick = [f"{h['endpoint']} ({h['error'] or 'unhealthy'})" for h in health if not h["healthy"]]
-    if sick:
-        return {"ok": False, "reason": f"unhealthy member(s): {', '.join(sick)}", "order": []}
-    if len(targets) - 1 < quorum:
-        return {
-            "ok": False,
-            "reason": f"defragmenting one of {len(targets)} member(s) leaves fewer than a "
-            f"quorum of {quorum} serving",
-            "order": [],
-        }
-    status = {s["endpoint"]: s for s in endpoint_status(targets, False, **tls)}
-    order = sorted(targets, key=lambda ep: bool(status.get(ep, {}).get("is_leader")))
-    return {"ok": True, "reason": "", "order": order, "quorum": quorum}
+    _resolve_callback_utils()
+    return _u("etcdctl_defrag.plan")(
+        _members(endpoints, tls),
+        health_of=lambda targets: _health(targets, tls),
+        status_of=lambda targets: _status(targets, tls),
+    )
 
 
 def defrag(endpoints=None, wait_healthy=60, *, cacert=None, cert=None, key=None):
@@ -410,30 +309,15 @@ def defrag(endpoints=None, wait_healthy=60, *, cacert=None, cert=None, key=None)
     plan = defrag_plan(endpoints, **tls)
     if not plan["ok"]:
         raise CommandExecutionError(f"refusing to defragment: {plan['reason']}")
-    done = []
-    for ep in plan["order"]:
-        before = endpoint_status(ep, False, **tls)[0]
-        started = time.monotonic()
+    _resolve_callback_utils()
+    return _u("etcdctl_defrag.run")(
+        plan["order"],
         # Defrag of a large DB can take minutes; etcdctl's command timeout bounds it.
-        _run(["defrag"], ep, tls, timeout=330, command_timeout="300s")
-        took = round(time.monotonic() - started, 3)
-        health = _wait_all_healthy(plan["order"], tls, wait_healthy)
-        after = endpoint_status(ep, False, **tls)[0]
-        done.append(
-            {
-                "endpoint": ep,
-                "took_s": took,
-                "db_size_before": before.get("db_size"),
-                "db_size_after": after.get("db_size"),
-            }
-        )
-        if not all(h["healthy"] for h in health):
-            sick = [h["endpoint"] for h in health if not h["healthy"]]
-            raise CommandExecutionError(
-                f"stopped after defragmenting {ep}: not healthy within {wait_healthy}s: "
-                f"{', '.join(sick)} (done: {[d['endpoint'] for d in done]})"
-            )
-    return done
+        defrag_one=lambda ep: _run(["defrag"], ep, tls, timeout=330, command_timeout="300s"),
+        status_one=lambda ep: _status([ep], tls)[0],
+        health_of=lambda targets: _health(targets, tls),
+        wait_healthy=wait_healthy,
+    )
 
 
 def move_leader(target, endpoints=None, *, cacert=None, cert=None, key=None):
@@ -448,25 +332,36 @@ def move_leader(target, endpoints=None, *, cacert=None, cert=None, key=None):
     """
     tls = {"cacert": cacert, "cert": cert, "key": key}
     members = _members(endpoints, tls)
-    match = [m for m in members if target in (m.name, m.id)]
+    match = [m for m in members if target in (m["name"], m["id"])]
     if not match:
         raise CommandExecutionError(f"no etcd member named or with ID {target!r}")
     current = leader(endpoints, **tls)
     if current is None:
         raise CommandExecutionError("no etcd leader found (no quorum?)")
-    if current["id"] == match[0].id:
+    if current["id"] == match[0]["id"]:
         return {"changed": False, "leader": current}
     # MoveLeader must be sent to the current leader (etcdserver: ErrNotLeader otherwise).
-    stdout, _, _ = _run(["move-leader", match[0].id], current["endpoint"], tls)
+    stdout, _, _ = _run(["move-leader", match[0]["id"]], current["endpoint"], tls)
     return {"changed": True, "message": stdout.strip(), "leader": leader(endpoints, **tls)}
 
 
-def watch(key, prefix=False, timeout=5, max_events=100, *, endpoint=None, values=False):
+def watch(
+    key,
+    prefix=False,
+    timeout=5,
+    max_events=100,
+    *,
+    endpoint=None,
+    values=False,
+    start_revision=None,
+):
     """
     Watch a key (or prefix) for ``timeout`` seconds with the ``etcd3`` client.
 
     Returns the events seen: type, key, mod revision and, with ``values=True``, the value
-    (off by default: Kubernetes keeps Secrets in etcd).
+    (off by default: Kubernetes keeps Secrets in etcd). With ``start_revision``, events
+    from that revision on are replayed first, so nothing between reading a revision and
+    the watch being established is missed.
 
     CLI Example:
 
@@ -474,54 +369,15 @@ def watch(key, prefix=False, timeout=5, max_events=100, *, endpoint=None, values
 
         salt 'cp-1' etcdctl.watch /registry/leases/kube-system/ prefix=True timeout=10
     """
-    try:
-        import etcd3  # noqa: PLC0415  (optional: only this function needs it)
-        import grpc  # noqa: PLC0415
-        from etcd3 import etcdrpc, utils  # noqa: PLC0415
-    except ImportError as err:
-        raise CommandExecutionError("etcdctl.watch needs the etcd3 Python package") from err
-    url = _as_list(endpoint)[0]
-    host, _, port = url.split("://", 1)[-1].rpartition(":")
-    client = etcd3.client(
-        host=host,
-        port=int(port),
-        ca_cert=_setting("cacert", str(PKI / "ca.crt")),
-        cert_cert=_setting("cert", str(PKI / "healthcheck-client.crt")),
+    return _u("etcdctl_watch.watch")(
+        _as_list(endpoint)[0],
+        key,
+        ca=_setting("cacert", str(PKI / "ca.crt")),
+        cert=_setting("cert", str(PKI / "healthcheck-client.crt")),
         cert_key=_setting("key", str(PKI / "healthcheck-client.key")),
+        prefix=prefix,
         timeout=timeout,
+        max_events=max_events,
+        values=values,
+        start_revision=start_revision,
     )
-    create = etcdrpc.WatchCreateRequest(key=utils.to_bytes(key))
-    if prefix:
-        create.range_end = utils.increment_last_byte(utils.to_bytes(key))
-    done = threading.Event()
-
-    def requests():
-        yield etcdrpc.WatchRequest(create_request=create)
-        # Closing our side ends the watch on the server: hold it open until we are done.
-        done.wait(float(timeout) + 1)
-
-    # The raw stream with a deadline, not etcd3's Watcher: its background thread never
-    # ends and raises "Channel closed" once the client is closed (etcd3 0.12 watch.py).
-    stream = etcdrpc.WatchStub(client.channel).Watch(requests(), timeout=float(timeout))
-    events = []
-    try:
-        for response in stream:
-            for ev in response.events:
-                entry = {
-                    "type": "DELETE" if ev.type == ev.DELETE else "PUT",
-                    "key": ev.kv.key.decode(errors="replace"),
-                    "mod_revision": ev.kv.mod_revision,
-                }
-                if values:
-                    entry["value"] = ev.kv.value.decode(errors="replace")
-                events.append(entry)
-            if len(events) >= int(max_events):
-                break
-    except grpc.RpcError as err:
-        if err.code() != grpc.StatusCode.DEADLINE_EXCEEDED:
-            raise CommandExecutionError(f"etcd watch on {url} failed: {err.details()}") from err
-    finally:
-        done.set()
-        stream.cancel()
-        client.close()
-    return events[: int(max_events)]

@@ -170,12 +170,11 @@ def servers(backend=None, sock=None):
         salt 'cp-1' haproxy_runtime.servers kube-apiserver
     """
     backend = backend or _setting("backend", DEFAULT_BACKEND)
+    rows = stats(sock)  # one `show stat`: a second could see another moment
     found = [
-        asdict(_server(r))
-        for r in stats(sock)
-        if r["type_name"] == "server" and r["pxname"] == backend
+        asdict(_server(r)) for r in rows if r["type_name"] == "server" and r["pxname"] == backend
     ]
-    if not found and backend not in {r["pxname"] for r in stats(sock)}:
+    if not found and backend not in {r["pxname"] for r in rows}:
         raise CommandExecutionError(f"HAProxy has no backend named {backend!r}")
     return found
 

@@ -214,6 +214,13 @@ def _seal(payload: dict, recipient_pem: str) -> str:
     return base64.b64encode(json.dumps(blob).encode()).decode()
 
 
+def _token_expiring(data: dict, now: float) -> bool:
+    # Missing or under 10 min left; None is a token made with ttl 0, which never expires.
+    return "token_expires" not in data or (
+        data["token_expires"] is not None and data["token_expires"] < now + 600
+    )
+
+
 def _fresh_join_data(control_plane: bool) -> dict:
     """Stored join data, renewing the token and certificate key when they are stale."""
     data = _load_join_data() or {}
@@ -221,7 +228,7 @@ def _fresh_join_data(control_plane: bool) -> dict:
     if not data.get("endpoint"):
         out = _kubeadm(["token", "create", "--ttl", "2h", "--print-join-command"], secret=True)
         data = dict(_parse_join_commands(out), token_expires=now + 7200)
-    elif data.get("token_expires", 0) < now + 600:
+    elif _token_expiring(data, now):
         token = _kubeadm(["token", "create", "--ttl", "2h"], secret=True).strip().splitlines()[-1]
         if not TOKEN_RE.fullmatch(token):
             raise CommandExecutionError("kubeadm token create printed no token")
@@ -232,7 +239,9 @@ def _fresh_join_data(control_plane: bool) -> dict:
         match = re.search(r"\b([a-f0-9]{64})\b", out)
         if not match:
             raise CommandExecutionError("kubeadm upload-certs printed no certificate key")
-        data.update(certificate_key=match.group(1), certificate_key_expires=now + 7200)
+        data.update(
+            certificate_key=match.group(1), certificate_key_expires=now + CERT_KEY_LIFETIME_S
+        )
     _store_join_data(data)
     return data
 
@@ -352,9 +361,28 @@ def token_list():
     return _parse_token_list(_kubeadm(["token", "list"], timeout=60, secret=True))
 
 
+_GO_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def _ttl_seconds(ttl) -> float | None:
+    """
+    A ``--ttl`` as kubeadm reads it (Go's time.ParseDuration: ``2h``, ``1h30m``, ``90s``;
+    a bare number is not a duration) in seconds; None for ``0``: the token never expires.
+    """
+    text = str(ttl).strip()
+    parts = re.findall(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)", text)
+    if text != "0" and (not parts or "".join(n + u for n, u in parts) != text):
+        raise CommandExecutionError(f"not a token TTL: {ttl!r} (use 2h, 1h30m, 45m)")
+    seconds = sum(float(n) * _GO_UNITS[u] for n, u in parts)
+    return seconds or None
+
+
 def token_create(ttl="2h", description=None):
     """
     Create a bootstrap token and keep it in ``join-data.json`` (0600); returns its ID.
+
+    The stored expiry is this token's (``ttl`` from now, ``0``: never), so ``join_data``
+    renews it in time instead of sealing a token that is about to lapse.
 
     CLI Example:
 
@@ -362,12 +390,19 @@ def token_create(ttl="2h", description=None):
 
         salt 'cp-1' kubeadm.token_create ttl=1h
     """
+    lifetime = _ttl_seconds(ttl)
     args = ["token", "create", "--ttl", str(ttl), "--print-join-command"]
     if description:
         args += ["--description", str(description)]
+    started = time.time()  # before the call: the stored expiry errs on the early side
     out = _kubeadm(args, timeout=60, secret=True)
     fresh = _parse_join_commands(out)
     data = _load_join_data() or {}
-    data.update(fresh)
+    data.update(fresh, token_expires=None if lifetime is None else started + lifetime)
     _store_join_data(data)
-    return {"token_id": fresh["token"].split(".")[0], "ttl": ttl, "stored_in": str(JOIN_DATA)}
+    return {
+        "token_id": fresh["token"].split(".")[0],
+        "ttl": ttl,
+        "token_expires": data["token_expires"],
+        "stored_in": str(JOIN_DATA),
+    }

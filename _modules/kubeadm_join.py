@@ -105,7 +105,7 @@ def _join_configuration(secret: dict, control_plane: bool, base, node) -> dict:
         apiServerEndpoint=secret["endpoint"],
         caCertHashes=secret["ca_cert_hashes"],
     )
-    cfg["discovery"].setdefault("tlsBootstrapToken", secret["token"])
+    # The sealed token wins over whatever the base config carried.
     cfg["discovery"]["tlsBootstrapToken"] = secret["token"]
     if control_plane:
         if not secret.get("certificate_key"):

@@ -14,7 +14,7 @@ from __future__ import annotations
 import subprocess
 from typing import Any
 
-from lab import faults, lifecycle, machine, procs, saltmaster, state
+from lab import faults, inventory, lifecycle, machine, procs, saltmaster, state
 from lab.config import HOST_IP, MIRROR_URL, VIP, machine_from_name
 from lab.run import LabError, wait_for
 
@@ -63,6 +63,15 @@ class Lab:
         return all(procs.alive(s) for s in record.services.values()) and all(
             r.power == "on" and r.nspawn and procs.alive(r.nspawn) for r in record.machines.values()
         )
+
+    def exists(self) -> bool:
+        """Anything of a lab on the host, healthy or not: a live process of this checkout's
+        record, or any kha- namespace, link, mount, cgroup or process (another checkout's
+        lab has the same names). Whoever finds one did not start it (tests/lab/conftest.py)."""
+        record = state.load()
+        tracked = [*record.services.values()]
+        tracked += [r.nspawn for r in record.machines.values() if r.nspawn]
+        return any(procs.alive(t) for t in tracked) or not inventory.take().empty()
 
     def _record(self, node: str) -> state.MachineRecord:
         rec = state.load().machines.get(node)

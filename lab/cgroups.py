@@ -19,14 +19,30 @@ CGROUP_ROOT = Path("/sys/fs/cgroup")
 HIERARCHIES = ("systemd", "unified", "freezer")
 
 
-def check_host() -> None:
-    """The lab needs the v1 freezer and a name=systemd hierarchy (cgroup v1 or hybrid)."""
+def host_problem() -> str | None:
+    """Why this host cannot run the lab's cgroups, or None if it can.
+
+    A property of how the host booted, not something `make system-deps` can install: the
+    lab fixture skips with this reason and `python -m lab up` stops with it.
+    """
     missing = [h for h in HIERARCHIES if not (CGROUP_ROOT / h / "cgroup.procs").exists()]
-    if missing:
-        raise LabError(
-            "the lab expects cgroup v1/hybrid with the freezer controller; missing "
-            f"{', '.join(str(CGROUP_ROOT / h) for h in missing)}"
-        )
+    if not missing:
+        return None
+    if (CGROUP_ROOT / "cgroup.controllers").exists():
+        layout = f"{CGROUP_ROOT} is cgroup v2 only (unified)"
+    else:
+        layout = "missing " + ", ".join(str(CGROUP_ROOT / h) for h in missing)
+    return (
+        f"{layout}; the lab needs cgroup v1 or hybrid with the v1 freezer and a name=systemd "
+        "hierarchy (machines' nspawn run in kha-<machine> there, and the freeze fault is "
+        "the v1 freezer), e.g. a host booted with systemd.unified_cgroup_hierarchy=0"
+    )
+
+
+def check_host() -> None:
+    problem = host_problem()
+    if problem:
+        raise LabError(f"this host cannot run the lab: {problem}")
 
 
 def path(hierarchy: str, name: str) -> Path:

@@ -59,15 +59,39 @@ class UpReport:
 
 
 def preflight() -> None:
-    """Root, tools, cgroups and kernel features; fail early with what to do."""
+    """Root, what the host cannot change (cgroups, kernel), tools; fail early, say what to do."""
     if os.geteuid() != 0:
         raise LabError("the lab needs root (namespaces, mounts, systemd-nspawn)")
+    problem = host_problem()
+    if problem:
+        raise LabError(f"this host cannot run the lab: {problem}")
     missing = [t for t in REQUIRED_TOOLS if shutil.which(t) is None]
     if missing:
         raise LabError(f"missing {', '.join(missing)}: run `make system-deps` (lab.txt)")
-    cgroups.check_host()
     for note in kernel_features():
         say(note)
+
+
+def host_problem() -> str | None:
+    """Why this host cannot run the lab at all (no install fixes it), or None.
+
+    tests/lab/conftest.py skips every lab test with this reason.
+    """
+    problem = cgroups.host_problem()
+    if problem:
+        return problem
+    if not Path("/proc/modules").exists():
+        lacking = [m for m, present in _kernel_has().items() if not present]
+        if lacking:
+            return f"the kernel lacks {', '.join(lacking)} and cannot load modules"
+    return None
+
+
+def _kernel_has() -> dict[str, bool]:
+    return {
+        "br_netfilter": Path("/proc/sys/net/bridge").exists(),
+        "overlay": "overlay" in Path("/proc/filesystems").read_text().split(),
+    }
 
 
 def kernel_features() -> list[str]:
@@ -75,9 +99,7 @@ def kernel_features() -> list[str]:
     notes = []
     if not Path("/proc/modules").exists():
         notes.append("kernel without module support: overlay, br_netfilter must be built in")
-    checks = {"br_netfilter": Path("/proc/sys/net/bridge"), "overlay": None}
-    for module, probe in checks.items():
-        present = probe.exists() if probe else "overlay" in Path("/proc/filesystems").read_text()
+    for module, present in _kernel_has().items():
         if present:
             continue
         if not Path("/proc/modules").exists():

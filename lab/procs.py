@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from lab import proctree
 from lab.run import LabError
 
 
@@ -84,13 +85,7 @@ def spawn(
 
 def children(pid: int) -> list[int]:
     """Direct children of `pid` (from /proc/<pid>/task/*/children)."""
-    kids: list[int] = []
-    for task in Path(f"/proc/{pid}/task").glob("*"):
-        try:
-            kids += [int(k) for k in (task / "children").read_text().split()]
-        except FileNotFoundError:
-            continue
-    return kids
+    return proctree.children(pid)
 
 
 def stop(proc: Tracked, *, timeout: float = 10.0, sig: int = signal.SIGTERM) -> None:

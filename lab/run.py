@@ -10,6 +10,8 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
+from lab import proctree
+
 
 class LabError(RuntimeError):
     """A lab step failed; the message says which command and what it printed."""
@@ -27,28 +29,55 @@ def run(
     """Run `cmd`, capture text output, raise LabError (with stderr) on failure or timeout."""
     argv = [str(c) for c in cmd]
     full_env = None if env is None else {**os.environ, **env}
+    text = not isinstance(input, bytes)
     try:
-        proc = subprocess.run(
+        # A session of its own: on timeout everything the command started is found by its
+        # session id and process tree and killed with it (lab.proctree), not just argv[0].
+        proc = subprocess.Popen(  # noqa: S603 - argument list, no shell
             argv,
-            capture_output=True,
-            text=not isinstance(input, bytes),
-            input=input,
-            timeout=timeout,
+            stdin=subprocess.DEVNULL if input is None else subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=text,
             env=full_env,
             cwd=cwd,
-            check=False,
+            start_new_session=True,
         )
-    except subprocess.TimeoutExpired as err:
-        raise LabError(f"timed out after {timeout:.0f}s: {' '.join(argv)}") from err
     except FileNotFoundError as err:
         raise LabError(f"{argv[0]} is not installed (make system-deps installs it)") from err
-    if isinstance(proc.stdout, bytes):
-        proc.stdout = proc.stdout.decode(errors="replace")
-        proc.stderr = proc.stderr.decode(errors="replace")
+    with proc:
+        try:
+            stdout, stderr = proc.communicate(input, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            killed = proctree.kill_tree(proc.pid)
+            stdout, stderr = _leftover_output(proc)
+            detail = _text(stderr or stdout).strip()[-2000:]
+            raise LabError(
+                f"timed out after {timeout:.0f}s (killed {killed} processes it started): "
+                f"{' '.join(argv)}\n{detail}"
+            ) from None
+    proc = subprocess.CompletedProcess(argv, proc.returncode, _text(stdout), _text(stderr))
     if check and proc.returncode != 0:
         detail = (proc.stderr or proc.stdout).strip()[-2000:]
         raise LabError(f"exit {proc.returncode}: {' '.join(argv)}\n{detail}")
     return proc
+
+
+def _text(out: str | bytes | None) -> str:
+    if isinstance(out, bytes):
+        return out.decode(errors="replace")
+    return out or ""
+
+
+def _leftover_output(proc: subprocess.Popen) -> tuple[str | bytes, str | bytes]:
+    """What the killed command printed; a process that escaped the kill (a daemon that
+    left both the tree and the session) may still hold the pipes, so do not wait forever."""
+    try:
+        return proc.communicate(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+        return "", ""
 
 
 def say(message: str) -> None:

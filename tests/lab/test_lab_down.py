@@ -1,5 +1,7 @@
 """`down` leaves the host as it found it: no kha- namespace, link, mount, cgroup, loop device
-or process, and running it twice is fine. Runs last in the session (conftest.py)."""
+or process, and running it twice is fine. Runs last in the session (conftest.py), and only
+where destroying the lab is this session's call: CI, a lab this session started, or
+KHA_LAB_DESTROY_OK=1 (conftest.destroy_skip_reason)."""
 
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ import pytest
 
 from lab import config, inventory, lifecycle, state
 from lab.api import Lab
+from tests.lab.conftest import destroy_skip_reason
 
 pytestmark = [pytest.mark.root, pytest.mark.lab]
 
@@ -37,7 +40,11 @@ def _host_view() -> dict[str, list[str]]:
     }
 
 
-def test_down_leaves_nothing_and_is_idempotent(lab):
+def test_down_leaves_nothing_and_is_idempotent(request, lab_was_there):
+    reason = destroy_skip_reason(lab_was_there)
+    if reason:
+        pytest.skip(reason)
+    request.getfixturevalue("lab")  # up (or still up from the session's other tests)
     record = state.load()
     pids = [r.nspawn.pid for r in record.machines.values() if r.nspawn]
     pids += [s.pid for s in record.services.values()]

@@ -10,6 +10,7 @@ import sys
 import pytest
 
 from lab import config, network, saltmaster
+from lab.run import LabError
 
 pytestmark = [pytest.mark.root, pytest.mark.lab]
 CONTROL_PLANES = ["cp-1", "cp-2", "cp-3"]
@@ -136,3 +137,23 @@ def test_cli_exec_salt_and_status(lab):
     )
     assert all(s["alive"] for s in status["services"].values())
     assert "Started" in cli("logs", "cp-1", "salt-minion").stdout
+
+
+def test_a_timed_out_exec_leaves_nothing_running_in_the_machine(lab):
+    """What a command started in a machine dies with it on timeout, also a child in a
+    session of its own (apt-get runs dpkg so); otherwise it would hold, say, the dpkg lock
+    for the next test. PIDs are the machine's own, read inside it."""
+    pids = "/run/kha-lab-test-timeout"
+    script = f"setsid sleep 600 & echo $! > {pids}; sleep 600 & echo $! >> {pids}; wait"
+    try:
+        with pytest.raises(LabError, match="timed out after 2s"):
+            lab.sh("client", script, timeout=2)
+        left = lab.sh(
+            "client",
+            f"for p in $(cat {pids}); do [ -e /proc/$p ] && ! grep -q '^State:.*Z' "
+            "/proc/$p/status && echo $p; done; true",
+        )
+        assert left.stdout.split() == []
+        assert len(lab.exec("client", "cat", pids).stdout.split()) == 2
+    finally:
+        lab.sh("client", f"kill -9 $(cat {pids}) 2>/dev/null; rm -f {pids}", check=False)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 from kubesim.kubeadm.errors import KubeadmError
-from kubesim.kubeadm.upgrade import enforce_policy
+from kubesim.kubeadm.upgrade_checks import enforce_policy
 from kubesim.versions import Version
 
 V = Version.parse

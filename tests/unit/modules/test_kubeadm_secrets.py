@@ -178,3 +178,54 @@ def test_join_refuses_a_loose_join_file(dirs, tmp_path):
     loose.chmod(0o644)
     with pytest.raises(CommandExecutionError, match="chmod 600"):
         kubeadm_join.join(join_file=str(loose))
+
+
+JOIN_CMD = (
+    "kubeadm join 192.168.0.200:6443 --token {token} --discovery-token-ca-cert-hash "
+    "sha256:7c2e69131a36ae2a042a339b33381c6d0d43887e2de83720eff5359e26aec866\n"
+)
+
+
+@pytest.mark.parametrize(
+    ("ttl", "seconds"), [("2h", 7200), ("1h30m", 5400), ("45m", 2700), ("90s", 90), ("0", None)]
+)
+def test_token_ttl_reads_like_kubeadm(ttl, seconds):
+    assert kubeadm._ttl_seconds(ttl) == seconds
+
+
+def test_token_create_records_its_own_expiry(dirs, tmp_path):
+    """A short token made after init must not be sealed on the strength of init's 24 h."""
+    import time
+
+    recipient = _keypair(tmp_path / "cp2-pki")
+    short = "shortt.0123456789abcdef"
+    renewed = "renewd.fedcba9876543210"
+    run = Kubeadm({
+        "init --config": INIT_OUT,
+        "token create": JOIN_CMD.format(token=short),
+    })  # fmt: skip
+    with patch.dict(kubeadm.__salt__, {"cmd.run_all": run}):
+        kubeadm.init()
+        before = time.time()
+        ret = kubeadm.token_create(ttl="5m")
+        assert before + 300 - 1 <= ret["token_expires"] <= time.time() + 300
+        stored = json.loads((dirs / "kubeadm" / "join-data.json").read_text())
+        assert stored["token"] == short and stored["token_expires"] == ret["token_expires"]
+        # 5 min left is inside join_data's 10 min margin: it must renew, not seal `short`.
+        run.answers["token create"] = renewed + "\n"
+        sealed = kubeadm.join_data(recipient, control_plane=False)
+    assert [c[0][1:3] for c in run.calls].count(["token", "create"]) == 2
+    opened = kubeadm_join._unseal(
+        sealed["sealed"], (tmp_path / "cp2-pki" / "minion.pem").read_bytes()
+    )
+    assert opened["token"] == renewed
+
+
+def test_token_create_ttl_0_never_expires_and_bad_ttl_runs_nothing(dirs):
+    run = Kubeadm({"token create": JOIN_CMD.format(token="forevr.0123456789abcdef")})
+    with patch.dict(kubeadm.__salt__, {"cmd.run_all": run}):
+        assert kubeadm.token_create(ttl="0")["token_expires"] is None
+        assert kubeadm._token_expiring(kubeadm._load_join_data(), 1e12) is False
+        with pytest.raises(CommandExecutionError, match="not a token TTL"):
+            kubeadm.token_create(ttl="2 hours")
+    assert len(run.calls) == 1

@@ -16,7 +16,7 @@ crictl = load("_modules", "crictl")
 apiserver = load("_modules", "apiserver")
 keepalived = load("_modules", "keepalived")
 haproxy = load("_modules", "haproxy_runtime")
-etcdctl = load("_modules", "etcdctl")
+etcdctl_parse = load("_utils", "etcdctl_parse")
 
 
 def sample(name: str) -> str:
@@ -192,5 +192,5 @@ def test_etcd_status_json_shape():
             },
         }
     ]
-    (st,) = etcdctl._parse_endpoint_status(payload)
+    (st,) = etcdctl_parse.endpoint_status(payload)
     assert st.is_leader and st.member_id == "8211f1d0f64f3269" and st.db_size == 24576

@@ -14,8 +14,12 @@ import os
 import threading
 import uuid
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import yaml
+
+if TYPE_CHECKING:
+    from .exchange import Exchange
 
 LEVELS = ["None", "Metadata", "Request", "RequestResponse"]
 
@@ -179,3 +183,72 @@ class AuditLog:
     @staticmethod
     def now() -> str:
         return _micro()
+
+
+def _json_or_none(data: bytes) -> dict | None:
+    try:
+        return json.loads(data) if data else None
+    except ValueError:
+        return None
+
+
+def record(log: AuditLog, ex: Exchange) -> None:
+    """The events of one request (filters/audit.go WithAudit): the policy's level for it,
+    RequestReceived and ResponseComplete unless omitted, request/response bodies by level.
+    Unauthenticated requests are not audited (the filter runs after authentication)."""
+    user = ex.user
+    if not log.enabled or user is None:
+        return
+    route = ex.route
+    res = route.res if route is not None else None
+    level, omit = log.level(
+        user.name,
+        user.groups,
+        ex.verb,
+        route.namespace if route else "",
+        res.group if res else "",
+        res.plural if res else "",
+        route.subresource if route else "",
+        route.name if route else "",
+        ex.path,
+        res is not None,
+    )
+    if level == "None":
+        return
+    omit = set(omit) | set(log.omit_stages)
+    ref = None
+    if res is not None:
+        ref = {"resource": res.plural, "apiVersion": res.version}
+        if route.namespace:
+            ref["namespace"] = route.namespace
+        if route.name:
+            ref["name"] = route.name
+        if res.group:
+            ref["apiGroup"] = res.group
+        if route.subresource:
+            ref["subresource"] = route.subresource
+    common = dict(
+        audit_id=AuditLog.new_id(),
+        verb=ex.verb,
+        uri=ex.uri,
+        user=user.name,
+        groups=user.groups,
+        source_ip=ex.source_ip,
+        user_agent=ex.user_agent,
+        obj_ref=ref,
+        received=ex.received,
+    )
+    req_obj = _json_or_none(ex.body) if level in ("Request", "RequestResponse") else None
+    if "RequestReceived" not in omit:
+        log.event(
+            "RequestReceived", level, code=None, request_obj=None, response_obj=None, **common
+        )
+    if "ResponseComplete" not in omit:
+        log.event(
+            "ResponseComplete",
+            level,
+            code=ex.code,
+            request_obj=req_obj,
+            response_obj=_json_or_none(ex.out) if level == "RequestResponse" else None,
+            **common,
+        )

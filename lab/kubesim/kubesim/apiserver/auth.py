@@ -15,10 +15,14 @@ import base64
 import datetime as dt
 import hmac
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from ..etcd import EtcdError
 from .resources import lookup
-from .store import Store
+from .store import StatusError, Store
+
+if TYPE_CHECKING:
+    from .api import Route
 
 ADMIN_GROUPS = {"system:masters", "kubeadm:cluster-admins"}
 COMPONENT_USERS = {
@@ -121,10 +125,40 @@ def forbidden_message(  # noqa: PLR0917 - mirrors the upstream call's parameters
     )
 
 
+def authenticate(store: Store, authorization: str, cert: dict | None) -> User:
+    """The request's user (filters/authentication.go): a bearer token must be valid (401
+    otherwise, no fallback), else the client certificate, else anonymous."""
+    if authorization.startswith("Bearer "):
+        user = from_token(store, authorization[7:].strip())
+        if user is None:
+            raise StatusError(401, "Unauthorized", "Unauthorized")
+        return user
+    return from_cert(cert) or ANONYMOUS
+
+
+def authorize(user: User, verb: str, route: Route | None, path: str) -> None:
+    """403 with upstream's message unless `user` may do `verb` (filters/authorization.go)."""
+    res = route.res if route is not None else None
+    if res is None:
+        if not allowed(user, verb, "", "", "", path):
+            raise StatusError(403, "Forbidden", forbidden_message(user, verb, "", "", "", "", path))
+        return
+    if allowed(user, verb, res.plural, route.namespace, route.name, path):
+        return
+    raise StatusError(
+        403,
+        "Forbidden",
+        forbidden_message(user, verb, res.plural, route.group, route.namespace, route.name, path),
+        {"name": route.name, "kind": res.plural} if route.name else {"kind": res.plural},
+    )
+
+
 __all__ = [
     "ANONYMOUS",
     "User",
     "allowed",
+    "authenticate",
+    "authorize",
     "forbidden_message",
     "from_cert",
     "from_token",

@@ -6,6 +6,21 @@ Buckets and labels as in staging/src/k8s.io/apiserver/pkg/endpoints/metrics/metr
 from __future__ import annotations
 
 import threading
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .exchange import Exchange
+
+# The verb label of apiserver_request_* (endpoints/metrics: LIST and WATCH split from GET).
+METRIC_VERB = {
+    "get": "GET",
+    "list": "LIST",
+    "watch": "WATCH",
+    "create": "POST",
+    "update": "PUT",
+    "patch": "PATCH",
+    "delete": "DELETE",
+}
 
 BUCKETS = [
     0.005,
@@ -70,6 +85,22 @@ class Metrics:
             entry[-1] += 1
             total = (("code", str(code)),) + labels
             self.totals[total] = self.totals.get(total, 0) + 1
+
+    def observe_exchange(self, ex: Exchange, seconds: float) -> None:
+        """Label one request as endpoints/metrics does: API requests by verb, group, version,
+        resource, subresource and scope; anything else by its HTTP method alone."""
+        route = ex.route
+        res = route.res if route is not None else None
+        self.observe(
+            METRIC_VERB.get(ex.verb, ex.verb.upper()) if res else ex.method,
+            res.group if res else "",
+            res.version if res else "",
+            res.plural if res else "",
+            route.subresource if route else "",
+            ex.scope,
+            ex.code,
+            seconds,
+        )
 
     @staticmethod
     def _fmt(labels: tuple, extra: tuple = ()) -> str:

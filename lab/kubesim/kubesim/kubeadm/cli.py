@@ -10,11 +10,11 @@ import yaml
 
 from .. import flags as flagutil
 from ..versions import Version, coredns_tag, etcd_tag, git_commit, own_version, pause_tag
-from . import cluster, init, join, reset, tokens, upgrade
+from . import cluster, init, join, reset, tokens, upgrade, upgrade_plan
 from .common import admin_client, out
 from .config import load
 from .errors import KubeadmError
-from .upgrade import load_cluster
+from .upgrade_checks import load_cluster
 
 BOOLS = {
     "upload-certs",
@@ -141,7 +141,7 @@ def dispatch(argv: list[str]) -> int:
         sub = rest[0] if rest else ""
         flags["positional"] = rest[1:]
         if sub == "plan":
-            return upgrade.plan(flags)
+            return upgrade_plan.plan(flags)
         if sub == "apply":
             return upgrade.apply(flags)
         if sub == "node":

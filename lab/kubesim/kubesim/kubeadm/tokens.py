@@ -15,7 +15,7 @@ from .certs import short_human_duration
 from .common import KUBE_DIR, admin_client, ca_hash, join_command, out
 from .config import Config, from_cluster
 from .errors import KubeadmError
-from .upgrade import load_cluster
+from .upgrade_checks import load_cluster
 
 
 def create(flags: dict, positional: list[str]) -> int:

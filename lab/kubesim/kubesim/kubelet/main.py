@@ -12,100 +12,26 @@ Upstream behaviour kept where kubeadm or an operator can see it:
 
 from __future__ import annotations
 
-import base64
-import datetime as dt
-import json
 import socket
-import subprocess
 import sys
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import yaml
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.x509.oid import NameOID
 
-from .. import cri, klog, kubeconfig, pki
+from .. import cri, klog
 from .. import flags as flagutil
 from ..kubeclient import ApiError, Client
 from ..versions import Version, own_version
 from . import cgroups
+from .bootstrap import tls_bootstrap
+from .healthz import serve_healthz
+from .host import check_cri, node_ip_guess, runtime_version
 from .node import NodeAgent
-from .pods import Pod, PodRuntime, _pod_ip, load_static_pods, rfc3339
+from .pods import Pod, PodRuntime, load_static_pods
+from .status import StatusManager, pod_status
 
 STATUS_PERIOD = 10.0
-
-
-def node_ip_guess() -> str:
-    try:
-        out = subprocess.run(
-            ["ip", "-4", "-o", "addr", "show", "scope", "global"],
-            capture_output=True,
-            text=True,
-            timeout=5,
-            check=False,
-        ).stdout
-        for line in out.splitlines():
-            parts = line.split()
-            if "inet" in parts:
-                return parts[parts.index("inet") + 1].split("/")[0]
-    except (OSError, subprocess.SubprocessError):
-        pass
-    return "127.0.0.1"
-
-
-def check_cri(endpoint: str) -> str | None:
-    path = endpoint.removeprefix("unix://")
-    try:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-            s.settimeout(2)
-            s.connect(path)
-    except OSError as err:
-        return (
-            f'validate service connection: validate CRI v1 runtime API for endpoint "{endpoint}": '
-            f'rpc error: code = Unavailable desc = connection error: desc = "transport: Error '
-            f'while dialing: dial unix {path}: connect: {err.strerror.lower() if err.strerror else err}"'  # noqa: E501 - upstream's text
-        )
-    return None
-
-
-def runtime_version() -> str:
-    try:
-        out = subprocess.run(
-            ["containerd", "--version"], capture_output=True, text=True, timeout=5, check=False
-        ).stdout.split()
-        if len(out) >= 3:
-            return f"containerd://{out[2].lstrip('v')}"
-    except (OSError, subprocess.SubprocessError):
-        pass
-    return "containerd://1.6.20"
-
-
-def serve_healthz(addr: str, port: int, healthy) -> None:
-    class H(BaseHTTPRequestHandler):
-        def log_message(self, *args) -> None:
-            return
-
-        def do_GET(self) -> None:  # noqa: N802
-            ok = healthy()
-            body = b"ok" if ok else b"[-]syncloop failed: reason withheld\nhealthz check failed\n"
-            self.send_response(200 if ok else 500)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-    class S(ThreadingHTTPServer):
-        daemon_threads = True
-        allow_reuse_address = True
-
-    try:
-        httpd = S((addr, port), H)
-    except OSError as err:
-        klog.fatal(f'"Failed to start healthz server" err="{err}"', "server.go:176")
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
 
 
 class Kubelet:
@@ -131,7 +57,7 @@ class Kubelet:
         self.agent: NodeAgent | None = None
         self.last_status = 0.0
         self.last_lease = 0.0
-        self.posted: dict[str, str] = {}
+        self.status: StatusManager | None = None
         self.known: dict[str, Pod] = {}
         self.last_loop = time.monotonic()
         self.runtime_version = runtime_version()
@@ -156,71 +82,12 @@ class Kubelet:
                 self.agent = NodeAgent(
                     self.client, self.node_name, self.node_ip, self.version, self.runtime_version
                 )
+                self.status = StatusManager(self.client, self.node_name)
             except (OSError, ValueError, KeyError) as err:
                 klog.error(f'"Failed to load kubeconfig" err="{err}"')
 
     def tls_bootstrap(self) -> None:
-
-        boot = Client.from_kubeconfig(self.bootstrap, timeout=10)
-        key = pki.new_key()
-        csr = (
-            x509.CertificateSigningRequestBuilder()
-            .subject_name(
-                x509.Name(
-                    [
-                        x509.NameAttribute(NameOID.ORGANIZATION_NAME, "system:nodes"),
-                        x509.NameAttribute(NameOID.COMMON_NAME, f"system:node:{self.node_name}"),
-                    ]
-                )
-            )
-            .sign(key, hashes.SHA256())
-        )
-
-        request = base64.b64encode(csr.public_bytes(serialization.Encoding.PEM)).decode()
-        obj = boot.create(
-            "certificatesigningrequests",
-            {
-                "apiVersion": "certificates.k8s.io/v1",
-                "kind": "CertificateSigningRequest",
-                "metadata": {"generateName": "csr-"},
-                "spec": {
-                    "request": request,
-                    "signerName": "kubernetes.io/kube-apiserver-client-kubelet",
-                    "usages": ["digital signature", "client auth"],
-                },
-            },
-        )
-        name = obj["metadata"]["name"]
-        deadline = time.monotonic() + 300
-        while time.monotonic() < deadline:
-            cur = boot.get("certificatesigningrequests", name)
-            cert = cur.get("status", {}).get("certificate")
-            if cert:
-                stamp = dt.datetime.now().strftime("%Y-%m-%d-%H-%M-%S")
-                pem = self.cert_dir / f"kubelet-client-{stamp}.pem"
-                pki.write_private(pem, base64.b64decode(cert) + pki.key_pem(key))
-                current = self.cert_dir / "kubelet-client-current.pem"
-                current.unlink(missing_ok=True)
-                current.symlink_to(pem)
-                cfg = kubeconfig.KubeConfig.load(self.bootstrap)
-                kubeconfig.write(
-                    self.kubeconfig,
-                    kubeconfig.render(
-                        cfg.cluster or "kubernetes",
-                        cfg.server,
-                        cfg.ca_pem,
-                        "default-auth",
-                        cert_file=str(current),
-                    ),
-                )
-                klog.info(
-                    '"Certificate rotation detected, shutting down client connections to '
-                    'start using new credentials"',
-                    "transport.go:147",
-                )
-                return
-            time.sleep(1)
-        raise TimeoutError("timed out waiting for the CSR to be signed")
+        tls_bootstrap(self.bootstrap, self.kubeconfig, self.cert_dir, self.node_name)
 
     # -- the loop -------------------------------------------------------------------------------
     def api_pods(self) -> list[dict]:
@@ -328,88 +195,8 @@ class Kubelet:
         self.runtime.garbage_collect(set(desired))
         self.last_loop = time.monotonic()
 
-    def pod_status(self, pod: Pod) -> dict:
-        statuses, all_ready, any_running, started = [], True, False, None
-        for spec in pod.spec.get("containers") or []:
-            c = self.runtime.latest(pod, spec["name"])
-            ready = self.runtime.container_ready(pod, spec, c)
-            all_ready &= ready
-            st: dict = {
-                "name": spec["name"],
-                "image": spec.get("image", ""),
-                "ready": ready,
-                "restartCount": c.attempt if c else 0,
-                "started": bool(c and c.state == cri.RUNNING),
-            }
-            if c is None:
-                st["imageID"] = ""  # required by the API's schema, empty until pulled
-                st["state"] = {"waiting": {"reason": "ContainerCreating"}}
-            else:
-                st["imageID"] = c.image_ref
-                st["containerID"] = f"containerd://{c.id}"
-                if c.state == cri.RUNNING:
-                    any_running = True
-                    st["state"] = {"running": {"startedAt": rfc3339(c.started_at)}}
-                    started = started or rfc3339(c.started_at)
-                    prev = self.runtime.previous(pod, spec["name"], c)
-                    if prev is not None:
-                        st["lastState"] = {
-                            "terminated": {
-                                "exitCode": prev.exit_code,
-                                "reason": prev.reason,
-                                "startedAt": rfc3339(prev.started_at),
-                                "finishedAt": rfc3339(prev.finished_at),
-                                "containerID": f"containerd://{prev.id}",
-                            }
-                        }
-                else:
-                    st["state"] = {
-                        "waiting": {
-                            "reason": "CrashLoopBackOff",
-                            "message": f"back-off restarting failed container {spec['name']} in pod "  # noqa: E501 - upstream's text
-                            f"{pod.name}_{pod.namespace}({pod.uid})",
-                        }
-                    }
-                    st["lastState"] = {
-                        "terminated": {
-                            "exitCode": c.exit_code,
-                            "reason": c.reason,
-                            "startedAt": rfc3339(c.started_at),
-                            "finishedAt": rfc3339(c.finished_at),
-                            "containerID": f"containerd://{c.id}",
-                        }
-                    }
-            statuses.append(st)
-        ready = "True" if all_ready and statuses else "False"
-
-        def cond(kind: str, status: str) -> dict:
-            return {"type": kind, "status": status, "lastProbeTime": None}
-
-        ip = self.node_ip if pod.spec.get("hostNetwork") else _pod_ip(pod.uid)
-        return {
-            "phase": "Running" if any_running else "Pending",
-            "conditions": [
-                cond("PodReadyToStartContainers", "True"),
-                cond("Initialized", "True"),
-                cond("Ready", ready),
-                cond("ContainersReady", ready),
-                cond("PodScheduled", "True"),
-            ],
-            "hostIP": self.node_ip,
-            "hostIPs": [{"ip": self.node_ip}],
-            "podIP": ip,
-            "podIPs": [{"ip": ip}],
-            "startTime": started or rfc3339(time.time_ns()),
-            "containerStatuses": statuses,
-            "qosClass": "Burstable"
-            if any(
-                (c.get("resources") or {}).get("requests") for c in pod.spec.get("containers") or []
-            )
-            else "BestEffort",
-        }
-
     def report(self, desired: dict[str, Pod], api_items: list[dict], mirror_uids: set) -> None:
-        assert self.client is not None and self.agent is not None
+        assert self.client is not None and self.agent is not None and self.status is not None
         now = time.monotonic()
         if now - self.last_lease >= STATUS_PERIOD:
             try:
@@ -430,78 +217,18 @@ class Kubelet:
                 )
         by_name = {(i["metadata"]["namespace"], i["metadata"]["name"]): i for i in api_items}
         for pod in desired.values():
-            status = self.pod_status(pod)
+            status = pod_status(self.runtime, self.node_ip, pod)
             key = (pod.namespace, pod.name)
             try:
                 if pod.static:
-                    self.mirror(pod, by_name.get(key), status)
+                    self.status.mirror(pod, by_name.get(key), status)
                 else:
-                    self.post_pod_status(pod, by_name.get(key), status)
+                    self.status.post_pod_status(pod, by_name.get(key), status)
             except (ApiError, OSError) as err:
                 klog.error(
                     f'"Failed to update status for pod" pod="{pod.namespace}/{pod.name}" err="{err}"',  # noqa: E501 - upstream's text
                     "status_manager.go:853",
                 )
-
-    def _changed(self, uid: str, status: dict) -> bool:
-
-        text = json.dumps({k: v for k, v in status.items() if k != "startTime"}, sort_keys=True)
-        if self.posted.get(uid) == text:
-            return False
-        self.posted[uid] = text
-        return True
-
-    def mirror(self, pod: Pod, existing: dict | None, status: dict) -> None:
-        """Mirror pods (pkg/kubelet/pod/mirror_client.go): the API's view of a static pod."""
-        assert self.client is not None
-        if (
-            existing is not None
-            and (existing["metadata"].get("annotations") or {}).get("kubernetes.io/config.mirror")
-            != pod.uid
-        ):
-            self.client.delete("pods", pod.name, pod.namespace, grace_period=0)
-            existing = None
-        if existing is None:
-            node = self.client.get("nodes", self.node_name)
-            meta = {k: v for k, v in pod.metadata.items() if k not in ("uid", "resourceVersion")}
-            meta["annotations"] = {
-                **(meta.get("annotations") or {}),
-                "kubernetes.io/config.mirror": pod.uid,
-            }
-            meta["ownerReferences"] = [
-                {
-                    "apiVersion": "v1",
-                    "kind": "Node",
-                    "name": self.node_name,
-                    "uid": node["metadata"]["uid"],
-                    "controller": True,
-                }
-            ]
-            spec = dict(pod.spec, nodeName=self.node_name)
-            existing = self.client.create(
-                "pods",
-                {"apiVersion": "v1", "kind": "Pod", "metadata": meta, "spec": spec},
-                pod.namespace,
-            )
-            self.posted.pop(pod.uid, None)
-        if self._changed(pod.uid, status):
-            existing["status"] = status
-            try:
-                self.client.update("pods", existing, pod.namespace, subresource="status")
-            except ApiError:
-                self.posted.pop(pod.uid, None)
-                raise
-
-    def post_pod_status(self, pod: Pod, existing: dict | None, status: dict) -> None:
-        assert self.client is not None
-        if existing is None or not self._changed(pod.uid, status):
-            return
-        existing["status"] = {**existing.get("status", {}), **status}
-        try:
-            self.client.update("pods", existing, pod.namespace, subresource="status")
-        except ApiError:
-            self.posted.pop(pod.uid, None)
-            raise
 
 
 def run(argv: list[str]) -> int:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from . import tabwriter
-from .humanize import age_seconds, human_duration
+from .. import tabwriter
+from ..humanize import age_seconds, human_duration
 
 
 def _age(obj: dict) -> str:

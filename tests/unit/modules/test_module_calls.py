@@ -1,0 +1,126 @@
+"""How often and how modules call their tools: one member list for etcdctl.leader, one
+``show stat`` for haproxy_runtime.servers, and the JoinConfiguration's TLS token."""
+
+import json
+from pathlib import Path
+from unittest.mock import patch
+
+import pytest
+from salt.exceptions import CommandExecutionError
+
+from tests.unit.modules.khm_load import load, utils
+
+etcdctl = load("_modules", "etcdctl")
+haproxy = load("_modules", "haproxy_runtime")
+kubeadm_join = load("_modules", "kubeadm_join")
+SAMPLES = Path(__file__).parent / "samples"
+IDS = {"m1": 0x8211F1D0F64F3269, "m2": 0x91BC3C398FB3C146, "m3": 0xFD422379FDA50E48}
+URLS = {"m1": "https://127.0.0.11:2379", "m2": "https://127.0.0.12:2379",
+        "m3": "https://127.0.0.13:2379"}  # fmt: skip
+
+
+class Etcdctl:
+    """cmd.run_all stand-in answering like etcdctl 3.5 -w json; m2 leads, m3 may be down."""
+
+    def __init__(self, down=()):
+        self.down = set(down)
+        self.calls: list[list[str]] = []
+
+    def __call__(self, cmd, **kw):
+        args = [a for a in cmd[1:] if not a.startswith("--")]
+        endpoints = next(a for a in cmd if a.startswith("--endpoints=")).split("=", 1)[1]
+        self.calls.append(args)
+        targets = endpoints.split(",")
+        if args[:2] == ["member", "list"]:
+            members = [{"ID": IDS[n], "name": n, "peerURLs": [], "clientURLs": [URLS[n]]}
+                       for n in IDS]  # fmt: skip
+            return self._ok({"members": members})
+        name = {u: n for n, u in URLS.items()}
+        up = [t for t in targets if name[t] not in self.down]
+        err = "".join(
+            f"Failed to get the status of endpoint {t} (context deadline exceeded)\n"
+            for t in targets
+            if t not in up
+        )
+        if args[:2] == ["endpoint", "status"]:
+            out = [{"Endpoint": t, "Status": {"header": {"member_id": IDS[name[t]]},
+                    "leader": IDS["m2"], "dbSize": 4096, "dbSizeInUse": 2048,
+                    "version": "3.5.1", "raftTerm": 2, "raftIndex": 9}} for t in up]  # fmt: skip
+            return {"retcode": 1 if err else 0, "stdout": json.dumps(out), "stderr": err}
+        if args[:2] == ["endpoint", "health"]:
+            out = [{"endpoint": t, "health": name[t] not in self.down} for t in targets]
+            return {"retcode": 1 if err else 0, "stdout": json.dumps(out), "stderr": ""}
+        if args == ["defrag"]:
+            return self._ok("")
+        raise AssertionError(f"unexpected etcdctl call {args}")
+
+    @staticmethod
+    def _ok(payload):
+        out = payload if isinstance(payload, str) else json.dumps(payload)
+        return {"retcode": 0, "stdout": out, "stderr": ""}
+
+
+@pytest.fixture
+def configure_loader_modules():
+    config = {"config.get": lambda key, default=None: {}}
+    return {
+        etcdctl: {
+            "__salt__": dict(config),
+            "__utils__": utils("etcdctl_parse", "etcdctl_defrag", "etcdctl_watch"),
+        },
+        haproxy: {"__salt__": dict(config)},
+        kubeadm_join: {"__salt__": {}},
+    }
+
+
+def test_leader_lists_the_members_once():
+    fake = Etcdctl()
+    with patch.dict(etcdctl.__salt__, {"cmd.run_all": fake}):
+        lead = etcdctl.leader()
+    assert lead == {"id": f"{IDS['m2']:x}", "name": "m2", "endpoint": URLS["m2"]}
+    assert [c[:2] for c in fake.calls] == [["member", "list"], ["endpoint", "status"]]
+
+
+def test_defrag_goes_leader_last_and_refuses_without_a_member():
+    fake = Etcdctl()
+    with patch.dict(etcdctl.__salt__, {"cmd.run_all": fake}):
+        plan = etcdctl.defrag_plan()
+        done = etcdctl.defrag(wait_healthy=1)
+    assert plan["ok"] and plan["quorum"] == 2 and plan["order"][-1] == URLS["m2"]
+    assert [d["endpoint"] for d in done] == plan["order"]
+    assert all(d["db_size_before"] == 4096 for d in done)
+    sick = Etcdctl(down={"m3"})
+    with patch.dict(etcdctl.__salt__, {"cmd.run_all": sick}):
+        refused = etcdctl.defrag_plan()
+        status = {s["endpoint"]: s for s in etcdctl.endpoint_status()}
+        with pytest.raises(CommandExecutionError, match="refusing to defragment"):
+            etcdctl.defrag()
+    assert refused["ok"] is False and URLS["m3"] in refused["reason"]
+    assert status[URLS["m3"]]["reachable"] is False
+    assert "context deadline exceeded" in status[URLS["m3"]]["error"]
+    assert ["defrag"] not in sick.calls
+
+
+def test_servers_reads_show_stat_once():
+    csv = (SAMPLES / "haproxy_show_stat.csv").read_text()
+    with patch.object(haproxy, "command", return_value=csv) as command:
+        found = haproxy.servers("kube-apiserver")
+        assert [c.args[0] for c in command.call_args_list] == ["show stat"]
+        command.reset_mock()
+        with pytest.raises(CommandExecutionError, match="no backend named 'nope'"):
+            haproxy.servers("nope")
+        assert [c.args[0] for c in command.call_args_list] == ["show stat"]
+    assert {s["name"] for s in found} == {"cp-1", "cp-2", "cp-3"}
+
+
+def test_join_configuration_uses_the_sealed_token_for_tls_bootstrap(tmp_path):
+    base = tmp_path / "join.yaml"
+    base.write_text(
+        "apiVersion: kubeadm.k8s.io/v1beta3\nkind: JoinConfiguration\n"
+        "discovery:\n  tlsBootstrapToken: stale0.0000000000000000\n"
+    )
+    secret = {"token": "abcdef.0123456789abcdef", "endpoint": "198.18.0.10:8443",
+              "ca_cert_hashes": ["sha256:" + "0" * 64]}  # fmt: skip
+    cfg = kubeadm_join._join_configuration(secret, False, str(base), {})
+    assert cfg["discovery"]["tlsBootstrapToken"] == secret["token"]
+    assert cfg["discovery"]["bootstrapToken"]["token"] == secret["token"]
