@@ -294,10 +294,16 @@ def _parse_lease(lease: dict) -> dict:
 
 
 def leases(
-    names=("kube-controller-manager", "kube-scheduler"), namespace="kube-system", kubeconfig=None
+    names=("kube-controller-manager", "kube-scheduler"),
+    namespace="kube-system",
+    kubeconfig=None,
+    timeout=10,
 ):
     """
     Leader-election Lease holders, transitions and renew times.
+
+    ``timeout`` (seconds) bounds each request: a probe must not hang on a frozen
+    apiserver (the client's default is no timeout at all).
 
     CLI Example:
 
@@ -306,18 +312,24 @@ def leases(
         salt 'cp-1' apiserver.leases
     """
     client, api = _client(kubeconfig)
+    import urllib3  # noqa: PLC0415 - the kubernetes client's own transport
+
     coord = client.CoordinationV1Api(api)
     out = []
     try:
         for name in [names] if isinstance(names, str) else names:
             # Raw JSON, not the client's models: they validate strictly, and a field the
             # model does not know (or lacks) must not break a health probe.
-            resp = coord.read_namespaced_lease(name, namespace, _preload_content=False)
+            resp = coord.read_namespaced_lease(
+                name, namespace, _preload_content=False, _request_timeout=float(timeout)
+            )
             out.append(_parse_lease(json.loads(resp.data)))
     except client.exceptions.ApiException as err:
         raise CommandExecutionError(
             f"reading Lease {namespace}: {err.status} {err.reason}"
         ) from err
+    except urllib3.exceptions.HTTPError as err:
+        raise CommandExecutionError(f"reading Lease {namespace}: {err}") from err
     finally:
         api.close()
     return out
@@ -339,9 +351,10 @@ def _parse_node(node: dict) -> dict:
     }
 
 
-def nodes(kubeconfig=None):
+def nodes(kubeconfig=None, timeout=10):
     """
-    Nodes with Ready, kubelet version and cordon state.
+    Nodes with Ready, kubelet version and cordon state; ``timeout`` (seconds) bounds the
+    request.
 
     CLI Example:
 
@@ -350,10 +363,16 @@ def nodes(kubeconfig=None):
         salt 'cp-1' apiserver.nodes
     """
     client, api = _client(kubeconfig)
+    import urllib3  # noqa: PLC0415 - the kubernetes client's own transport
+
     try:
-        resp = client.CoreV1Api(api).list_node(_preload_content=False)
+        resp = client.CoreV1Api(api).list_node(
+            _preload_content=False, _request_timeout=float(timeout)
+        )
         return [_parse_node(n) for n in json.loads(resp.data)["items"]]
     except client.exceptions.ApiException as err:
         raise CommandExecutionError(f"listing nodes: {err.status} {err.reason}") from err
+    except urllib3.exceptions.HTTPError as err:
+        raise CommandExecutionError(f"listing nodes: {err}") from err
     finally:
         api.close()

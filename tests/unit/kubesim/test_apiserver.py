@@ -321,7 +321,8 @@ def test_sigterm_fails_readyz_then_closes_the_port_after_the_delay(api):
     api.apiserver.send_signal(signal.SIGTERM)
     sent = time.monotonic()
     while (answer := api.call("GET", "/readyz?verbose", user=None))[0] == 200:
-        assert time.monotonic() - sent < 1.0, "readyz still passes 1 s after SIGTERM"
+        # within the 2 s shutdown delay, with slack for a loaded 2-core machine
+        assert time.monotonic() - sent < 1.5, "readyz still passes 1.5 s after SIGTERM"
     code, body, _ = answer
     assert code == 500 and "[-]shutdown failed: reason withheld" in body.decode()
     assert api.call("GET", "/livez", user=None)[0] == 200
