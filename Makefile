@@ -17,7 +17,7 @@ PYTEST_ARGS ?=
 
 help:
 	@echo "make demo        build the runbook's HA control plane on the local lab and report on it"
-	@echo "make test        install what is needed, then run every test tier (root tiers need root)"
+	@echo "make test        install what is needed, lint, then run every test tier (root tiers need root)"
 	@echo "make lint        ruff check + format check"
 	@echo "make render      render every SLS for the example cluster (no changes made)"
 	@echo "make lab-up / lab-down / lab-status   the local lab (root)"
@@ -30,7 +30,7 @@ venv: $(STAMP)
 system-deps:
 	@scripts/install-system-deps.sh $(sort $(basename $(notdir $(wildcard scripts/system-packages/*.txt))))
 
-test: venv system-deps
+test: venv system-deps lint
 	$(PYTEST) $(PYTEST_ARGS)
 
 test-unit: venv

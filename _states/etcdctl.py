@@ -28,7 +28,16 @@ def _ret(name: str) -> dict:
 
 
 def healthy(name="etcd", endpoints=None):
-    """Every member answers a quorum read; fails (with who and why) otherwise."""
+    """
+    Every member answers a quorum read; fails (with who and why) otherwise.
+
+    Example:
+
+    .. code-block:: yaml
+
+        kubeha-etcd-healthy:
+          etcdctl.healthy
+    """
     ret = _ret(name)
     try:
         health = __salt__["etcdctl.endpoint_health"](endpoints)
@@ -47,6 +56,15 @@ def snapshot_saved(name, max_age=None, endpoint=None):
     """
     A verified snapshot at ``name``; taken again when missing, unreadable or older than
     ``max_age`` seconds.
+
+    Example:
+
+    .. code-block:: yaml
+
+        kubeha-etcd-snapshot-before-upgrade:
+          etcdctl.snapshot_saved:
+            - name: /var/backups/etcd/before-v1.31.0.db
+            - max_age: 3600
     """
     ret = _ret(name)
     path = Path(name)
@@ -83,6 +101,15 @@ def defragmented(name="etcd", max_fragmented=0.5, min_db_size=64 * 1024 * 1024, 
     Defragment the members (one at a time, leader last, refusing when quorum would be at
     risk) when a member's DB is bigger than ``min_db_size`` bytes and more than
     ``max_fragmented`` of it is free space.
+
+    Example:
+
+    .. code-block:: yaml
+
+        kubeha-etcd-defragmented:
+          etcdctl.defragmented:
+            - max_fragmented: 0.5
+            - min_db_size: 67108864
     """
     ret = _ret(name)
     try:

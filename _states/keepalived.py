@@ -24,7 +24,18 @@ def __virtual__():
 
 
 def priority(name="VI_1", priority=None, persist=True):  # noqa: A002 (the operator's word)
-    """This node's VRRP priority in instance ``name``; a reload, never a restart."""
+    """
+    This node's VRRP priority in instance ``name``; a reload, never a restart.
+
+    Example:
+
+    .. code-block:: yaml
+
+        kubeha-vrrp-hand-over-before-maintenance:
+          keepalived.priority:
+            - name: VI_1
+            - priority: 50
+    """
     ret = {"name": name, "result": True, "changes": {}, "comment": ""}
     if priority is None:
         ret.update(result=False, comment="priority is required")

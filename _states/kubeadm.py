@@ -37,6 +37,15 @@ def initialized(
     """
     ``kubeadm init`` with this config, once: nothing to do when the node already runs a
     control plane.
+
+    Example:
+
+    .. code-block:: yaml
+
+        kubeha-kubeadm-initialized:
+          kubeadm.initialized:
+            - name: /etc/kubernetes/kubeadm/kubeadm-config.yaml
+            - upload_certs: true
     """
     ret = _ret(name)
     if __salt__["kubeadm.is_initialized"]():
@@ -76,7 +85,19 @@ def joined(
 ):
     """
     ``kubeadm join`` this node (``name`` is its node name), once. The secrets come
-    ``sealed`` by ``kubeadm.join_data`` (or from a 0600 ``join_file``).
+    ``sealed`` by ``kubeadm.join_data`` (or from a 0600 ``join_file``); the orchestration
+    (``kubeha_join.join``) passes the sealed blob, never the token in clear.
+
+    Example:
+
+    .. code-block:: yaml
+
+        kubeha-kubeadm-joined:
+          kubeadm.joined:
+            - name: cp-4
+            - join_file: /etc/kubernetes/kubeadm/join-data.json
+            - control_plane: true
+            - config: /etc/kubernetes/kubeadm/join-config.yaml
     """
     ret = _ret(name)
     if __salt__["kubeadm_join.is_joined"](control_plane):
@@ -114,6 +135,16 @@ def upgraded(name, first=False, config=None):
     This node at Kubernetes ``name`` (e.g. ``v1.31.0``): ``kubeadm upgrade apply`` when
     ``first`` (the first control plane), else ``kubeadm upgrade node``. The kubeadm
     package must already be at the target version.
+
+    Example:
+
+    .. code-block:: yaml
+
+        kubeha-kubeadm-upgraded:
+          kubeadm.upgraded:
+            - name: v1.31.0
+            - first: true
+            - config: /etc/kubernetes/kubeadm/upgrade-config.yaml
     """
     ret = _ret(name)
     target = "v" + str(name).lstrip("v")
@@ -152,6 +183,14 @@ def certs_fresh(name="kubeadm-certs", min_days=30, restart_static_pods=True):
     """
     Renew every kubeadm certificate with fewer than ``min_days`` days left, then restart
     the control-plane static pods so they load the new ones.
+
+    Example:
+
+    .. code-block:: yaml
+
+        kubeha-kubeadm-certs-fresh:
+          kubeadm.certs_fresh:
+            - min_days: 30
     """
     ret = _ret(name)
     try:

@@ -67,7 +67,20 @@ def present(
     backend="auto",
     netns=None,
 ):
-    """The interface carries exactly this fault (added, or changed when different)."""
+    """
+    The interface carries exactly this fault (added, or changed when different).
+
+    Example:
+
+    .. code-block:: yaml
+
+        kubeha-chaos-ens160-slow:
+          netem.present:
+            - name: ens160
+            - delay: 200ms
+            - loss: 20%
+            - duration: 60
+    """
     ret = {"name": name, "result": True, "changes": {}, "comment": ""}
     try:
         wanted = __salt__["netem.normalize"](
@@ -110,7 +123,17 @@ def present(
 
 
 def absent(name, netns=None):
-    """No fault on the interface (qdisc, nfqueue daemon and rules removed)."""
+    """
+    No fault on the interface (qdisc, nfqueue daemon and rules removed).
+
+    Example:
+
+    .. code-block:: yaml
+
+        kubeha-chaos-ens160-clean:
+          netem.absent:
+            - name: ens160
+    """
     ret = {"name": name, "result": True, "changes": {}, "comment": ""}
     try:
         shown = __salt__["netem.show"](name, netns=netns)
