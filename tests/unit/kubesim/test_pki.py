@@ -8,7 +8,7 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
 from kubesim import pki
-from kubesim.kubeadm import certs, cluster
+from kubesim.kubeadm import certs, cluster, copycerts
 from kubesim.kubeadm.config import parse_documents
 from kubesim.versions import Version
 
@@ -61,10 +61,10 @@ def test_ca_hash_is_sha256_of_spki(tmp_path: Path):
 
 def test_upload_certs_round_trip_and_wrong_key():
     key = "ab" * 32
-    blob = cluster.encrypt(key, b"secret")
-    assert cluster.decrypt(key, blob) == b"secret"
+    blob = copycerts.encrypt(key, b"secret")
+    assert copycerts.decrypt(key, blob) == b"secret"
     try:
-        cluster.decrypt("cd" * 32, blob)
+        copycerts.decrypt("cd" * 32, blob)
     except Exception as err:  # noqa: BLE001
         assert "message authentication failed" in str(err)
     else:

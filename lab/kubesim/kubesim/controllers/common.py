@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import signal
 import socket
@@ -147,3 +148,14 @@ def run_component(
         os._exit(1)
     klog.info('"Requested to terminate, exiting"', "server.go:268")
     return 0
+
+
+def parse_time(text: str | None) -> float:
+    if not text:
+        return 0.0
+    text = text.replace("Z", "+00:00")
+    return dt.datetime.fromisoformat(text).timestamp()
+
+
+def now_str() -> str:
+    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

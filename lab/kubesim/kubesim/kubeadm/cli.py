@@ -10,7 +10,7 @@ import yaml
 
 from .. import flags as flagutil
 from ..versions import Version, coredns_tag, etcd_tag, git_commit, own_version, pause_tag
-from . import cluster, init, join, reset, tokens, upgrade, upgrade_plan
+from . import copycerts, init, join, reset, tokens, upgrade, upgrade_plan
 from .common import admin_client, out
 from .config import load
 from .errors import KubeadmError
@@ -159,7 +159,7 @@ def upload_certs_phase(flags: dict) -> int:
         return 0
     client = admin_client()
     cfg = load_cluster(client, own_version(), "upload-certs")
-    cluster.upload_certs(client, cfg, flags.get("certificate-key") or secrets.token_hex(32), out)
+    copycerts.upload_certs(client, cfg, flags.get("certificate-key") or secrets.token_hex(32), out)
     return 0
 
 

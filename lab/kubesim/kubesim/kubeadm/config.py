@@ -23,120 +23,7 @@ from .. import klog
 from ..kubelet.main import node_ip_guess
 from ..versions import V1BETA4_SINCE, Version, own_version
 from .errors import KubeadmError
-
-GROUP = "kubeadm.k8s.io"
-SCHEME = "k8s.io/kubernetes/cmd/kubeadm/app/apis/kubeadm/scheme/scheme.go:31"
-KINDS = {
-    "InitConfiguration",
-    "ClusterConfiguration",
-    "JoinConfiguration",
-    "ResetConfiguration",
-    "UpgradeConfiguration",
-}
-COMPONENT_KINDS = {
-    ("kubelet.config.k8s.io/v1beta1", "KubeletConfiguration"),
-    ("kubeproxy.config.k8s.io/v1alpha1", "KubeProxyConfiguration"),
-}
-
-_COMPONENT = {"extraArgs", "extraVolumes", "extraEnvs"}
-FIELDS = {
-    "ClusterConfiguration": {
-        "apiVersion",
-        "kind",
-        "etcd",
-        "networking",
-        "kubernetesVersion",
-        "controlPlaneEndpoint",
-        "apiServer",
-        "controllerManager",
-        "scheduler",
-        "dns",
-        "certificatesDir",
-        "imageRepository",
-        "featureGates",
-        "clusterName",
-        "encryptionAlgorithm",
-        "proxy",
-        "certificateValidityPeriod",
-        "caCertificateValidityPeriod",
-    },
-    "InitConfiguration": {
-        "apiVersion",
-        "kind",
-        "bootstrapTokens",
-        "nodeRegistration",
-        "localAPIEndpoint",
-        "certificateKey",
-        "skipPhases",
-        "patches",
-        "dryRun",
-        "timeouts",
-    },
-    "JoinConfiguration": {
-        "apiVersion",
-        "kind",
-        "nodeRegistration",
-        "caCertPath",
-        "discovery",
-        "controlPlane",
-        "skipPhases",
-        "patches",
-        "dryRun",
-        "timeouts",
-    },
-    "UpgradeConfiguration": {"apiVersion", "kind", "apply", "node", "plan", "diff", "timeouts"},
-    "ResetConfiguration": {
-        "apiVersion",
-        "kind",
-        "cleanupTmpDir",
-        "certificatesDir",
-        "criSocket",
-        "dryRun",
-        "force",
-        "ignorePreflightErrors",
-        "skipPhases",
-        "unmountFlags",
-        "timeouts",
-    },
-    "apiServer": _COMPONENT | {"certSANs", "timeoutForControlPlane"},
-    "controllerManager": _COMPONENT,
-    "scheduler": _COMPONENT,
-    "etcd": {"local", "external"},
-    "etcd.local": _COMPONENT
-    | {"imageRepository", "imageTag", "dataDir", "serverCertSANs", "peerCertSANs"},
-    "networking": {"serviceSubnet", "podSubnet", "dnsDomain"},
-    "nodeRegistration": {
-        "name",
-        "criSocket",
-        "taints",
-        "kubeletExtraArgs",
-        "ignorePreflightErrors",
-        "imagePullPolicy",
-        "imagePullSerial",
-    },
-    "localAPIEndpoint": {"advertiseAddress", "bindPort"},
-}
-V1BETA4_ONLY = {
-    "ClusterConfiguration": {
-        "encryptionAlgorithm",
-        "proxy",
-        "certificateValidityPeriod",
-        "caCertificateValidityPeriod",
-    },
-    "InitConfiguration": {"dryRun", "timeouts"},
-    "JoinConfiguration": {"dryRun", "timeouts"},
-    "apiServer": {"extraEnvs"},
-    "controllerManager": {"extraEnvs"},
-    "scheduler": {"extraEnvs"},
-    "etcd.local": {"extraEnvs"},
-}
-GO_FIELD = {
-    "apiServer": "APIServer.apiServer.ControlPlaneComponent",
-    "controllerManager": "ClusterConfiguration.controllerManager.ControlPlaneComponent",
-    "scheduler": "ClusterConfiguration.scheduler.ControlPlaneComponent",
-    "etcd.local": "LocalEtcd.etcd.local",
-    "nodeRegistration": "NodeRegistrationOptions.nodeRegistration",
-}
+from .schema import COMPONENT_KINDS, GO_FIELD, GROUP, KINDS, SCHEME, V1BETA4_ONLY, strict
 
 DEFAULT_CRI = "unix:///var/run/containerd/containerd.sock"
 CONTROL_PLANE_TAINT = {"key": "node-role.kubernetes.io/control-plane", "effect": "NoSchedule"}
@@ -243,35 +130,6 @@ def args_to_api(args: list[tuple[str, str]], api_version: str) -> object:
     return [{"name": k, "value": v} for k, v in args]
 
 
-def _strict(doc: dict, kind: str, api_version: str) -> None:
-    def warn(name: str) -> None:
-        klog.warning(
-            f'error unmarshaling configuration schema.GroupVersionKind{{Group:"{GROUP}", '
-            f'Version:"{api_version.split("/")[1]}", Kind:"{kind}"}}: strict decoding '
-            f'error: unknown field "{name}"',
-            "strict.go:54",
-        )
-
-    def check(obj: object, section: str, prefix: str) -> None:
-        if not isinstance(obj, dict):
-            return
-        allowed = set(FIELDS.get(section, ()))
-        if api_version.endswith("v1beta3"):
-            allowed -= V1BETA4_ONLY.get(section, set())
-        for key in obj:
-            if allowed and key not in allowed:
-                warn(prefix + key)
-
-    check(doc, kind, "")
-    if kind == "ClusterConfiguration":
-        for section in ("apiServer", "controllerManager", "scheduler", "networking", "etcd"):
-            check(doc.get(section), section, f"{section}.")
-        check((doc.get("etcd") or {}).get("local"), "etcd.local", "etcd.local.")
-    if kind in ("InitConfiguration", "JoinConfiguration"):
-        check(doc.get("nodeRegistration"), "nodeRegistration", "nodeRegistration.")
-        check(doc.get("localAPIEndpoint"), "localAPIEndpoint", "localAPIEndpoint.")
-
-
 def parse_documents(text: str, kubeadm_version: Version | None = None) -> Config:
     kubeadm_version = kubeadm_version or own_version()
     v1beta4_ok = (kubeadm_version.major, kubeadm_version.minor) >= V1BETA4_SINCE
@@ -317,7 +175,7 @@ def parse_documents(text: str, kubeadm_version: Version | None = None) -> Config
                 "newer API version.",
                 "common.go:101",
             )
-        _strict(doc, kind, gv)
+        strict(doc, kind, gv)
         api_version = api_version or gv
         found[kind] = copy.deepcopy(doc)
     if not any(

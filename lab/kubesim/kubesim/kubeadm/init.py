@@ -11,7 +11,7 @@ import yaml
 from .. import klog
 from ..kubeclient import Client
 from ..versions import Version, own_version
-from . import certs, cluster, files, manifests, preflight
+from . import certs, cluster, copycerts, files, manifests, preflight
 from .common import (
     KUBE_DIR,
     admin_client,
@@ -183,7 +183,7 @@ def run(flags: dict) -> int:
     upload = flags.get("upload-certs") in ("true", "")
     if upload:
         certificate_key = certificate_key or secrets.token_hex(32)
-        cluster.upload_certs(
+        copycerts.upload_certs(
             client,
             cfg,
             certificate_key,

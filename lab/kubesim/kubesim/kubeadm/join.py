@@ -24,7 +24,7 @@ from .. import kubeconfig, pki
 from ..etcd import EtcdError, kubeadm_client
 from ..kubeclient import ApiError, Client
 from ..versions import Version, own_version
-from . import certs, cluster, files, manifests, preflight
+from . import certs, cluster, copycerts, files, manifests, preflight
 from .common import KUBE_DIR, out, restart_kubelet, wait_kubelet
 from .config import Config, from_cluster, load, normalise, parse_documents
 from .errors import KubeadmError
@@ -249,7 +249,7 @@ def run(flags: dict, positional: list[str]) -> int:
             "[preflight] You can also perform this action beforehand using 'kubeadm config images pull'"  # noqa: E501 - upstream's text
         )
         if key:
-            cluster.download_certs(client, pki_dir, key, out)
+            copycerts.download_certs(client, pki_dir, key, out)
         for base in ("ca", "front-proxy-ca", "etcd/ca"):
             if not (pki_dir / f"{base}.key").exists():
                 raise KubeadmError(
