@@ -5,7 +5,8 @@ In order, on freshly booted machines: a bad pillar is refused before any step; a
 plane powered off mid-bootstrap stops the run at that node with the rest still serving;
 powered back on, the same command completes the cluster; a re-run changes nothing and says
 so; a second `state.apply` reports zero changes; the API answers through the VIP from the
-client within the runbook's TTFB goal.
+client within the runbook's TTFB goal; a control plane reset and joined again after the
+certificate key expired gets a fresh key through the same gated path.
 """
 
 from __future__ import annotations
@@ -141,3 +142,44 @@ def test_ttfb_through_the_vip_meets_the_runbook_goal(fresh_lab: Lab, tmp_path):
     assert ttfb["ttfb_p95_ms"] < 500, ttfb
     assert all(v["pass"] for v in ret["verdicts"]), ret["verdicts"]
     assert {f.rsplit(".", 1)[1] for f in ret["files"]} == {"json", "md", "png"}
+
+
+def _join_data(lab: Lab) -> dict:
+    return json.loads(lab.exec("cp-1", "cat", "/etc/kubernetes/kubeadm/join-data.json").stdout)
+
+
+def test_a_control_plane_rejoins_after_the_certificate_key_expired(fresh_lab: Lab):
+    """Issue 6: a control plane joined later follows the same gated path and gets a fresh
+    certificate key when the stored one expired. cp-3 is reset as an operator would
+    (`kubeadm reset` removes its etcd member, then its Node is deleted); two hours are
+    made to pass for the key: kubeadm-certs is gone (its owner token expired and the
+    garbage collector took it, FACTS 11) and the stored expiry is in the past."""
+    admin = "--kubeconfig=/etc/kubernetes/admin.conf"
+    fresh_lab.exec("cp-3", "kubeadm", "reset", "-f", timeout=300)
+    fresh_lab.exec("cp-1", "kubectl", admin, "delete", "node", "cp-3", timeout=60)
+    fresh_lab.exec(
+        "cp-1", "kubectl", admin, "-n", "kube-system", "delete", "secret", "kubeadm-certs"
+    )
+    old_key = _join_data(fresh_lab)["certificate_key"]
+    expire = (
+        "import json, pathlib; p = pathlib.Path('/etc/kubernetes/kubeadm/join-data.json'); "
+        "d = json.loads(p.read_text()); d['certificate_key_expires'] = 0; "
+        "p.write_text(json.dumps(d))"
+    )
+    fresh_lab.exec("cp-1", "python3", "-c", expire)
+
+    started = time.monotonic()
+    by_id = steps_by_id(formula.bootstrap(fresh_lab))
+    took = time.monotonic() - started
+    assert all(s.result for s in by_id.values()), {k: s.comment for k, s in by_id.items()}
+    assert "Joined as a control plane" in by_id["join-cp-3"].comment
+    assert "cp-2 already joined" in by_id["join-cp-2"].comment
+    assert "3 etcd members" in by_id["final-gate"].comment
+    fresh = _join_data(fresh_lab)
+    assert fresh["certificate_key"] != old_key
+    assert fresh["certificate_key_expires"] > time.time() + 3600
+    secret = fresh_lab.exec(
+        "cp-1", "kubectl", admin, "-n", "kube-system", "get", "secret", "kubeadm-certs"
+    )
+    assert secret.returncode == 0
+    print(f"re-join of cp-3 with a fresh certificate key took {took:.1f}s")
