@@ -82,25 +82,18 @@ def freezer_state(name: str) -> str:
     return (path("freezer", name) / "freezer.state").read_text().strip()
 
 
+def _set_freezer(name: str, state: str, timeout: float, what: str) -> None:
+    (path("freezer", name) / "freezer.state").write_text(state)
+    wait_for(lambda: freezer_state(name) == state, timeout=timeout, interval=0.02, what=what)
+
+
 def freeze(name: str, timeout: float = 20) -> None:
     """Stop every process of the machine (they stay in memory, sockets stay open)."""
-    (path("freezer", name) / "freezer.state").write_text("FROZEN")
-    wait_for(
-        lambda: freezer_state(name) == "FROZEN",
-        timeout=timeout,
-        interval=0.02,
-        what=f"{name} to freeze",
-    )
+    _set_freezer(name, "FROZEN", timeout, f"{name} to freeze")
 
 
 def thaw(name: str, timeout: float = 20) -> None:
-    (path("freezer", name) / "freezer.state").write_text("THAWED")
-    wait_for(
-        lambda: freezer_state(name) == "THAWED",
-        timeout=timeout,
-        interval=0.02,
-        what=f"{name} to thaw",
-    )
+    _set_freezer(name, "THAWED", timeout, f"{name} to thaw")
 
 
 def remove(name: str) -> None:

@@ -98,3 +98,19 @@ GIT_COMMIT = {
 
 def git_commit(version: Version) -> str:
     return GIT_COMMIT.get(version.bare, "0" * 40)
+
+
+def version_info(version: Version, build_date: str) -> dict:
+    """k8s.io/apimachinery/pkg/version.Info as each binary reports it (`version -o json`,
+    the apiserver's /version); only the build date differs between the binaries."""
+    return {
+        "major": str(version.major),
+        "minor": str(version.minor),
+        "gitVersion": str(version),
+        "gitCommit": git_commit(version),
+        "gitTreeState": "clean",
+        "buildDate": build_date,
+        "goVersion": "go1.22.2",
+        "compiler": "gc",
+        "platform": "linux/amd64",
+    }

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from .. import flags as flagutil
 from .. import klog, volumes
 from ..etcd import EtcdClient
-from ..versions import Version, git_commit
+from ..versions import Version, version_info
 from .api import Api
 from .audit import AuditLog
 from .health import Health
@@ -64,17 +64,7 @@ class Apiserver:
         self.port = int(flags.get("secure-port", "6443"))
 
     def version_info(self) -> dict:
-        return {
-            "major": str(self.version.major),
-            "minor": str(self.version.minor),
-            "gitVersion": str(self.version),
-            "gitCommit": git_commit(self.version),
-            "gitTreeState": "clean",
-            "buildDate": "2024-04-17T17:27:03Z",
-            "goVersion": "go1.22.2",
-            "compiler": "gc",
-            "platform": "linux/amd64",
-        }
+        return version_info(self.version, "2024-04-17T17:27:03Z")
 
     def tls_context(self) -> ssl.SSLContext:
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)

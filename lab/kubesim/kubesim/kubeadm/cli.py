@@ -9,7 +9,7 @@ import sys
 import yaml
 
 from .. import flags as flagutil
-from ..versions import Version, coredns_tag, etcd_tag, git_commit, own_version, pause_tag
+from ..versions import Version, coredns_tag, etcd_tag, own_version, pause_tag, version_info
 from . import copycerts, init, join, reset, tokens, upgrade, upgrade_plan
 from .common import admin_client, out
 from .config import load
@@ -38,17 +38,7 @@ BOOLS = {
 
 def version_cmd(flags: dict) -> int:
     v = own_version()
-    info = {
-        "major": str(v.major),
-        "minor": str(v.minor),
-        "gitVersion": str(v),
-        "gitCommit": git_commit(v),
-        "gitTreeState": "clean",
-        "buildDate": "2024-04-17T17:34:08Z",
-        "goVersion": "go1.22.2",
-        "compiler": "gc",
-        "platform": "linux/amd64",
-    }
+    info = version_info(v, "2024-04-17T17:34:08Z")
     fmt = flags.get("o") or flags.get("output") or ""
     if fmt == "short":
         print(v)

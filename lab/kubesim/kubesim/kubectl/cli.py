@@ -9,7 +9,7 @@ import yaml
 
 from .. import flags as flagutil
 from ..kubeclient import ApiError
-from ..versions import git_commit, own_version
+from ..versions import own_version, version_info
 from .common import KubectlError, client_for, server_error
 from .drain import drain, set_unschedulable
 from .get import get
@@ -36,17 +36,7 @@ BOOLS = {
 
 def version(flags: dict) -> int:
     v = own_version()
-    info = {
-        "major": str(v.major),
-        "minor": str(v.minor),
-        "gitVersion": str(v),
-        "gitCommit": git_commit(v),
-        "gitTreeState": "clean",
-        "buildDate": "2024-04-17T17:36:05Z",
-        "goVersion": "go1.22.2",
-        "compiler": "gc",
-        "platform": "linux/amd64",
-    }
+    info = version_info(v, "2024-04-17T17:36:05Z")
     server = None
     if "client" not in flags:
         try:
