@@ -20,9 +20,10 @@ help:
 	@echo "make test        install what is needed, lint, then run every test tier (root tiers need root)"
 	@echo "make lint        ruff check + format check"
 	@echo "make render      render every SLS for the example cluster (no changes made)"
+	@echo "make chaos       every chaos scenario on the lab, kubeha vs the runbook: reports/chaos-lab.*"
 	@echo "make lab-up / lab-down / lab-status   the local lab (root)"
 
-$(STAMP): pyproject.toml requirements/constraints.txt scripts/bootstrap-venv.sh
+$(STAMP): pyproject.toml requirements/constraints.txt requirements/s3.txt requirements/s3-lab.txt scripts/bootstrap-venv.sh
 	@scripts/bootstrap-venv.sh
 
 venv: $(STAMP)

@@ -17,12 +17,13 @@ Settings (``config.get``)::
 import base64
 import http.client
 import json
+import math
 import re
 import ssl
-import statistics
 import tempfile
 import time
 import urllib.parse
+from fractions import Fraction
 from pathlib import Path
 
 import yaml
@@ -31,6 +32,8 @@ from salt.exceptions import CommandExecutionError
 __virtualname__ = "apiserver"
 
 ADMIN_CONF = "/etc/kubernetes/admin.conf"
+# Health and probe answers are a few KiB; more means something else answers.
+MAX_BODY = 1 << 20
 CHECK_RE = re.compile(r"^\[([+-])\](\S+) (ok|excluded: ok|failed: ?(.*))$")
 
 
@@ -87,15 +90,40 @@ class _Creds:
         self.tmp.cleanup()
 
 
+def _remaining(deadline: float, what: str, timeout: float) -> float:
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise TimeoutError(f"{what}: no complete answer within {timeout:g} s")
+    return left
+
+
+def _read_body(conn, resp, deadline: float, what: str, timeout: float) -> bytes:
+    """The response body, read against the request's deadline and at most MAX_BODY bytes:
+    the socket timeout alone bounds each read, not a trickle of small ones."""
+    body = bytearray()
+    while True:
+        conn.sock.settimeout(_remaining(deadline, what, timeout))
+        chunk = resp.read(65536)
+        if not chunk:
+            return bytes(body)
+        body += chunk
+        if len(body) > MAX_BODY:
+            raise OSError(f"{what}: answer larger than {MAX_BODY} bytes")
+
+
 def _get(url: str, ctx: ssl.SSLContext, timeout: float) -> tuple[int, bytes]:
+    """GET ``url``; ``timeout`` bounds the whole request: connect, headers and body."""
+    deadline = time.monotonic() + timeout
     parts = urllib.parse.urlsplit(url)
     conn = http.client.HTTPSConnection(
         parts.hostname, parts.port or 443, context=ctx, timeout=timeout
     )
     try:
+        conn.connect()
+        conn.sock.settimeout(_remaining(deadline, url, timeout))
         conn.request("GET", parts.path + (f"?{parts.query}" if parts.query else ""))
         resp = conn.getresponse()
-        return resp.status, resp.read()
+        return resp.status, _read_body(conn, resp, deadline, url, timeout)
     finally:
         conn.close()
 
@@ -167,18 +195,27 @@ def livez(server=None, kubeconfig=None, timeout=5):
 
 
 def _percentile(sorted_values: list[float], pct: float) -> float:
-    # Nearest-rank percentile: an observed value, never an interpolation.
-    rank = max(1, int(-(-pct * len(sorted_values) // 100)))
+    """
+    The nearest-rank percentile of sorted values: the smallest value with at least
+    ``pct`` % of the values at or below it, i.e. the value of rank ceil(pct/100 x n).
+    Always an observed sample, never an interpolation between two (what an SLO report
+    states: "p95 = 120 ms" means 95 % of the requests took 120 ms or less).
+    """
+    # Fraction keeps the rank exact: in floats 99.9 / 100 x 1000 is 999.0000000000001 -> 1000.
+    rank = max(1, math.ceil(Fraction(str(pct)) * len(sorted_values) / 100))
     return sorted_values[rank - 1]
 
 
 def _summarize(samples_ms: list[float], errors: int) -> dict:
-    """p50/p95/p99/max of the successful samples, with the error count."""
+    """p50/p95/p99 (nearest-rank, ``_percentile``) and max of the successful samples, with
+    the error count."""
     ok = sorted(samples_ms)
     out = {"count": len(ok) + errors, "ok": len(ok), "errors": errors}
     if ok:
         out.update(
-            ttfb_p50_ms=round(statistics.median(ok), 3),
+            # p50 is nearest-rank too: the median of an even count would be a mean of two
+            # samples, a latency no request had, and ranked differently from p95/p99.
+            ttfb_p50_ms=round(_percentile(ok, 50), 3),
             ttfb_p95_ms=round(_percentile(ok, 95), 3),
             ttfb_p99_ms=round(_percentile(ok, 99), 3),
             ttfb_max_ms=round(ok[-1], 3),
@@ -199,8 +236,9 @@ def ttfb(
     """
     Time to first byte of ``GET path`` over a fresh TCP + TLS connection per request
     (as kubectl does), ``count`` times every ``interval`` seconds: p50/p95/p99/max in ms
-    and the errors (timeouts, resets, non-2xx), plus the longest stall: the longest time
-    without a successful answer.
+    (nearest-rank percentiles: each one is the TTFB of a request that was made) and the
+    errors (timeouts, resets, non-2xx), plus the longest stall: the longest time without a
+    successful answer.
 
     With ``timeline=True`` the return also holds every request as
     ``[seconds since start, ttfb ms or None, error or ""]`` for plotting.
@@ -228,11 +266,14 @@ def ttfb(
                 parts.hostname, parts.port or 443, context=ctx, timeout=float(timeout)
             )
             error = ""
+            deadline = time.monotonic() + float(timeout)
             try:
+                conn.connect()
+                conn.sock.settimeout(_remaining(deadline, path, float(timeout)))
                 conn.request("GET", path)
                 resp = conn.getresponse()  # returns once the status line has arrived
                 first_byte = time.perf_counter()
-                resp.read()
+                _read_body(conn, resp, deadline, path, float(timeout))
                 if 200 <= resp.status < 300:
                     samples.append((first_byte - began) * 1000.0)
                     now = time.monotonic()

@@ -1,7 +1,7 @@
 """
 Containers and pod sandboxes on a node through ``crictl`` (the CRI CLI).
 
-Used to stop a static pod's container (kubelet restarts it: FACTS 7, the way to bounce
+Used to stop a static pod's container (kubelet restarts it: docs/facts.md #7, the way to bounce
 etcd or the apiserver), to find a container by name, and to wait for the restart.
 Parses ``-o json`` output: CRI messages (k8s.io/cri-api runtime/v1 api.proto) printed by
 cri-tools as protobuf JSON (camelCase: ``podSandboxId``, ``createdAt`` in ns as string).
@@ -34,8 +34,9 @@ def _crictl(args: list[str], timeout: int = 60) -> str:
         cmd, python_shell=False, timeout=timeout, ignore_retcode=True, output_loglevel="debug"
     )
     if res["retcode"] != 0:
+        what = " ".join(a for a in args[:2] if not a.startswith("-"))  # "ps", not "ps -o"
         raise CommandExecutionError(
-            f"crictl {' '.join(args[:2])} failed: {(res['stderr'] or res['stdout']).strip()}"
+            f"crictl {what} failed: {(res['stderr'] or res['stdout']).strip()}"
         )
     return res["stdout"]
 

@@ -7,6 +7,14 @@ etcd 3.5 moved the offline commands to ``etcdutl`` (``etcdctl snapshot restore``
 ``etcdctl`` (v3 API) otherwise. Connection settings are the ``etcdctl`` module's.
 
 A snapshot holds every Secret of the cluster: it is written with mode 0600.
+
+Integrity: a snapshot made through the Maintenance API (``etcdctl snapshot save``) ends with
+the SHA-256 of the database before it, and its size is then 32 bytes past a multiple of 512;
+``snapshot restore`` refuses a mismatch unless ``--skip-hash-check`` (etcd
+server/etcdserver/api/v3rpc/maintenance.go Snapshot; etcdutl/snapshot/v3_snapshot.go
+saveDB, ``hasHash := (off % 512) == sha256.Size``). ``snapshot status`` does not check it: a
+flipped byte in the middle still reads, with another hash. So ``status`` checks the trailer
+itself and refuses a snapshot whose trailer does not match.
 """
 
 # No `from __future__ import annotations`: Salt's loader execs modules outside
@@ -38,6 +46,7 @@ class SnapshotStatus:
     total_size: int
     sha256: str
     checked_with: str
+    integrity: str
 
 
 def _setting(name):
@@ -48,7 +57,9 @@ def _etcdctl_bin() -> str | None:
     return _setting("bin") or shutil.which("etcdctl")
 
 
-def _etcdutl_bin() -> str | None:
+def _etcdutl_bin(override=None) -> str | None:
+    if override:
+        return str(override)
     if _setting("etcdutl"):
         return _setting("etcdutl")
     ctl = _etcdctl_bin()
@@ -57,9 +68,9 @@ def _etcdutl_bin() -> str | None:
     return shutil.which("etcdutl")
 
 
-def _offline(args: list[str], timeout: int = 300) -> str:
+def _offline(args: list[str], timeout: int = 300, etcdutl=None) -> str:
     """Run an offline snapshot command with etcdutl, or etcdctl where there is none."""
-    tool = _etcdutl_bin()
+    tool = _etcdutl_bin(etcdutl)
     cmd = [tool, *args] if tool else [_etcdctl_bin(), *args]
     res = __salt__["cmd.run_all"](
         cmd,
@@ -70,9 +81,12 @@ def _offline(args: list[str], timeout: int = 300) -> str:
         output_loglevel="debug",
     )
     if res["retcode"] != 0:
+        # A damaged database can make etcdutl panic (bbolt: SIGBUS, a goroutine dump):
+        # the first lines say what happened.
+        said = (res["stderr"] or res["stdout"]).strip().splitlines()
         raise CommandExecutionError(
-            f"{Path(cmd[0]).name} {' '.join(args[:2])} failed: "
-            f"{(res['stderr'] or res['stdout']).strip()}"
+            f"{Path(cmd[0]).name} {' '.join(args[:2])} failed (exit {res['retcode']}): "
+            f"{' / '.join(said[:3])[:600]}"
         )
     return res["stdout"]
 
@@ -83,6 +97,28 @@ def _sha256(path: Path) -> str:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def _integrity(path: Path) -> str:
+    """ "sha256" when the trailer matches, "none" when there is none; raises on a mismatch."""
+    size = path.stat().st_size
+    if size < 512 + 32 or size % 512 != 32:
+        return "none"
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        left = size - 32
+        while left:
+            chunk = fh.read(min(1 << 20, left))
+            if not chunk:
+                break
+            digest.update(chunk)
+            left -= len(chunk)
+        trailer = fh.read(32)
+    if digest.digest() != trailer:
+        raise CommandExecutionError(
+            f"{path}: the snapshot's SHA-256 trailer does not match its content: corrupt"
+        )
+    return "sha256"
 
 
 def _parse_status(stdout: str) -> dict:
@@ -99,9 +135,14 @@ def _parse_status(stdout: str) -> dict:
     }
 
 
-def status(path):
+def status(path, etcdutl=None):
     """
-    Verify a snapshot file: etcdutl reads it whole and checks its hash.
+    Verify a snapshot file: its SHA-256 trailer (``integrity``: ``sha256``, or ``none`` for
+    a db copied from a data dir), then etcdutl reads it whole (hash, revision, keys).
+
+    etcdutl
+        The etcdutl binary to use (default: the ``etcdctl:etcdutl`` setting, next to
+        etcdctl, then PATH; etcdctl 3.4 where there is none).
 
     CLI Example:
 
@@ -112,11 +153,16 @@ def status(path):
     snap = Path(path)
     if not snap.is_file():
         raise CommandExecutionError(f"no snapshot file at {snap}")
-    stdout = _offline(["snapshot", "status", str(snap), "-w", "json"], timeout=120)
-    tool = "etcdutl" if _etcdutl_bin() else "etcdctl"
+    integrity = _integrity(snap)
+    stdout = _offline(["snapshot", "status", str(snap), "-w", "json"], 120, etcdutl)
+    tool = "etcdutl" if _etcdutl_bin(etcdutl) else "etcdctl"
     return asdict(
         SnapshotStatus(
-            path=str(snap), sha256=_sha256(snap), checked_with=tool, **_parse_status(stdout)
+            path=str(snap),
+            sha256=_sha256(snap),
+            checked_with=tool,
+            integrity=integrity,
+            **_parse_status(stdout),
         )
     )
 
@@ -169,6 +215,9 @@ def restore(
     *,
     initial_cluster_token="etcd-cluster",
     skip_hash_check=False,
+    bump_revision=0,
+    mark_compacted=False,
+    etcdutl=None,
 ):
     """
     Restore a snapshot into a new data directory: this creates a NEW cluster.
@@ -176,6 +225,11 @@ def restore(
     Run it on every member with the same ``initial_cluster`` and token, each with its
     own ``name`` and peer URL, then start etcd on the restored directories. Refuses to
     touch a data directory that already holds data.
+
+    bump_revision / mark_compacted
+        For Kubernetes (docs/facts.md #17): raise every revision by this much and mark the
+        old ones compacted, so watchers re-list instead of missing events. etcdutl has the
+        flags from 3.5.10 (etcd PR 16165); with an older etcdutl this raises, naming it.
 
     CLI Example:
 
@@ -192,7 +246,7 @@ def restore(
         )
     if target.exists():
         target.rmdir()  # etcdutl wants to create it itself
-    before = status(path)
+    before = status(path, etcdutl)
     args = [
         "snapshot",
         "restore",
@@ -205,7 +259,16 @@ def restore(
     ]
     if skip_hash_check:
         args.append("--skip-hash-check")
-    _offline(args)
+    if int(bump_revision or 0) > 0:
+        if not supports_bump_revision(etcdutl):
+            raise CommandExecutionError(
+                f"{_etcdutl_bin(etcdutl) or _etcdctl_bin()} has no --bump-revision (etcdutl "
+                ">= 3.5.10 has it): use a newer etcdutl, or restore without bump_revision"
+            )
+        args.append(f"--bump-revision={int(bump_revision)}")
+        if mark_compacted:
+            args.append("--mark-compacted")
+    _offline(args, etcdutl=etcdutl)
     target.chmod(0o700)
     return {
         "data_dir": str(target),
@@ -214,4 +277,28 @@ def restore(
         "revision": before["revision"],
         "total_keys": before["total_keys"],
         "restored_with": before["checked_with"],
+        "bump_revision": int(bump_revision or 0),
     }
+
+
+def supports_bump_revision(etcdutl=None):
+    """
+    Whether the restore tool has ``--bump-revision`` / ``--mark-compacted``.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt 'cp-1' etcd_snapshot.supports_bump_revision
+    """
+    tool = _etcdutl_bin(etcdutl)
+    if not tool:
+        return False
+    res = __salt__["cmd.run_all"](
+        [tool, "snapshot", "restore", "--help"],
+        python_shell=False,
+        timeout=30,
+        ignore_retcode=True,
+        output_loglevel="debug",
+    )
+    return "--bump-revision" in (res["stdout"] + res["stderr"])

@@ -288,7 +288,7 @@ def reload():
     """
     if Path("/run/systemd/system").is_dir() and not _setting("netns"):
         active = __salt__["cmd.retcode"](
-            ["systemctl", "is-active", "--quiet", "keepalived"], python_shell=False
+            ["systemctl", "is-active", "--quiet", "keepalived"], python_shell=False, timeout=15
         )
         if active == 0:
             _run(["systemctl", "reload", "keepalived"], timeout=30)

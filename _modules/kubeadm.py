@@ -1,35 +1,31 @@
 """
-kubeadm: init, join, tokens, upgrades and config validation on a node.
+kubeadm: init, tokens and config validation on a control plane.
 
 Secrets. ``kubeadm init`` prints a bootstrap token and, with ``--upload-certs``, the
 certificate key that decrypts the ``kubeadm-certs`` Secret: together they let anyone
 join a control plane. They never reach a log, a job return or an argument list here:
 
-- every kubeadm call that prints or takes them runs with ``output_loglevel=quiet``;
-  what is returned or raised has them replaced by ``<redacted>``;
-- init keeps them in ``/etc/kubernetes/kubeadm/join-data.json`` (0600, root);
-- they travel to a joining node sealed to that node's own Salt minion key
-  (RSA-OAEP-SHA256 wrapping an AES-256-GCM key): ``kubeadm_join.recipient`` on the
-  joiner gives its public key, ``kubeadm.join_data`` on the first control plane seals
-  for it, ``kubeadm_join.join`` on the joiner opens it with ``minion.pem``. The job
-  cache and the event bus only ever see ciphertext that one minion can read. The join
-  itself reads a 0600 JoinConfiguration file, so the token is not in
-  ``/proc/<pid>/cmdline`` either.
+- every kubeadm call runs through ``kubeadm_cli.run`` (argument list, timeout, output
+  kept out of the log where it may hold a secret, redacted errors);
+- init keeps them in ``<config dir>/join-data.json`` (0600, root);
+- they travel to a joining node sealed to that node's minion key as the master accepted
+  it, for that minion id only and for minutes (``kubeadm_joindata``); the job cache and
+  the event bus only ever see ciphertext that one minion can read. The join itself reads a
+  0600 JoinConfiguration file, so the token is not in ``/proc/<pid>/cmdline`` either;
+- after the last join, ``kubeadm_secrets.forget`` deletes the token, the
+  ``kubeadm-certs`` Secret and ``join-data.json``.
 
-The joining side is ``kubeadm_join``; upgrades ``kubeadm_upgrade``; certificates
-``kubeadm_certs``.
+Renewing and sealing the join secrets is ``kubeadm_secrets``; the joining side
+``kubeadm_join``; upgrades ``kubeadm_upgrade``; certificates ``kubeadm_certs``.
 
-Paths follow kubeadm's layout: config ``/etc/kubernetes/kubeadm/kubeadm-config.yaml``,
-PKI ``/etc/kubernetes/pki``, admin kubeconfig ``/etc/kubernetes/admin.conf``.
+Paths: the kubeadm config directory is the model's ``kubeadm:config_dir``
+(:py:func:`config_dir`); PKI ``/etc/kubernetes/pki`` and the admin kubeconfig
+``/etc/kubernetes/admin.conf`` are kubeadm's own layout.
 """
 
-import base64
 import hashlib
-import json
-import os
 import re
 import shutil
-import tempfile
 import time
 from pathlib import Path
 
@@ -37,17 +33,12 @@ from salt.exceptions import CommandExecutionError
 
 __virtualname__ = "kubeadm"
 
-KUBEADM_DIR = Path("/etc/kubernetes/kubeadm")
-CONFIG = KUBEADM_DIR / "kubeadm-config.yaml"
-JOIN_DATA = KUBEADM_DIR / "join-data.json"
+DEFAULT_CONFIG_DIR = "/etc/kubernetes/kubeadm"  # parameters/defaults.yaml kubeadm:config_dir
 PKI = Path("/etc/kubernetes/pki")
 ADMIN_CONF = Path("/etc/kubernetes/admin.conf")
-KUBELET_CONF = Path("/etc/kubernetes/kubelet.conf")
 MANIFESTS = Path("/etc/kubernetes/manifests")
-# kubeadm deletes the kubeadm-certs Secret after 2 h (FACTS 11); keep a margin.
+# kubeadm deletes the kubeadm-certs Secret after 2 h (docs/facts.md #11); keep a margin.
 CERT_KEY_LIFETIME_S = 2 * 3600 - 600
-TOKEN_RE = re.compile(r"\b([a-z0-9]{6})\.[a-z0-9]{16}\b")
-CERT_KEY_RE = re.compile(r"(--certificate-key[ =]|certificate key:\s*)([a-f0-9]{64})")
 
 
 def __virtual__():
@@ -56,37 +47,32 @@ def __virtual__():
     return (False, "kubeadm module: the kubeadm binary is not installed")
 
 
-def redact(text):
+def _kubeadm(args: list[str], *, timeout: float = 600, secret: bool = False) -> str:
+    return __utils__["kubeadm_cli.run"](
+        __salt__["cmd.run_all"], args, timeout=timeout, secret=secret
+    )
+
+
+def _redact(text: str) -> str:
+    return __utils__["kubeadm_cli.redact"](text)
+
+
+def _joindata(name: str):
+    return __utils__[f"kubeadm_joindata.{name}"]
+
+
+def config_dir():
     """
-    Replace bootstrap tokens' secret half and certificate keys with ``<redacted>``.
+    Where kubeha keeps this node's kubeadm configs and join data: pillar
+    ``kubeha:kubeadm:config_dir`` (default ``/etc/kubernetes/kubeadm``).
 
     CLI Example:
 
     .. code-block:: bash
 
-        salt 'cp-1' kubeadm.redact "kubeadm join 198.18.0.10:8443 --token abcdef.0123456789abcdef"
+        salt 'cp-1' kubeadm.config_dir
     """
-    text = TOKEN_RE.sub(lambda m: f"{m.group(1)}.<redacted>", text or "")
-    text = CERT_KEY_RE.sub(lambda m: f"{m.group(1)}<redacted>", text)
-    # A bare 64-hex line is a certificate key ("Using certificate key:\n<key>"); CA pins
-    # are sha256:<hex> and public.
-    return re.sub(r"(?<!sha256:)\b[a-f0-9]{64}\b", "<redacted>", text)
-
-
-def _kubeadm(args: list[str], *, timeout: int = 600, secret: bool = False) -> str:
-    """Run kubeadm; raise with its (redacted) stderr. secret=True keeps it out of logs."""
-    res = __salt__["cmd.run_all"](
-        ["kubeadm", *args],
-        python_shell=False,
-        timeout=timeout,
-        ignore_retcode=True,
-        output_loglevel="quiet" if secret else "debug",
-    )
-    if res["retcode"] != 0:
-        err = redact((res["stderr"] or res["stdout"]).strip())
-        what = " ".join(a for a in args[:3] if not a.startswith("-"))
-        raise CommandExecutionError(f"kubeadm {what} failed: {err}")
-    return res["stdout"]
+    return str(__salt__["config.get"]("kubeha:kubeadm:config_dir") or DEFAULT_CONFIG_DIR)
 
 
 def version():
@@ -102,7 +88,7 @@ def version():
     return _kubeadm(["version", "-o", "short"], timeout=30).strip()
 
 
-def config_validate(config=str(CONFIG)):
+def config_validate(config=None):
     """
     Validate a kubeadm config file against this kubeadm's API (``kubeadm config validate``).
 
@@ -114,36 +100,29 @@ def config_validate(config=str(CONFIG)):
 
         salt 'cp-1' kubeadm.config_validate /etc/kubernetes/kubeadm/kubeadm-config.yaml
     """
+    config = config or f"{config_dir()}/kubeadm-config.yaml"
     out = _kubeadm(["config", "validate", "--config", str(config)], timeout=60)
     return {"valid": True, "config": str(config), "output": out.strip()}
 
 
-# --- join data --------------------------------------------------------------------------
-
-
-def _parse_join_commands(stdout: str) -> dict:
+def upload_config(config=None):
     """
-    Join parameters from ``kubeadm init`` / ``token create --print-join-command`` output.
+    Upload this config's ClusterConfiguration to the cluster's ``kubeadm-config`` ConfigMap
+    (``kubeadm init phase upload-config kubeadm --config``), which ``kubeadm upgrade apply``
+    reads: how a change of pillar (an apiserver flag added or removed) reaches the static
+    pods the next upgrade writes.
 
-    The command is rendered by kubeadm's joinCommandTemplate
-    (cmd/kubeadm/app/cmd/util/join.go): ``kubeadm join HOST:PORT --token T \\`` then
-    ``--discovery-token-ca-cert-hash sha256:H`` and, for control planes,
-    ``--control-plane --certificate-key K``, continued over lines with backslashes.
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt 'cp-1' kubeadm.upload_config
     """
-    flat = re.sub(r"[ \t]*\\[ \t]*\n\s*", " ", stdout)
-    joins = re.findall(r"kubeadm join (\S+) --token (\S+)((?: --?[\w-]+(?: [^\s-]\S*)?)*)", flat)
-    if not joins:
-        raise CommandExecutionError("no `kubeadm join` command in kubeadm's output")
-    out: dict = {"endpoint": joins[0][0], "token": joins[0][1], "ca_cert_hashes": []}
-    for _, _, rest in joins:
-        out["ca_cert_hashes"] += [
-            h
-            for h in re.findall(r"--discovery-token-ca-cert-hash (\S+)", rest)
-            if h not in out["ca_cert_hashes"]
-        ]
-        if m := re.search(r"--certificate-key ([a-f0-9]{64})", rest):
-            out["certificate_key"] = m.group(1)
-    return out
+    config = config or f"{config_dir()}/kubeadm-config.yaml"
+    out = _kubeadm(
+        ["init", "phase", "upload-config", "kubeadm", "--config", str(config)], timeout=120
+    )
+    return {"uploaded": True, "config": str(config), "output": out.strip()}
 
 
 def ca_cert_hash(ca_file=str(PKI / "ca.crt")):
@@ -167,106 +146,6 @@ def ca_cert_hash(ca_file=str(PKI / "ca.crt")):
     return "sha256:" + hashlib.sha256(spki).hexdigest()
 
 
-def _store_join_data(data: dict) -> None:
-    KUBEADM_DIR.mkdir(parents=True, exist_ok=True, mode=0o700)
-    fd, tmp = tempfile.mkstemp(dir=KUBEADM_DIR, prefix=".join-data-")
-    with os.fdopen(fd, "w") as fh:  # mkstemp creates it 0600
-        json.dump(data, fh)
-    os.replace(tmp, JOIN_DATA)
-
-
-def _public(data: dict) -> dict:
-    """What may be shown of join data: endpoint, CA hashes, token ID, expiries."""
-    return {
-        "endpoint": data.get("endpoint"),
-        "ca_cert_hashes": data.get("ca_cert_hashes", []),
-        "token_id": data.get("token", "").split(".")[0],
-        "has_certificate_key": bool(data.get("certificate_key")),
-        "certificate_key_expires": data.get("certificate_key_expires"),
-        "token_expires": data.get("token_expires"),
-    }
-
-
-def _load_join_data() -> dict | None:
-    try:
-        return json.loads(JOIN_DATA.read_text())
-    except (OSError, ValueError):
-        return None
-
-
-def _seal(payload: dict, recipient_pem: str) -> str:
-    from cryptography.hazmat.primitives import hashes, serialization  # noqa: PLC0415
-    from cryptography.hazmat.primitives.asymmetric import padding  # noqa: PLC0415
-    from cryptography.hazmat.primitives.ciphers.aead import AESGCM  # noqa: PLC0415
-
-    key = AESGCM.generate_key(bit_length=256)
-    nonce = os.urandom(12)
-    sealed = AESGCM(key).encrypt(nonce, json.dumps(payload).encode(), b"kubeadm-join-v1")
-    pub = serialization.load_pem_public_key(recipient_pem.encode())
-    oaep = padding.OAEP(mgf=padding.MGF1(hashes.SHA256()), algorithm=hashes.SHA256(), label=None)
-    blob = {
-        "v": 1,
-        "alg": "RSA-OAEP-256+A256GCM",
-        "key": base64.b64encode(pub.encrypt(key, oaep)).decode(),
-        "nonce": base64.b64encode(nonce).decode(),
-        "ct": base64.b64encode(sealed).decode(),
-    }
-    return base64.b64encode(json.dumps(blob).encode()).decode()
-
-
-def _token_expiring(data: dict, now: float) -> bool:
-    # Missing or under 10 min left; None is a token made with ttl 0, which never expires.
-    return "token_expires" not in data or (
-        data["token_expires"] is not None and data["token_expires"] < now + 600
-    )
-
-
-def _fresh_join_data(control_plane: bool) -> dict:
-    """Stored join data, renewing the token and certificate key when they are stale."""
-    data = _load_join_data() or {}
-    now = time.time()
-    if not data.get("endpoint"):
-        out = _kubeadm(["token", "create", "--ttl", "2h", "--print-join-command"], secret=True)
-        data = dict(_parse_join_commands(out), token_expires=now + 7200)
-    elif _token_expiring(data, now):
-        token = _kubeadm(["token", "create", "--ttl", "2h"], secret=True).strip().splitlines()[-1]
-        if not TOKEN_RE.fullmatch(token):
-            raise CommandExecutionError("kubeadm token create printed no token")
-        data.update(token=token, token_expires=now + 7200)
-    if control_plane and data.get("certificate_key_expires", 0) < now + 600:
-        # Prints "[upload-certs] Using certificate key:\n<key>" (phases/uploadcerts.go).
-        out = _kubeadm(["init", "phase", "upload-certs", "--upload-certs"], secret=True)
-        match = re.search(r"\b([a-f0-9]{64})\b", out)
-        if not match:
-            raise CommandExecutionError("kubeadm upload-certs printed no certificate key")
-        data.update(
-            certificate_key=match.group(1), certificate_key_expires=now + CERT_KEY_LIFETIME_S
-        )
-    _store_join_data(data)
-    return data
-
-
-def join_data(recipient, control_plane=True):
-    """
-    Join secrets for one joining node, sealed to its minion key (``kubeadm_join.recipient``).
-    Renews the token (2 h) and re-uploads certificates with a new key when stale.
-
-    Returns the public parts in clear and ``sealed`` (ciphertext only the recipient opens).
-
-    CLI Example:
-
-    .. code-block:: bash
-
-        # PEM = the return of: salt cp-2 kubeadm_join.recipient
-        salt 'cp-1' kubeadm.join_data recipient="$PEM" control_plane=True
-    """
-    data = _fresh_join_data(bool(control_plane))
-    secret = {k: data[k] for k in ("endpoint", "token", "ca_cert_hashes") if k in data}
-    if control_plane:
-        secret["certificate_key"] = data["certificate_key"]
-    return dict(_public(data), sealed=_seal(secret, recipient))
-
-
 # --- init ----------------------------------------------------------------------
 
 
@@ -284,7 +163,7 @@ def is_initialized():
     return ADMIN_CONF.is_file() and (MANIFESTS / "kube-apiserver.yaml").is_file()
 
 
-def init(config=str(CONFIG), upload_certs=True, ignore_preflight_errors=None):
+def init(config=None, upload_certs=True, ignore_preflight_errors=None):
     """
     ``kubeadm init --config <config> [--upload-certs]`` on the first control plane.
 
@@ -299,6 +178,7 @@ def init(config=str(CONFIG), upload_certs=True, ignore_preflight_errors=None):
     """
     if is_initialized():
         raise CommandExecutionError("this node is already initialized (admin.conf exists)")
+    config = config or f"{config_dir()}/kubeadm-config.yaml"
     args = ["init", "--config", str(config)]
     if upload_certs:
         args.append("--upload-certs")
@@ -306,12 +186,13 @@ def init(config=str(CONFIG), upload_certs=True, ignore_preflight_errors=None):
         args.append(f"--ignore-preflight-errors={ignore_preflight_errors}")
     started = time.time()
     out = _kubeadm(args, timeout=900, secret=True)
-    data = _parse_join_commands(out)
+    data = __utils__["kubeadm_cli.parse_join_commands"](out)
     data["token_expires"] = started + 24 * 3600  # kubeadm's default bootstrap token TTL
     if data.get("certificate_key"):
         data["certificate_key_expires"] = started + CERT_KEY_LIFETIME_S
-    _store_join_data(data)
-    return dict(_public(data), join_data_file=str(JOIN_DATA), output=redact(out))
+    _joindata("store")(config_dir(), data)
+    stored = str(_joindata("path")(config_dir()))
+    return dict(_joindata("public")(data), join_data_file=stored, output=_redact(out))
 
 
 # --- tokens -----------------------------------------------------------------------------
@@ -396,13 +277,13 @@ def token_create(ttl="2h", description=None):
         args += ["--description", str(description)]
     started = time.time()  # before the call: the stored expiry errs on the early side
     out = _kubeadm(args, timeout=60, secret=True)
-    fresh = _parse_join_commands(out)
-    data = _load_join_data() or {}
+    fresh = __utils__["kubeadm_cli.parse_join_commands"](out)
+    data = _joindata("load")(config_dir()) or {}
     data.update(fresh, token_expires=None if lifetime is None else started + lifetime)
-    _store_join_data(data)
+    _joindata("store")(config_dir(), data)
     return {
         "token_id": fresh["token"].split(".")[0],
         "ttl": ttl,
         "token_expires": data["token_expires"],
-        "stored_in": str(JOIN_DATA),
+        "stored_in": str(_joindata("path")(config_dir())),
     }

@@ -1,6 +1,6 @@
 """
 kubeadm-managed certificates: expiry (parsed), renewal, and the static pod restart
-that makes a renewal take effect (FACTS 8: components do not reload their certs).
+that makes a renewal take effect (docs/facts.md #8: components do not reload their certs).
 """
 
 import datetime as dt
@@ -20,22 +20,12 @@ def __virtual__():
     return (False, "kubeadm_certs module: the kubeadm binary is not installed")
 
 
-def _kubeadm(args: list[str], timeout: int = 120) -> str:
-    res = __salt__["cmd.run_all"](
-        ["kubeadm", *args],
-        python_shell=False,
-        timeout=timeout,
-        ignore_retcode=True,
-        output_loglevel="debug",
-    )
-    if res["retcode"] != 0:
-        err = (res["stderr"] or res["stdout"]).strip()
-        raise CommandExecutionError(f"kubeadm {' '.join(args[:3])} failed: {err}")
-    return res["stdout"]
+def _kubeadm(args: list[str], timeout: float = 120) -> str:
+    return __utils__["kubeadm_cli.run"](__salt__["cmd.run_all"], args, timeout=timeout)
 
 
-def _table(lines: list[str], start: int) -> tuple[list[str], list[list[str]]]:
-    """A tabwriter table: columns start where the header's words start."""
+def _table(lines: list[str], start: int) -> tuple[list[str], list[tuple[str, list[str]]]]:
+    """A tabwriter table: columns start where the header's words start; (line, cells) rows."""
     header = lines[start]
     found = list(re.finditer(r"\S+(?: \S+)*", header))
     names = [m.group(0) for m in found]
@@ -45,7 +35,7 @@ def _table(lines: list[str], start: int) -> tuple[list[str], list[list[str]]]:
         if not line.strip():
             break
         cells = [line[a:b].strip() for a, b in zip(starts, [*starts[1:], None], strict=True)]
-        rows.append(cells)
+        rows.append((line, cells))
     return names, rows
 
 
@@ -67,7 +57,12 @@ def _parse_check_expiration(stdout: str, now: dt.datetime | None = None) -> dict
         if line.startswith("CERTIFICATE ") and "EXPIRES" in line:
             names, rows = _table(lines, i)
             kind = "authorities" if names[0] == "CERTIFICATE AUTHORITY" else "certificates"
-            for cells in rows:
+            for text, cells in rows:
+                if text.startswith("!MISSING! "):
+                    # certs.go prints "!MISSING! <name>" for a certificate that does not
+                    # exist: reported as missing, never dropped nor a crash.
+                    out[kind].append({"name": text.split()[1], "missing": True})
+                    continue
                 row = dict(zip(names, cells, strict=False))
                 expires = _expiry(row["EXPIRES"])
                 out[kind].append(
@@ -80,6 +75,7 @@ def _parse_check_expiration(stdout: str, now: dt.datetime | None = None) -> dict
                         if kind == "certificates"
                         else "",
                         "externally_managed": row.get("EXTERNALLY MANAGED", "no") == "yes",
+                        "missing": False,
                     }
                 )
     if not out["certificates"] and not out["authorities"]:
@@ -105,7 +101,9 @@ def check_expiration(cert_dir=None):
 
 def expiring(min_days=30, cert_dir=None):
     """
-    Names of the certificates (not CAs) with fewer than ``min_days`` days left.
+    Names of the certificates (not CAs) with fewer than ``min_days`` days left. A missing
+    certificate is not listed: ``kubeadm certs renew`` cannot create it (check_expiration
+    reports it with ``missing: True``).
 
     CLI Example:
 
@@ -115,7 +113,9 @@ def expiring(min_days=30, cert_dir=None):
     """
     certs = check_expiration(cert_dir)["certificates"]
     return [
-        c["name"] for c in certs if c["days_left"] < float(min_days) and not c["externally_managed"]
+        c["name"]
+        for c in certs
+        if not c["missing"] and c["days_left"] < float(min_days) and not c["externally_managed"]
     ]
 
 
@@ -142,7 +142,7 @@ def renew(names="all"):
 def restart_static_pods(components=STATIC_PODS, timeout=180):
     """
     Restart control-plane static pods one after the other: ``crictl stop`` the
-    container, then wait for the kubelet to start a new one (FACTS 7).
+    container, then wait for the kubelet to start a new one (docs/facts.md #7).
 
     CLI Example:
 

@@ -1,14 +1,13 @@
 """
-The joining side of kubeadm: this node's sealing key, and ``kubeadm join``.
+The joining side of kubeadm: ``kubeadm join`` with secrets that arrive sealed.
 
-The join secrets (bootstrap token, certificate key) arrive sealed to this minion's own
-key (``recipient`` gives the public half to ``kubeadm.join_data`` on the first control
-plane), are opened here with ``minion.pem`` and handed to kubeadm in a 0600
-JoinConfiguration file that is deleted afterwards: not in a log, an argument list or a
-job return. See ``kubeadm`` for the other side.
+The join secrets (bootstrap token, certificate key) arrive sealed to this minion's key as
+the master accepted it and to its minion id (``kubeadm_secrets.join_data`` on the first
+control plane, ``kubeha_join.join`` on the master), are opened here with ``minion.pem``
+and handed to kubeadm in a 0600 JoinConfiguration file that is deleted afterwards: not in
+a log, an argument list or a job return.
 """
 
-import base64
 import json
 import os
 import shutil
@@ -20,7 +19,6 @@ from salt.exceptions import CommandExecutionError
 
 __virtualname__ = "kubeadm_join"
 
-KUBEADM_DIR = Path("/etc/kubernetes/kubeadm")
 KUBELET_CONF = Path("/etc/kubernetes/kubelet.conf")
 MANIFESTS = Path("/etc/kubernetes/manifests")
 
@@ -31,46 +29,8 @@ def __virtual__():
     return (False, "kubeadm_join module: the kubeadm binary is not installed")
 
 
-def _unseal(sealed: str, private_pem: bytes) -> dict:
-    from cryptography.hazmat.primitives import hashes, serialization  # noqa: PLC0415
-    from cryptography.hazmat.primitives.asymmetric import padding  # noqa: PLC0415
-    from cryptography.hazmat.primitives.ciphers.aead import AESGCM  # noqa: PLC0415
-
-    try:
-        blob = json.loads(base64.b64decode(sealed))
-        priv = serialization.load_pem_private_key(private_pem, password=None)
-        oaep = padding.OAEP(
-            mgf=padding.MGF1(hashes.SHA256()), algorithm=hashes.SHA256(), label=None
-        )
-        key = priv.decrypt(base64.b64decode(blob["key"]), oaep)
-        clear = AESGCM(key).decrypt(
-            base64.b64decode(blob["nonce"]), base64.b64decode(blob["ct"]), b"kubeadm-join-v1"
-        )
-    except Exception as err:  # any failure means: not for us, or tampered with
-        raise CommandExecutionError(
-            "cannot open the sealed join data: not sealed for this minion's key"
-        ) from err
-    return json.loads(clear)
-
-
 def _minion_key(name: str) -> Path:
     return Path(__opts__.get("pki_dir", "/etc/salt/pki/minion")) / name
-
-
-def recipient():
-    """
-    This minion's public key (PEM), to which ``join_data`` seals the join secrets.
-
-    CLI Example:
-
-    .. code-block:: bash
-
-        salt 'cp-2' kubeadm_join.recipient
-    """
-    path = _minion_key("minion.pub")
-    if not path.is_file():
-        raise CommandExecutionError(f"no minion public key at {path}")
-    return path.read_text()
 
 
 def is_joined(control_plane=False):
@@ -97,7 +57,7 @@ def _join_configuration(secret: dict, control_plane: bool, base, node) -> dict:
         if cfg.get("kind") != "JoinConfiguration":
             raise CommandExecutionError(f"{base} is not a JoinConfiguration")
     else:
-        # v1beta3 is read by kubeadm 1.30 and 1.31 alike (v1beta4 only from 1.31, FACTS 1).
+        # v1beta3 is read by kubeadm 1.30 and 1.31 alike (v1beta4 only from 1.31, docs/facts.md #1).
         cfg = {"apiVersion": "kubeadm.k8s.io/v1beta3", "kind": "JoinConfiguration"}
     discovery = cfg.setdefault("discovery", {}).setdefault("bootstrapToken", {})
     discovery.update(
@@ -142,7 +102,8 @@ def join(
     Join this node, as a control plane (``controlPlane.certificateKey``) or a worker.
 
     sealed
-        Output of ``kubeadm.join_data`` on the first control plane, sealed to this minion.
+        Output of ``kubeadm_secrets.join_data`` on the first control plane, sealed to this
+        minion.
     join_file
         Or a local 0600 JSON file with endpoint, token, ca_cert_hashes, certificate_key
         (what ``init`` wrote), for a manual hand-over.
@@ -153,19 +114,23 @@ def join(
 
     .. code-block:: bash
 
-        salt 'cp-2' kubeadm_join.join sealed=<from join_data> control_plane=True
+        salt 'cp-2' kubeadm_join.join sealed=<from kubeadm_secrets.join_data> control_plane=True
     """
     if is_joined(control_plane):
         raise CommandExecutionError("this node has already joined (kubelet.conf exists)")
     if sealed:
-        secret = _unseal(sealed, _minion_key("minion.pem").read_bytes())
+        secret = __utils__["kubeadm_joindata.unseal"](
+            sealed, _minion_key("minion.pem").read_bytes(), __opts__["id"]
+        )
     elif join_file:
         path = Path(join_file)
         if path.stat().st_mode & 0o077:
             raise CommandExecutionError(f"{path} is readable by others: chmod 600 it first")
         secret = json.loads(path.read_text())
     else:
-        raise CommandExecutionError("join needs sealed= (from kubeadm.join_data) or join_file=")
+        raise CommandExecutionError(
+            "join needs sealed= (from kubeadm_secrets.join_data) or join_file="
+        )
     node = {
         "advertise_address": advertise_address,
         "bind_port": bind_port,
@@ -173,30 +138,22 @@ def join(
         "cri_socket": cri_socket,
     }
     cfg = _join_configuration(secret, bool(control_plane), config, node)
-    KUBEADM_DIR.mkdir(parents=True, exist_ok=True, mode=0o700)
-    fd, tmp = tempfile.mkstemp(dir=KUBEADM_DIR, prefix=".join-", suffix=".yaml")
+    directory = Path(__salt__["kubeadm.config_dir"]())
+    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".join-", suffix=".yaml")
     try:
         with os.fdopen(fd, "w") as fh:
             yaml.safe_dump(cfg, fh)
         args = ["join", "--config", tmp]
         if ignore_preflight_errors:
             args.append(f"--ignore-preflight-errors={ignore_preflight_errors}")
-        res = __salt__["cmd.run_all"](
-            ["kubeadm", *args],
-            python_shell=False,
-            timeout=900,
-            ignore_retcode=True,
-            output_loglevel="quiet",  # the config holds the token and certificate key
-        )
-        out = res["stdout"]
-        if res["retcode"] != 0:
-            err = __salt__["kubeadm.redact"]((res["stderr"] or out).strip())
-            raise CommandExecutionError(f"kubeadm join failed: {err}")
+        # The config holds the token and certificate key: output stays out of the log.
+        out = __utils__["kubeadm_cli.run"](__salt__["cmd.run_all"], args, timeout=900, secret=True)
     finally:
         Path(tmp).unlink(missing_ok=True)
     return {
         "joined": True,
         "control_plane": bool(control_plane),
         "endpoint": secret["endpoint"],
-        "output": __salt__["kubeadm.redact"](out),
+        "output": __utils__["kubeadm_cli.redact"](out),
     }

@@ -1,11 +1,12 @@
 """
 kubeadm upgrades: plan (parsed), apply on the first control plane, node on the others.
 
-FACTS 2: ``kubeadm upgrade apply`` runs on the first upgraded control plane only; every
+docs/facts.md #2: ``kubeadm upgrade apply`` runs on the first upgraded control plane only; every
 other node runs ``kubeadm upgrade node``. The orchestration decides which is which and
-upgrades the kubeadm package first (one apt repository per minor, FACTS 3).
+upgrades the kubeadm package first (one apt repository per minor, docs/facts.md #3).
 """
 
+import os
 import re
 import shutil
 from pathlib import Path
@@ -14,9 +15,7 @@ from salt.exceptions import CommandExecutionError
 
 __virtualname__ = "kubeadm_upgrade"
 
-KUBEADM_DIR = Path("/etc/kubernetes/kubeadm")
 MANIFESTS = Path("/etc/kubernetes/manifests")
-UPGRADED_MARK = KUBEADM_DIR / "upgraded-to"
 
 
 def __virtual__():
@@ -25,18 +24,12 @@ def __virtual__():
     return (False, "kubeadm_upgrade module: the kubeadm binary is not installed")
 
 
-def _kubeadm(args: list[str], *, timeout: int) -> str:
-    res = __salt__["cmd.run_all"](
-        ["kubeadm", *args],
-        python_shell=False,
-        timeout=timeout,
-        ignore_retcode=True,
-        output_loglevel="debug",
-    )
-    if res["retcode"] != 0:
-        err = (res["stderr"] or res["stdout"]).strip()
-        raise CommandExecutionError(f"kubeadm {' '.join(args[:3])} failed: {err}")
-    return res["stdout"]
+def _kubeadm(args: list[str], *, timeout: float) -> str:
+    return __utils__["kubeadm_cli.run"](__salt__["cmd.run_all"], args, timeout=timeout)
+
+
+def _upgraded_mark() -> Path:
+    return Path(__salt__["kubeadm.config_dir"]()) / "upgraded-to"
 
 
 def _parse_upgrade_plan(stdout: str) -> list[dict]:
@@ -114,7 +107,7 @@ def plan(version=None):
 
 def apply(version, config=None, etcd_upgrade=True):
     """
-    ``kubeadm upgrade apply <version> --yes`` (first control plane only, FACTS 2).
+    ``kubeadm upgrade apply <version> --yes`` (first control plane only, docs/facts.md #2).
 
     CLI Example:
 
@@ -122,23 +115,21 @@ def apply(version, config=None, etcd_upgrade=True):
 
         salt 'cp-2' kubeadm_upgrade.apply v1.31.0
     """
-    args = [
-        "upgrade",
-        "apply",
-        str(version),
-        "--yes",
-        f"--etcd-upgrade={bool(etcd_upgrade)}".lower(),
-    ]
+    args = ["upgrade", "apply", str(version), "--yes"]
+    # With --config the UpgradeConfiguration says it (apply.etcdUpgrade); kubeadm refuses
+    # most flags mixed with --config.
     if config:
         args += ["--config", str(config)]
+    else:
+        args.append(f"--etcd-upgrade={bool(etcd_upgrade)}".lower())
     out = _kubeadm(args, timeout=1800)
     _mark_upgraded(str(version))
     return {"upgraded": True, "version": str(version), "output": out[-4000:]}
 
 
-def node(version=None):
+def node(version=None, config=None):
     """
-    ``kubeadm upgrade node`` (every node but the first control plane, FACTS 2).
+    ``kubeadm upgrade node`` (every node but the first control plane, docs/facts.md #2).
 
     CLI Example:
 
@@ -146,14 +137,16 @@ def node(version=None):
 
         salt 'cp-3' kubeadm_upgrade.node
     """
-    out = _kubeadm(["upgrade", "node"], timeout=1800)
+    args = ["upgrade", "node", *(["--config", str(config)] if config else [])]
+    out = _kubeadm(args, timeout=1800)
     _mark_upgraded(str(version) if version else __salt__["kubeadm.version"]())
     return {"upgraded": True, "version": version, "output": out[-4000:]}
 
 
 def _mark_upgraded(target: str) -> None:
-    KUBEADM_DIR.mkdir(parents=True, exist_ok=True, mode=0o700)
-    UPGRADED_MARK.write_text(target + "\n")
+    mark = _upgraded_mark()
+    mark.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    mark.write_text(target + "\n")
 
 
 def node_version():
@@ -172,6 +165,34 @@ def node_version():
         match = re.search(r"image:\s*\S*kube-apiserver:(v[\w.+-]+)", manifest.read_text())
         if match:
             return match.group(1)
-    if UPGRADED_MARK.is_file():
-        return UPGRADED_MARK.read_text().strip()
+    mark = _upgraded_mark()
+    if mark.is_file():
+        return mark.read_text().strip()
     return None
+
+
+def restore_manifests(backup_root="/etc/kubernetes/tmp"):
+    """
+    Put back the static pod manifests that the last ``kubeadm upgrade`` replaced, from its
+    newest ``kubeadm-backup-manifests-<date>`` directory (kubeadm's own backups,
+    cmd/kubeadm/app/phases/upgrade/staticpods.go), for a node rolled back after kubeadm
+    itself had succeeded. Each file is replaced atomically; the kubelet restarts the pods.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt 'cp-2' kubeadm_upgrade.restore_manifests
+    """
+    backups = sorted(Path(backup_root).glob("kubeadm-backup-manifests-*"))
+    if not backups:
+        raise CommandExecutionError(f"no kubeadm-backup-manifests-* in {backup_root}")
+    restored = []
+    for source in sorted(backups[-1].glob("*.yaml")):
+        target = MANIFESTS / source.name
+        tmp = MANIFESTS.parent / f".{source.name}.kubeha-restore"
+        tmp.write_bytes(source.read_bytes())
+        tmp.chmod(0o600)
+        os.replace(tmp, target)
+        restored.append(source.name)
+    return {"from": str(backups[-1]), "restored": restored}

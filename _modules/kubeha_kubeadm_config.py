@@ -3,7 +3,7 @@ Build kubeadm's configuration documents from the kubeha model, for the API the v
 
 kubeadm 1.30 reads ``kubeadm.k8s.io/v1beta3`` (``extraArgs`` maps); 1.31+ reads
 ``v1beta4`` (``extraArgs`` lists of ``{name, value}``, ``timeouts``, ``UpgradeConfiguration``).
-[FACTS 1; kubernetes cmd/kubeadm/app/apis/kubeadm/v1beta4/doc.go]
+[docs/facts.md #1; kubernetes cmd/kubeadm/app/apis/kubeadm/v1beta4/doc.go]
 
 The model comes from map.jinja (``kubeha`` with its ``derived`` section); this module only
 shapes documents, it never reads pillar.
@@ -67,6 +67,12 @@ def apiserver_args(kubeha: dict) -> dict:
     """
     api = kubeha["apiserver"]
     args = {"shutdown-delay-duration": _seconds(api["shutdown_delay_seconds"])}
+    if api.get("etcd_servers") == "all":
+        # Every member, not kubeadm's https://127.0.0.1:2379 only: clientv3 balances over
+        # them and fails over when the local one stops (docs/kubesim.md, fidelity #3).
+        args["etcd-servers"] = ",".join(
+            f"https://{node['ip']}:2379" for node in kubeha["control_plane"]
+        )
     audit = api["audit"]
     if audit["enabled"]:
         args.update(
@@ -111,7 +117,7 @@ def _audit_volumes(kubeha: dict) -> list[dict]:
     if not audit["enabled"]:
         return []
     # Without these mounts the apiserver pod cannot see the policy and fails to start, or
-    # writes the log inside the container where it vanishes with it (FACTS 5).
+    # writes the log inside the container where it vanishes with it (docs/facts.md #5).
     return [
         {
             "name": "audit-policy",
@@ -342,6 +348,9 @@ def upgrade_configuration(kubeha: dict) -> dict:
             "etcdUpgrade": True,
         },
         "node": {"certificateRenewal": True, "etcdUpgrade": True},
+        # How long kubeadm waits for the new static pods before rolling the node's
+        # manifests back (v1beta4 Timeouts.UpgradeManifests).
+        "timeouts": {"upgradeManifests": str(kubeha["upgrade"]["kubeadm_timeout"])},
     }
 
 

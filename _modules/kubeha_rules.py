@@ -1,9 +1,12 @@
 """
-The rules a kubeha cluster model must satisfy, one function per concern.
+The rules a kubeha cluster model must satisfy: nodes, the VIP and its ports, versions,
+networks and components, one private function per concern.
 
 Each rule returns messages of the form ``kubeha:<key>: <what is wrong>. <the fix>``.
-``kubeha_model.validate`` raises with all of them before any state renders; the rules cite
-FACTS.md items and upstream sources where the reason is not obvious.
+``kubeha_model.check`` runs this module's ``problems`` with those of the other rule sets
+(``kubeha_rules_strings``, ``kubeha_rules_timers``, ``kubeha_rules_kubeadm``) before any
+state renders; the rules cite docs/facts.md items and upstream sources where the reason is
+not obvious.
 
 CLI Example:
 
@@ -16,13 +19,9 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
-import re
 
 __virtualname__ = "kubeha_rules"
 
-DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
-DURATION = re.compile(r"^(\d+(?:\.\d+)?)(us|ms|s|m|h|d)?$")
-DURATION_UNITS = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 PROVIDERS = ("keepalived-haproxy", "kube-vip")
 
 
@@ -30,48 +29,23 @@ def __virtual__():
     return __virtualname__
 
 
-def seconds(value) -> float:
-    """
-    HAProxy-style duration (``500ms``, ``2s``, ``1m``, a bare number = ms) in seconds.
-
-    CLI Example:
-
-    .. code-block:: bash
-
-        salt-call kubeha_rules.seconds 500ms
-    """
-    text = str(value).strip()
-    match = DURATION.match(text)
-    if not match:
-        raise ValueError(f"{value!r} is not a duration like 500ms, 2s or 1m")
-    number, unit = match.groups()
-    return float(number) * DURATION_UNITS[unit or "ms"]
-
-
 def _version(text):
     try:
-        return __salt__["kubeha_model.version_tuple"](text)
+        return __utils__["kubeha_values.version_tuple"](text)
     except (ValueError, TypeError):
         return None
 
 
 def _ip(text):
-    try:
-        return ipaddress.IPv4Address(str(text))
-    except ValueError:
-        return None
+    return __utils__["kubeha_values.ipv4"](text)
 
 
-def nodes(model: dict) -> list[str]:
-    """
-    Control-plane and worker lists: shape, count, names, addresses, duplicates.
+def _is_label(text) -> bool:
+    return __utils__["kubeha_values.matches"]("dns_label", text)
 
-    CLI Example:
 
-    .. code-block:: bash
-
-        salt-call kubeha_rules.nodes "$(cat model.json)"
-    """
+def _nodes(model: dict) -> list[str]:
+    """Control-plane and worker lists: shape, count, names, addresses, duplicates."""
     out = []
     cps = model.get("control_plane") or []
     count = len(cps)
@@ -89,8 +63,8 @@ def nodes(model: dict) -> list[str]:
             if not isinstance(node, dict):
                 out.append(f"{where}: must be a mapping like {{name: cp-1, ip: 192.168.1.11}}.")
                 continue
-            name, ip = str(node.get("name", "")), str(node.get("ip", ""))
-            if not DNS_LABEL.match(name):
+            name, ip = node.get("name", ""), node.get("ip", "")
+            if not _is_label(name):
                 out.append(
                     f"{where}:name: {name!r} is not a lowercase DNS label; Kubernetes node "
                     "names must be one (e.g. cp-1)."
@@ -114,16 +88,8 @@ def nodes(model: dict) -> list[str]:
     return out
 
 
-def vip(model: dict) -> list[str]:
-    """
-    The VIP: inside the nodes' subnet, not a node's address, provider and ports coherent.
-
-    CLI Example:
-
-    .. code-block:: bash
-
-        salt-call kubeha_rules.vip "$(cat model.json)"
-    """
+def _vip(model: dict) -> list[str]:
+    """The VIP: inside the nodes' subnet, not a node's address, provider and ports coherent."""
     out = []
     conf = model.get("vip") or {}
     address = _ip(conf.get("address"))
@@ -189,7 +155,7 @@ def _ports(model: dict) -> list[str]:
         out.append(
             f"kubeha:vip:lb_port: {lb_port} equals kubeha:apiserver:port while HAProxy binds "
             f"all addresses on the control planes, where kube-apiserver already binds "
-            f"0.0.0.0:{api_port} (FACTS 6). Use another LB port (kubeadm's HA guide uses "
+            f"0.0.0.0:{api_port} (docs/facts.md #6). Use another LB port (kubeadm's HA guide uses "
             "8443: kubeha:vip:lb_port: 8443), or set kubeha:vip:lb_bind: vip with "
             "kubeha:apiserver:bind_address: node."
         )
@@ -203,27 +169,18 @@ def _ports(model: dict) -> list[str]:
     return out
 
 
-def kubernetes(model: dict) -> list[str]:
-    """
-    Version, package revision, the kubeadm API and raw kubeadm fragments, the upgrade target.
-
-    CLI Example:
-
-    .. code-block:: bash
-
-        salt-call kubeha_rules.kubernetes "$(cat model.json)"
-    """
+def _kubernetes(model: dict) -> list[str]:
+    """Version, package revision, the kubeadm API and raw kubeadm fragments, the upgrade target."""
     kube = model.get("kubernetes") or {}
     current = _version(kube.get("version"))
     if current is None:
         return [f"kubeha:kubernetes:version: {kube.get('version')!r}; use MAJOR.MINOR.PATCH."]
     out = []
-    if not re.match(r"^\d+(\.\d+)*$", str(kube.get("package_revision", ""))):
+    if not __utils__["kubeha_values.matches"]("package_revision", kube.get("package_revision")):
         out.append(
             f"kubeha:kubernetes:package_revision: {kube.get('package_revision')!r}; "
             "pkgs.k8s.io revisions look like '1.1'."
         )
-    out += __salt__["kubeha_rules_kubeadm.problems"](model, current)
     return out + _upgrade(model, current)
 
 
@@ -241,13 +198,24 @@ def _upgrade(model: dict, current) -> list[str]:
                 f"{model['kubernetes']['version']}; kubeadm does not downgrade. Roll back by "
                 "reinstalling the old packages on the failed node (runbook step 13)."
             )
-        elif target[0] != current[0] or target[1] - current[1] > 1:
-            path = " -> ".join(f"1.{m}" for m in range(current[1], target[1] + 1))
+        elif target[0] != current[0]:
             out.append(
-                f"kubeha:upgrade:target_version: {raw} skips a minor from "
-                f"{model['kubernetes']['version']}; kubeadm upgrades one minor at a time "
-                f"(FACTS 12): go {path}, one target_version per run."
+                f"kubeha:upgrade:target_version: {raw} changes the major version from "
+                f"{model['kubernetes']['version']}; kubeadm upgrades within one major "
+                "version (docs/facts.md #12). Pick a 1.x target."
             )
+    for key, low in (
+        ("worker_batch", 1),
+        ("drain_timeout", 1),
+        ("lb_drain_seconds", 0),
+        ("max_failed_requests", 0),
+    ):
+        value = conf.get(key)
+        if not isinstance(value, int) or isinstance(value, bool) or value < low:
+            out.append(f"kubeha:upgrade:{key}: {value!r} must be a whole number >= {low}.")
+    stall = conf.get("max_stall_seconds")
+    if not isinstance(stall, (int, float)) or isinstance(stall, bool) or stall <= 0:
+        out.append(f"kubeha:upgrade:max_stall_seconds: {stall!r} must be a number of seconds > 0.")
     names = [n.get("name") for n in model.get("control_plane") or [] if isinstance(n, dict)]
     order = list(conf.get("order") or [])
     if order and sorted(order) != sorted(names):
@@ -259,16 +227,8 @@ def _upgrade(model: dict, current) -> list[str]:
     return out
 
 
-def network(model: dict) -> list[str]:
-    """
-    Pod and service subnets: valid, disjoint, and apart from the nodes' subnet.
-
-    CLI Example:
-
-    .. code-block:: bash
-
-        salt-call kubeha_rules.network "$(cat model.json)"
-    """
+def _network(model: dict) -> list[str]:
+    """Pod and service subnets: valid, disjoint, and apart from the nodes' subnet."""
     conf = model.get("network") or {}
     out, nets = [], {}
     for key in ("pod_subnet", "service_subnet"):
@@ -296,16 +256,8 @@ def network(model: dict) -> list[str]:
     return out
 
 
-def components(model: dict) -> list[str]:
-    """
-    containerd, apiserver audit/OIDC settings.
-
-    CLI Example:
-
-    .. code-block:: bash
-
-        salt-call kubeha_rules.components "$(cat model.json)"
-    """
+def _components(model: dict) -> list[str]:
+    """containerd, apiserver audit/OIDC settings."""
     out = []
     if (model.get("containerd") or {}).get("config_version") not in (2, 3):
         out.append(
@@ -319,8 +271,20 @@ def components(model: dict) -> list[str]:
             if not str(audit.get(key, "")).startswith("/"):
                 out.append(
                     f"kubeha:apiserver:audit:{key}: {audit.get(key)!r} must be an absolute "
-                    "path (it is mounted into the apiserver pod, FACTS 5)."
+                    "path (it is mounted into the apiserver pod, docs/facts.md #5)."
                 )
+    bind = api.get("bind_address")
+    if bind != "node" and _ip(bind) is None:
+        out.append(
+            f"kubeha:apiserver:bind_address: {bind!r}; use 0.0.0.0 (every address), an IPv4 "
+            "address, or node (each control plane's own ip)."
+        )
+    for san in api.get("cert_sans") or []:
+        if _ip(san) is None and not __utils__["kubeha_values.matches"]("dns_subdomain", san):
+            out.append(
+                f"kubeha:apiserver:cert_sans: {san!r} is neither an IPv4 address nor a DNS "
+                "name; list the extra names and addresses of the API certificate."
+            )
     oidc = api.get("oidc") or {}
     if oidc.get("issuer_url"):
         if not str(oidc["issuer_url"]).startswith("https://"):
@@ -329,33 +293,16 @@ def components(model: dict) -> list[str]:
             )
         if not oidc.get("client_id"):
             out.append("kubeha:apiserver:oidc:client_id: required when issuer_url is set.")
-    for key in ("extra_args",):
-        for owner in ("apiserver", "etcd", "kubelet"):
-            value = (model.get(owner) or {}).get(key)
-            if value is not None and not isinstance(value, dict):
-                out.append(
-                    f"kubeha:{owner}:{key}: write a mapping of flag: value (without --); "
-                    "kubeha renders it as a map (v1beta3) or a name/value list (v1beta4)."
-                )
     return out
 
 
-# Timing rules (VRRP, HAProxy checks, Lease timers) live in kubeha_rules_timers.
-RULES = (
-    nodes,
-    vip,
-    "kubeha_rules_timers.vrrp",
-    "kubeha_rules_timers.haproxy",
-    "kubeha_rules_timers.leader_election",
-    kubernetes,
-    network,
-    components,
-)
+RULES = (_nodes, _vip, _kubernetes, _network, _components)
 
 
 def problems(model: dict) -> list[str]:
     """
-    Run every rule; a rule that cannot run on a malformed model reports that instead.
+    Run every rule of this module; a rule that cannot run on a malformed model reports
+    that instead.
 
     CLI Example:
 
@@ -363,11 +310,15 @@ def problems(model: dict) -> list[str]:
 
         salt-call kubeha_rules.problems "$(cat model.json)"
     """
+    # Not a shared helper in _utils: a util calling back into this module would run the
+    # rule in the utils loader's context, where __utils__ is not packed.
     out: list[str] = []
     for rule in RULES:
-        name = rule.rsplit(".", 1)[-1] if isinstance(rule, str) else rule.__name__
         try:
-            out += __salt__[rule](model) if isinstance(rule, str) else rule(model)
+            out += rule(model)
         except (KeyError, TypeError, AttributeError) as err:
-            out.append(f"kubeha:{name}: malformed section ({err!r}); see docs/pillar.md.")
+            out.append(
+                f"kubeha:{rule.__name__.lstrip('_')}: malformed section ({err!r}); "
+                "see docs/pillar.md."
+            )
     return out

@@ -2,7 +2,7 @@
 Rules for the kubeadm side of the model: the config API per version and the shape of raw
 kubeadm fragments in pillar (``kubeha:kubeadm:cluster_configuration`` etc.).
 
-FACTS 1: ``kubeadm.k8s.io/v1beta4`` exists only from kubeadm v1.31; 1.30 reads ``v1beta3``,
+docs/facts.md #1: ``kubeadm.k8s.io/v1beta4`` exists only from kubeadm v1.31; 1.30 reads ``v1beta3``,
 where ``extraArgs`` is a map. In v1beta4 every ``extraArgs`` (apiServer, controllerManager,
 scheduler, etcd.local, nodeRegistration.kubeletExtraArgs) is a list of ``{name, value}``.
 [kubernetes cmd/kubeadm/app/apis/kubeadm/v1beta4/doc.go; kubernetes/website PR 47539]
@@ -11,7 +11,7 @@ CLI Example:
 
 .. code-block:: bash
 
-    salt-call kubeha_rules_kubeadm.problems "$(cat model.json)" '[1, 30, 0]'
+    salt-call kubeha_rules_kubeadm.problems "$(cat model.json)"
 """
 
 from __future__ import annotations
@@ -51,17 +51,8 @@ def _is_list_style(value) -> bool:
     )
 
 
-def fragment_problems(fragments: dict, api: str) -> list[str]:
-    """
-    Problems of raw kubeadm fragments for the given API (``v1beta3`` or ``v1beta4``).
-
-    CLI Example:
-
-    .. code-block:: bash
-
-        salt-call kubeha_rules_kubeadm.fragment_problems \
-            '{"cluster_configuration": {"apiServer": {"extraArgs": {"v": "2"}}}}' v1beta4
-    """
+def _fragment_problems(fragments: dict, api: str) -> list[str]:
+    """Problems of raw kubeadm fragments for the given API (``v1beta3`` or ``v1beta4``)."""
     out = []
     for fragment, paths in EXTRA_ARGS_PATHS.items():
         doc = fragments.get(fragment) or {}
@@ -114,16 +105,23 @@ def _owned_fields(model: dict, version: str) -> list[str]:
     return out
 
 
-def problems(model: dict, current: tuple[int, int, int]) -> list[str]:
+def problems(model: dict) -> list[str]:
     """
-    The kubeadm API against the Kubernetes version, then the raw fragments' shape.
+    The kubeadm API against the Kubernetes version, then the raw fragments' shape. Nothing
+    when the version itself is unusable (``kubeha_rules`` reports that).
 
     CLI Example:
 
     .. code-block:: bash
 
-        salt-call kubeha_rules_kubeadm.problems "$(cat model.json)" '[1, 30, 0]'
+        salt-call kubeha_rules_kubeadm.problems "$(cat model.json)"
     """
+    try:
+        current = __utils__["kubeha_values.version_tuple"](
+            (model.get("kubernetes") or {}).get("version")
+        )
+    except ValueError:
+        return []
     wanted = str((model.get("kubernetes") or {}).get("kubeadm_api", "auto"))
     if wanted not in APIS:
         return [f"kubeha:kubernetes:kubeadm_api: {wanted!r}; use auto, v1beta3 or v1beta4."]
@@ -142,10 +140,10 @@ def problems(model: dict, current: tuple[int, int, int]) -> list[str]:
         return out + [
             f"{key}: kubeadm.k8s.io/v1beta4 exists only from kubeadm v1.31, and this cluster "
             f"runs {version}, whose kubeadm reads kubeadm.k8s.io/v1beta3 (extraArgs as a map) "
-            "and rejects v1beta4 (FACTS 1). Use kubeha:kubernetes:kubeadm_api: auto (or "
+            "and rejects v1beta4 (docs/facts.md #1). Use kubeha:kubernetes:kubeadm_api: auto (or "
             "v1beta3) and no apiVersion in raw fragments; kubeha switches to v1beta4 when "
             "the version reaches 1.31."
             for key in sources
         ]
     api = __salt__["kubeha_model.kubeadm_api"](model)
-    return out + fragment_problems(fragments, api)
+    return out + _fragment_problems(fragments, api)

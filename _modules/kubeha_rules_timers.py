@@ -3,14 +3,14 @@ The cluster model's timing rules: VRRP adverts and priorities, HAProxy's health-
 windows against etcd elections and the apiserver's shutdown delay, and the Lease timers
 of kube-controller-manager, kube-scheduler and kube-vip against client-go's own checks.
 
-Run by ``kubeha_rules.problems`` in its order; messages have the same form
+Run by ``kubeha_model.check`` with the other rule sets; messages have the same form
 (``kubeha:<key>: <what is wrong>. <the fix>``).
 
 CLI Example:
 
 .. code-block:: bash
 
-    salt-call kubeha_rules_timers.haproxy "$(cat model.json)"
+    salt-call kubeha_rules_timers.problems "$(cat model.json)"
 """
 
 from __future__ import annotations
@@ -27,19 +27,11 @@ def __virtual__():
 
 
 def _seconds(value) -> float:
-    return __salt__["kubeha_rules.seconds"](value)
+    return __utils__["kubeha_values.seconds"](value)
 
 
-def vrrp(model: dict) -> list[str]:
-    """
-    keepalived's VRRP settings: router id, version, advert_int, priorities, the secret.
-
-    CLI Example:
-
-    .. code-block:: bash
-
-        salt-call kubeha_rules_timers.vrrp "$(cat model.json)"
-    """
+def _vrrp(model: dict) -> list[str]:
+    """keepalived's VRRP settings: router id, version, advert_int, priorities, the secret."""
     if (model.get("vip") or {}).get("provider") != "keepalived-haproxy":
         return []
     conf = model.get("vrrp") or {}
@@ -95,16 +87,8 @@ def vrrp(model: dict) -> list[str]:
     return out
 
 
-def haproxy(model: dict) -> list[str]:
-    """
-    HAProxy's check timings against etcd elections and the apiserver's shutdown delay.
-
-    CLI Example:
-
-    .. code-block:: bash
-
-        salt-call kubeha_rules_timers.haproxy "$(cat model.json)"
-    """
+def _haproxy(model: dict) -> list[str]:
+    """HAProxy's check timings against etcd elections and the apiserver's shutdown delay."""
     if (model.get("vip") or {}).get("provider") != "keepalived-haproxy":
         return []
     check = (model.get("haproxy") or {}).get("check") or {}
@@ -116,31 +100,91 @@ def haproxy(model: dict) -> list[str]:
         )
         _seconds(check.get("downinter"))
         _seconds(check.get("timeout"))
-    except ValueError as err:
-        return [f"kubeha:haproxy:check: {err}."]
+    except ValueError:
+        return []  # kubeha_rules_strings names the key that is not a duration
     fall, rise = check.get("fall"), check.get("rise")
     if not isinstance(fall, int) or not isinstance(rise, int) or fall < 1 or rise < 1:
         return [f"kubeha:haproxy:check: fall ({fall!r}) and rise ({rise!r}) must be >= 1."]
     election = 2 * _etcd_election(model)
     window = (fall - 1) * fastinter
-    if window < election:
+    excluded = set(check.get("exclude") or [])
+    etcd_servers = (model.get("apiserver") or {}).get("etcd_servers", "local")
+    port = check.get("etcd_port", 0)
+    pre_check = isinstance(port, int) and not isinstance(port, bool) and port > 0
+    if excluded & {"etcd", "etcd-readiness"} and etcd_servers != "all" and not pre_check:
         out.append(
-            f"kubeha:haproxy:check: the fall window (fall-1) x fastinter = {window:g} s is "
-            f"shorter than an etcd leader election (~2 x etcd:election_timeout_ms = "
-            f"{election:g} s). During an election every apiserver's /readyz fails at once "
-            "and HAProxy would mark all of them DOWN together. Raise fall or fastinter "
-            "(e.g. fall: 5, fastinter: 500ms)."
+            f"kubeha:haproxy:check:exclude: {sorted(excluded)} leaves etcd out of HAProxy's "
+            "check while each apiserver uses only its local etcd member "
+            "(kubeha:apiserver:etcd_servers: local) and no etcd_port step checks that member: "
+            "an apiserver whose member is down would stay UP (docs/facts.md #9). Set "
+            "kubeha:haproxy:check:etcd_port: 2379, or keep etcd in the check."
         )
+    # The check sees etcd elections only when it reads /readyz with the etcd checks in.
+    sees_etcd = check.get("kind", "readyz") == "readyz" and not excluded & {
+        "etcd",
+        "etcd-readiness",
+    }
+    # /readyz's etcd checks fail only once their read has waited --etcd-healthcheck-timeout
+    # (2 s; rate limited, the last result is shared meanwhile: storage/storagebackend/
+    # factory/etcd3.go newETCD3Check), so an election shorter than that plus HAProxy's fall
+    # window never marks the apiservers DOWN.
+    tolerated = window + _etcd_check_timeout(model)
+    if sees_etcd and tolerated < election:
+        out.append(
+            f"kubeha:haproxy:check: the fall window (fall-1) x fastinter = {window:g} s plus "
+            f"/readyz's etcd read timeout ({_etcd_check_timeout(model):g} s) is shorter than an "
+            f"etcd leader election (~2 x etcd:election_timeout_ms = {election:g} s). During an "
+            "election every apiserver's /readyz fails at once and HAProxy would mark all of "
+            "them DOWN together. Raise fall or fastinter, or with "
+            "kubeha:apiserver:etcd_servers: all leave etcd out of the check "
+            "(kubeha:haproxy:check:exclude: [etcd, etcd-readiness])."
+        )
+    if not isinstance(port, int) or isinstance(port, bool) or not 0 <= port <= 65535:
+        out.append(f"kubeha:haproxy:check:etcd_port: {port!r}; a port 1-65535, or 0 for none.")
     detection = inter + window
     delay = (model.get("apiserver") or {}).get("shutdown_delay_seconds")
-    if not isinstance(delay, (int, float)) or delay <= detection:
+    # Only a /readyz check sees the delay (readyz fails at SIGTERM); a TCP check passes
+    # until the port closes, whatever the delay.
+    if check.get("kind", "readyz") == "readyz" and (
+        not isinstance(delay, (int, float)) or delay <= detection
+    ):
         out.append(
             f"kubeha:apiserver:shutdown_delay_seconds: {delay!r} must exceed HAProxy's "
             f"detection time inter + (fall-1) x fastinter = {detection:g} s, so /readyz "
-            "fails and HAProxy drains the server before its port closes (FACTS 10). Use "
+            "fails and HAProxy drains the server before its port closes (docs/facts.md #10). Use "
             f"at least {int(detection) + 2}."
         )
     return out
+
+
+def _probe(model: dict) -> list[str]:
+    """The chaos probe's client timeout against HAProxy's connect timeout."""
+    haproxy = model.get("haproxy") or {}
+    timeout = (model.get("probe") or {}).get("timeout")
+    try:
+        connect = _seconds((haproxy.get("timeouts") or {}).get("connect"))
+    except (TypeError, ValueError):
+        return []
+    number = isinstance(timeout, (int, float)) and not isinstance(timeout, bool)
+    if number and timeout <= connect:
+        return [
+            f"kubeha:probe:timeout: {timeout} s is not longer than HAProxy's connect timeout "
+            f"(haproxy:timeouts:connect = {connect:g} s): the probe would give up on a request "
+            "before HAProxy could even try another apiserver. Use more."
+        ]
+    return []
+
+
+def _etcd_check_timeout(model: dict) -> float:
+    """kube-apiserver's --etcd-healthcheck-timeout (default 2 s), from extra_args if set."""
+    value = ((model.get("apiserver") or {}).get("extra_args") or {}).get(
+        "etcd-healthcheck-timeout", "2s"
+    )
+    text = str(value)
+    try:
+        return _seconds(text if text[-1:].isalpha() else f"{text}s")
+    except ValueError:
+        return 2.0
 
 
 def _etcd_election(model: dict) -> float:
@@ -175,21 +219,14 @@ def _lease_timers(where: str, lease, renew, retry, election: float) -> list[str]
         out.append(
             f"kubeha:{where}:renew_deadline: {renew} s does not outlast an etcd leader "
             f"election (~{2 * election:g} s): the leader would lose its lease during every "
-            "election. The safe floor is 5/3/1 (lease/renew/retry)."
+            "election. The fastest measured without spurious transitions is 3/2.5/0.5 "
+            "(lease/renew/retry, docs/chaos.md); 5/3/1 leaves more margin."
         )
     return out
 
 
-def leader_election(model: dict) -> list[str]:
-    """
-    Lease timers of kube-controller-manager/kube-scheduler (and kube-vip when used).
-
-    CLI Example:
-
-    .. code-block:: bash
-
-        salt-call kubeha_rules_timers.leader_election "$(cat model.json)"
-    """
+def _leader_election(model: dict) -> list[str]:
+    """Lease timers of kube-controller-manager/kube-scheduler (and kube-vip when used)."""
     election = _etcd_election(model)
     conf = model.get("leader_election") or {}
     out = _lease_timers(
@@ -208,4 +245,28 @@ def leader_election(model: dict) -> list[str]:
             kv.get("retry_period"),
             election,
         )
+    return out
+
+
+def problems(model: dict) -> list[str]:
+    """
+    VRRP, HAProxy check and Lease timer problems of a model.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call kubeha_rules_timers.problems "$(cat model.json)"
+    """
+    # Not a shared helper in _utils: a util calling back into this module would run the
+    # rule in the utils loader's context, where __utils__ is not packed.
+    out: list[str] = []
+    for rule in (_vrrp, _haproxy, _leader_election, _probe):
+        try:
+            out += rule(model)
+        except (KeyError, TypeError, AttributeError) as err:
+            out.append(
+                f"kubeha:{rule.__name__.lstrip('_')}: malformed section ({err!r}); "
+                "see docs/pillar.md."
+            )
     return out

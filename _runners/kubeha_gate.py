@@ -65,7 +65,8 @@ def _outcome(name: str, check, wait: float) -> dict:
 
 def reachable(cluster: str, wait: float = 30) -> dict:
     """
-    Every node of the cluster answers its minion.
+    Every node of the cluster answers its minion, and the VIP fits every control plane's
+    real network (``kubeha.network_problems``).
 
     CLI Example:
 
@@ -87,7 +88,17 @@ def reachable(cluster: str, wait: float = 30) -> dict:
             )
         return {"comment": f"all {len(nodes)} nodes answer", "nodes": nodes}
 
-    return _outcome("reachable", check, wait)
+    outcome = _outcome("reachable", check, wait)
+    if not outcome["result"]:
+        return outcome
+    # The pillar's VIP and prefix against each control plane's real network: a VIP that
+    # VRRP cannot move, found before any change rather than by keepalived at runtime.
+    problems = __salt__["kubeha.network_problems"](cluster)
+    if problems:
+        listing = "\n".join(f"  - {p}" for p in problems)
+        msg = f"reachable: the nodes' networks disagree with the pillar:\n{listing}"
+        return {"result": False, "retcode": 1, "Error": msg, "comment": msg}
+    return outcome
 
 
 def existing_cluster(cluster: str, adopt: bool = False) -> dict:

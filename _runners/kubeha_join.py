@@ -1,9 +1,11 @@
 """
 Join a node to a kubeha cluster, handing the join secrets over through the master sealed
-to that one minion (see docs/modules.md, "Join secrets"): the joiner gives its public key,
-the init node seals a fresh token (and, for a control plane, the certificate key) for it,
-the joiner opens them and runs ``kubeadm join`` from a 0600 config. Job returns, the event
-bus and logs only ever carry ciphertext.
+to that one minion (see docs/modules.md, "Join secrets"): the master reads the joiner's
+public key from its own PKI (the key it accepted for that minion id, not what the minion
+says), the init node seals a fresh token (and, for a control plane, the certificate key)
+for that key and id, the joiner opens them and runs ``kubeadm join`` from a 0600 config.
+Job returns, the event bus and logs only ever carry ciphertext. After the last join,
+``forget`` deletes the token, the uploaded certificates and the stored join data.
 
 Idempotent: a node that already joined is left alone and the return says so.
 
@@ -12,15 +14,15 @@ CLI Example:
 .. code-block:: bash
 
     salt-run kubeha_join.join lab cp-2
+    salt-run kubeha_join.forget lab
 """
 
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 log = logging.getLogger(__name__)
-
-JOIN_CONFIG = "/etc/kubernetes/kubeadm/join-config.yaml"
 
 
 def _cmd(node: str, fun: str, *args, timeout: float = 60, **kwargs):
@@ -34,6 +36,18 @@ def _cmd(node: str, fun: str, *args, timeout: float = 60, **kwargs):
 
 class _Failed(Exception):
     pass
+
+
+def _accepted_key(node: str) -> str:
+    """The public key the master accepted for minion ``node`` (its PKI's minions/ dir)."""
+    path = Path(__opts__["pki_dir"]) / "minions" / node
+    try:
+        return path.read_text()
+    except OSError as err:
+        raise _Failed(
+            f"the master has no accepted key for {node} ({path}: {err.strerror}); "
+            f"accept it first (salt-key -a {node})"
+        ) from err
 
 
 def _fail(node: str, cluster: str, msg: str, init: str) -> dict:
@@ -60,6 +74,7 @@ def join(cluster: str, node: str, timeout: float = 900) -> dict:
     """
     model = __salt__["kubeha.model"](cluster)
     init = model["derived"]["init_node"]
+    join_config = f"{model['kubeadm']['config_dir']}/join-config.yaml"
     control_plane = node in [n["name"] for n in model["control_plane"]]
     role = "control plane" if control_plane else "worker"
     if node == init:
@@ -67,8 +82,14 @@ def join(cluster: str, node: str, timeout: float = 900) -> dict:
     try:
         if _cmd(node, "kubeadm_join.is_joined", control_plane, timeout=30):
             return {"result": True, "comment": f"{node} already joined as a {role}"}
-        recipient = _cmd(node, "kubeadm_join.recipient", timeout=30)
-        data = _cmd(init, "kubeadm.join_data", recipient, control_plane=control_plane, timeout=180)
+        data = _cmd(
+            init,
+            "kubeadm_secrets.join_data",
+            _accepted_key(node),
+            node,
+            control_plane=control_plane,
+            timeout=180,
+        )
         log.info("kubeha: joining %s as a %s through %s", node, role, data.get("endpoint"))
         ret = _cmd(
             node,
@@ -77,7 +98,7 @@ def join(cluster: str, node: str, timeout: float = 900) -> dict:
             node,
             sealed=data["sealed"],
             control_plane=control_plane,
-            config=JOIN_CONFIG,
+            config=join_config,
             ignore_preflight_errors=",".join(model["kubeadm"]["ignore_preflight_errors"]) or None,
             timeout=timeout,
         )
@@ -87,3 +108,39 @@ def join(cluster: str, node: str, timeout: float = 900) -> dict:
     if not state.get("result"):
         return _fail(node, cluster, state.get("comment", str(ret)), init)
     return {"result": True, "comment": f"{node}: {state.get('comment')}", "role": role}
+
+
+def forget(cluster: str) -> dict:
+    """
+    After the last join: delete the join token, the ``kubeadm-certs`` Secret and the
+    stored join data on the init node (``kubeadm_secrets.forget``). orch.bootstrap runs it
+    once every node has joined; a later join makes fresh ones.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-run kubeha_join.forget lab
+    """
+    model = __salt__["kubeha.model"](cluster)
+    init = model["derived"]["init_node"]
+    try:
+        ret = _cmd(init, "kubeadm_secrets.forget", timeout=120)
+    except _Failed as err:
+        text = (
+            f"could not delete the join secrets on {init}: {err}. They expire by themselves "
+            f"(token 1 h, uploaded certificates 2 h); run `salt-run kubeha_join.forget "
+            f"{cluster}` again once {init} answers."
+        )
+        return {"result": False, "retcode": 1, "Error": text, "comment": text}
+    done = [
+        what
+        for what, flag in (
+            (f"bootstrap token {ret.get('deleted_token')}", ret.get("deleted_token")),
+            ("Secret kube-system/kubeadm-certs", ret.get("kubeadm_certs_deleted")),
+            ("join-data.json", ret.get("join_data_removed")),
+        )
+        if flag
+    ]
+    comment = f"deleted on {init}: {', '.join(done)}" if done else "no join secrets left"
+    return {"result": True, "comment": comment, **ret}

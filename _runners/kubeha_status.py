@@ -71,6 +71,53 @@ def snapshot(cluster: str) -> dict:
     _, out["etcd"] = _first_answer(cps, "etcdctl.endpoint_status")
     _, out["nodes"] = _first_answer(cps, "apiserver.nodes")
     _, out["leases"] = _first_answer(cps, "apiserver.leases")
+    out["day2"] = day2(cluster, model)
+    return out
+
+
+def day2(cluster: str, model: dict | None = None) -> dict:
+    """
+    The day-2 jobs of a cluster as the master recorded them (no node is asked): the last
+    backup, prune, restore drill, defrag and certificate renewal, each with its last
+    success, and ``problems``: a failed last run, no verified backup within
+    ``backup:max_age_hours``, no successful drill within ``drill:max_age_hours``.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-run kubeha_status.day2 lab
+    """
+    model = model or __salt__["kubeha.model"](cluster)
+    day2_utils = "kubeha_day2."
+    now = time.time()
+    out: dict = {"problems": []}
+    for job in ("backup", "prune", "drill", "defrag", "certs"):
+        last = __utils__[day2_utils + "last"](__opts__, cluster, job)
+        ok = __utils__[day2_utils + "last"](__opts__, cluster, job, ok=True)
+        out[job] = {
+            "last": {k: last.get(k) for k in ("at", "result", "comment", "error") if k in last}
+            if last
+            else None,
+            "last_success_at": ok.get("at") if ok else None,
+        }
+        if last and not last.get("result"):
+            out["problems"].append(
+                f"the last {job} failed: {last.get('error') or last.get('comment')}"
+            )
+    for job, key in (("backup", "backup"), ("drill", "drill")):
+        if not (model.get(key) or {}).get("max_age_hours"):
+            continue
+        if not model["backup"]["s3"].get("bucket"):
+            continue  # no object storage configured: backups and drills are not expected
+        limit = float(model[key]["max_age_hours"]) * 3600
+        since = out[job]["last_success_at"]
+        if since is None or now - float(since) > limit:
+            age = "never" if since is None else f"{(now - float(since)) / 3600:.1f} h ago"
+            out["problems"].append(
+                f"no successful {job} within kubeha:{key}:max_age_hours "
+                f"({model[key]['max_age_hours']} h): last {age}"
+            )
     return out
 
 

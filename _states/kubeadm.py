@@ -85,7 +85,7 @@ def joined(
 ):
     """
     ``kubeadm join`` this node (``name`` is its node name), once. The secrets come
-    ``sealed`` by ``kubeadm.join_data`` (or from a 0600 ``join_file``); the orchestration
+    ``sealed`` by ``kubeadm_secrets.join_data`` (or from a 0600 ``join_file``); the orchestration
     (``kubeha_join.join``) passes the sealed blob, never the token in clear.
 
     Example:
@@ -171,7 +171,7 @@ def upgraded(name, first=False, config=None):
         if first:
             __salt__["kubeadm_upgrade.apply"](target, config=config)
         else:
-            __salt__["kubeadm_upgrade.node"](target)
+            __salt__["kubeadm_upgrade.node"](target, config=config)
     except CommandExecutionError as err:
         ret.update(result=False, comment=str(err))
         return ret

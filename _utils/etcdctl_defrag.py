@@ -1,6 +1,6 @@
 """
 Defragmentation policy for the ``etcdctl`` execution module: which order, and whether
-at all. Defrag blocks the member it runs on (FACTS 13): one member at a time, followers
+at all. Defrag blocks the member it runs on (docs/facts.md #13): one member at a time, followers
 first and the leader last (one leader change at most), a health check between, and
 never when taking one member out would leave fewer healthy members than a quorum.
 

@@ -45,3 +45,17 @@ def ask(opts, nodes, fun, *args, timeout=30, **kwargs):
         else:
             out[node] = (True, ret)
     return out
+
+
+def start(opts, nodes, fun, *args, **kwargs):
+    """Start ``fun(*args, **kwargs)`` on ``nodes`` without waiting (``salt --async``); the
+    job id. For what runs longer than a call should wait: probes, watchers."""
+    nodes = [nodes] if isinstance(nodes, str) else list(nodes)
+    client = salt.client.get_local_client(mopts=opts)
+    try:
+        jid = client.cmd_async(nodes, fun, arg=list(args), kwarg=kwargs, tgt_type="list")
+    finally:
+        client.destroy()
+    if not jid:
+        raise RuntimeError(f"could not start {fun} on {', '.join(nodes)}")
+    return jid

@@ -29,6 +29,7 @@ NETWORK = "198.18.0.0/24"  # RFC 2544 benchmarking range; nothing is ever routed
 VIP = "198.18.0.10"  # reserved for the cluster; no machine is given it
 MIRROR_PORT = 8080
 MIRROR_URL = f"http://{HOST_IP}:{MIRROR_PORT}"
+S3_PORT = 9000  # the lab's object store (lab.s3server: moto's S3 server), MinIO's usual port
 SALT_PUBLISH_PORT = 4505
 SALT_RET_PORT = 4506
 DEBIAN_SUITE = "bookworm"

@@ -1,11 +1,12 @@
 """The lab's Debian mirror: bookworm main, only what the machines may install.
 
 Contents: every package of the base image, everything the formula installs
-(lab/debian-packages.txt) and what kubesim's packages depend on
-(lab/kubesim/debian-deps.txt), each with its full Depends/Recommends closure, downloaded
-once from the host's own Debian mirror with apt (an empty dpkg status, so apt resolves
-the whole closure) and cached by the list. Indexed with apt-ftparchive, signed with the
-lab key at every `up`.
+(lab/debian-packages.txt), what kubesim's packages depend on
+(lab/kubesim/debian-deps.txt) and what a lab host needs (scripts/system-packages/lab.txt:
+lab.sdhost's systemd host machine installs it from here, as `make system-deps` would),
+each with its full Depends/Recommends closure, downloaded once from the host's own Debian
+mirror with apt (an empty dpkg status, so apt resolves the whole closure) and cached by
+the list. Indexed with apt-ftparchive, signed with the lab key at every `up`.
 """
 
 from __future__ import annotations
@@ -15,12 +16,16 @@ import hashlib
 import shutil
 from pathlib import Path
 
-from lab.config import CACHE, DEBIAN_SUITE, LAB_DIR
+from lab.config import CACHE, DEBIAN_SUITE, LAB_DIR, REPO, STATE
 from lab.hostenv import debian_mirror
 from lab.run import LabError, run, step
 from lab.signing import sign_release
 
-PACKAGE_LISTS = [LAB_DIR / "debian-packages.txt", LAB_DIR / "kubesim" / "debian-deps.txt"]
+PACKAGE_LISTS = [
+    LAB_DIR / "debian-packages.txt",
+    LAB_DIR / "kubesim" / "debian-deps.txt",
+    REPO / "scripts" / "system-packages" / "lab.txt",
+]
 
 
 def wanted_packages() -> list[str]:
@@ -66,8 +71,11 @@ def ensure_debian_mirror(rootfs: Path) -> Path:
         (tmp / ".complete").write_text("\n".join(wanted + installed) + "\n")
         shutil.rmtree(out, ignore_errors=True)
         tmp.rename(out)
+        # Older package sets go, but not the one a running lab still serves (its
+        # <state>/www/debian link): it moves to this one at that lab's next `up`.
+        serving = (STATE / "www" / "debian").resolve()
         for other in (CACHE / "debian").iterdir():
-            if other != out:
+            if other not in (out, serving):
                 shutil.rmtree(other, ignore_errors=True)
     sign_release(out / "dists" / DEBIAN_SUITE / "Release")
     return out

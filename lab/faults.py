@@ -7,7 +7,9 @@ power-on       boots the same disk again; returns once systemd is running
 cable-cut      host end of the veth down: the machine keeps running, sees NO-CARRIER
 cable-restore  plugs it back
 freeze         cgroup freezer: every process of the machine stops where it is (sockets
-               stay open, so a TCP connect to it hangs instead of being refused)
+               stay open, so a TCP connect to it hangs instead of being refused); the v1
+               freezer of kha-<machine>, or on a systemd host cgroup v2's cgroup.freeze of
+               kha-<machine>.scope (`systemctl freeze`), lab.cgroups
 thaw           resumes them
 
 Every fault prints one JSON line and appends it to lab/.state/faults.jsonl:

@@ -2,10 +2,13 @@
 
 Nothing in the repository names a package registry: the lab builds from the same Debian
 mirror the host's apt uses, and pip reads its own configuration (pip.conf, PIP_*).
+KHA_LAB_DEBIAN_MIRROR=<uri> names the mirror instead (a host whose apt reads a local copy,
+such as lab.sdhost's host machine, which reuses the cache built from the outer host's).
 """
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,6 +16,7 @@ from pathlib import Path
 from lab.config import DEBIAN_SUITE
 from lab.run import LabError, run
 
+MIRROR_ENV = "KHA_LAB_DEBIAN_MIRROR"
 SOURCES_DIR = Path("/etc/apt/sources.list.d")
 SOURCES_LIST = Path("/etc/apt/sources.list")
 DEBIAN_KEYRING = Path("/usr/share/keyrings/debian-archive-keyring.gpg")
@@ -76,7 +80,11 @@ def host_sources() -> list[dict[str, str]]:
 
 
 def debian_mirror(suite: str = DEBIAN_SUITE) -> DebianMirror:
-    """The host's Debian mirror for `suite` main (its first matching apt source)."""
+    """The host's Debian mirror for `suite` main (its first matching apt source), or the one
+    KHA_LAB_DEBIAN_MIRROR names. The mirror's URI is part of the lab mirror's cache key."""
+    override = os.environ.get(MIRROR_ENV, "").strip()
+    if override:
+        return DebianMirror(override.rstrip("/"), suite)
     for entry in host_sources():
         if "deb" not in entry.get("types", "").split():
             continue

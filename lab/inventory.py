@@ -63,9 +63,7 @@ def lab_processes() -> list[str]:
     """Live processes in kha-* cgroups, or running from the lab's folders or its mounts."""
     pids: set[int] = set()
     for name in cgroups.lab_cgroups():
-        pids |= (
-            set(cgroups.pids(name)) if (cgroups.CGROUP_ROOT / "freezer" / name).exists() else set()
-        )
+        pids |= set(cgroups.pids(name))
     markers = (str(MOUNT_ROOT), str(STATE))
     for proc in Path("/proc").iterdir():
         if proc.name.isdigit():

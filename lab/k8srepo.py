@@ -8,6 +8,7 @@ Rebuilt at every `up` from `lab.kubesim.build.build_packages` (which caches its 
 
 from __future__ import annotations
 
+import errno
 import gzip
 import os
 import shutil
@@ -38,7 +39,7 @@ def build_k8s_repos(root: Path) -> dict[str, Path]:
         folder = repo_path(staging, minor)
         folder.mkdir(parents=True)
         for deb in debs:
-            os.link(deb, folder / deb.name)  # same filesystem; no copy of the etcd binaries
+            _link_or_copy(deb, folder / deb.name)
         _index_flat(folder, minor)
         repos[minor] = repo_path(root, minor)
     # Swap in the new tree with two renames: apt in a machine never sees a missing folder
@@ -50,6 +51,17 @@ def build_k8s_repos(root: Path) -> dict[str, Path]:
     staging.rename(root)
     shutil.rmtree(old, ignore_errors=True)
     return repos
+
+
+def _link_or_copy(source: Path, target: Path) -> None:
+    """A hard link (no copy of the etcd binaries) when the cache and the state share a
+    filesystem; a copy when not (lab.sdhost's host machine: its state is a tmpfs)."""
+    try:
+        os.link(source, target)
+    except OSError as err:
+        if err.errno != errno.EXDEV:
+            raise
+        shutil.copy2(source, target)
 
 
 def _index_flat(folder: Path, minor: str) -> None:

@@ -14,18 +14,35 @@ import json
 import os
 import shutil
 import signal
+import socket
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from lab import cgroups, inventory, machine, mirror, network, procs, saltmaster, signing, state
+from lab import (
+    cgroups,
+    hostlayout,
+    inventory,
+    machine,
+    mirror,
+    network,
+    procs,
+    s3server,
+    saltmaster,
+    sdhost,
+    signing,
+    state,
+)
 from lab.base import ensure_base, mount_base
 from lab.base import image_path as base_image_path
 from lab.config import (
     BASE_MOUNT,
     DISK_ROOT,
+    HOST_IP,
     MOUNT_ROOT,
+    PREFIX,
+    SALT_PUBLISH_PORT,
     SERVICES_CGROUP,
     STATE,
     Machine,
@@ -46,6 +63,9 @@ REQUIRED_TOOLS = (
     "mksquashfs",
     "dpkg-deb",
 )
+# On a systemd host: transient scopes, their freezer, and machined (systemd-container).
+SYSTEMD_TOOLS = ("systemd-run", "systemctl", "machinectl")
+PROC_NET_TCP = Path("/proc/net/tcp")
 
 
 @dataclass
@@ -56,20 +76,42 @@ class UpReport:
     timings: dict[str, float] = field(default_factory=dict)
     total: float = 0.0
     cold: bool = False  # the base image had to be built
+    layout: str = ""  # lab.hostlayout: "cgroup-v1" or "systemd"
 
 
-def preflight() -> None:
-    """Root, what the host cannot change (cgroups, kernel), tools; fail early, say what to do."""
+def preflight() -> hostlayout.Layout:
+    """Root, what the host cannot change (cgroups, kernel), tools; fail early, say what to do.
+    Returns the host layout it found (and says it: `make demo` prints it)."""
     if os.geteuid() != 0:
         raise LabError("the lab needs root (namespaces, mounts, systemd-nspawn)")
     problem = host_problem()
     if problem:
         raise LabError(f"this host cannot run the lab: {problem}")
-    missing = [t for t in REQUIRED_TOOLS if shutil.which(t) is None]
+    layout = cgroups.layout()
+    say(f"host layout: {layout.name} ({layout.describe()})")
+    tools = REQUIRED_TOOLS + (SYSTEMD_TOOLS if layout.name == hostlayout.SYSTEMD else ())
+    missing = [t for t in tools if shutil.which(t) is None]
     if missing:
         raise LabError(f"missing {', '.join(missing)}: run `make system-deps` (lab.txt)")
+    if layout.name == hostlayout.SYSTEMD:
+        _check_machined()
     for note in kernel_features():
         say(note)
+    return layout
+
+
+def _check_machined() -> None:
+    """nspawn --register=yes needs systemd-machined (systemd-container; D-Bus activated)."""
+    load = run(
+        ["systemctl", "show", "--property=LoadState", "--value", "systemd-machined.service"],
+        timeout=30,
+        check=False,
+    ).stdout.strip()
+    if load != "loaded":
+        raise LabError(
+            "systemd-machined.service is not installed (LoadState "
+            f"{load or '?'}): run `make system-deps` (lab.txt: systemd-container)"
+        )
 
 
 def host_problem() -> str | None:
@@ -113,7 +155,7 @@ def up(workers: int = 0, client: bool = False) -> UpReport:
     report = UpReport()
     started = time.monotonic()
     with state.locked():
-        preflight()
+        report.layout = preflight().name or ""
         record = state.load()
         wanted = {m.name: m for m in topology(workers, client)}
         wanted |= {n: machine_from_name(n) for n in record.machines}  # up never removes one
@@ -157,6 +199,7 @@ def _journal_up(report: UpReport) -> None:
     line = {
         "at": time.time(),
         "cold": report.cold,
+        "layout": report.layout,
         "total_s": round(report.total, 1),
         "machines": sorted(report.machines),
         "timings_s": {k: round(v, 1) for k, v in report.timings.items()},
@@ -171,6 +214,13 @@ def _ensure_services(record: state.LabRecord) -> None:
     if not (http and procs.alive(http)):
         record.services["mirror-http"] = mirror.start()
         say("apt mirror serving http://198.18.0.1:8080/{debian,k8s}")
+    s3 = record.services.get("s3-moto")
+    if not (s3 and procs.alive(s3)):
+        if s3server.available():
+            record.services["s3-moto"] = s3server.start()
+            say(f"S3 object store serving {s3server.ENDPOINT} (bucket {s3server.BUCKET})")
+        else:
+            say("no S3 object store: moto[server] is not installed (requirements/s3.txt)")
     master = record.services.get("salt-master")
     changed = saltmaster.write_config()
     if master and procs.alive(master) and changed:
@@ -208,11 +258,10 @@ def _ensure_machines(record: state.LabRecord, machines: list[Machine], base: Pat
 def start_machine(rec: state.MachineRecord, base: Path) -> None:
     """Power on: network, disk, seed files, nspawn. Returns once its systemd exists."""
     m = rec.machine
-    if cgroups.path("freezer", m.cgroup).exists():
-        # Anything still in the machine's cgroup outlived its nspawn (killed from outside,
+    if cgroups.exists(m.cgroup):
+        # Anything still in the machine's group outlived its nspawn (killed from outside,
         # or an interrupted run): it must not share the disk with the new boot.
-        cgroups.thaw(m.cgroup)
-        _kill_cgroup(m.cgroup)
+        cgroups.kill(m.cgroup)
         cgroups.remove(m.cgroup)
     network.ensure_machine_net(m)
     network.set_cable(m, plugged=rec.cable == "plugged")
@@ -242,11 +291,12 @@ def stop_machine(rec: state.MachineRecord) -> None:
     network.set_cable(m, plugged=False)
     if rec.nspawn is not None:
         machine.signal_init(rec.nspawn, rec.init_pid, signal.SIGKILL)
-    if cgroups.path("freezer", m.cgroup).exists() and cgroups.freezer_state(m.cgroup) != "THAWED":
+    if cgroups.is_frozen(m.cgroup):
         cgroups.thaw(m.cgroup)  # a frozen process only dies once thawed
     if rec.nspawn is not None:
         machine.wait_exit(rec.nspawn)
-    _kill_cgroup(m.cgroup)
+    cgroups.kill(m.cgroup)
+    cgroups.remove(m.cgroup)  # on systemd: its scope stopped, the machine gone from machined
     network.remove_namespace(m.netns)
     network.remove_link(m.host_veth)  # normally gone with the namespace's end of the pair
     rec.power, rec.nspawn, rec.init_pid, rec.frozen = "off", None, None, False
@@ -255,6 +305,17 @@ def stop_machine(rec: state.MachineRecord) -> None:
 def wait_minions(names: list[str], timeout: float = 120) -> float:
     """Until every named minion answers test.ping through the lab master."""
     pending = set(names)
+    # A ping round that misses a minion not subscribed yet costs the master's
+    # gather_job_timeout (10 s) on top of --timeout: first wait (briefly) until each has
+    # its publish connection, which is what a ping needs to reach it.
+    ips = {machine_from_name(n).ip for n in names}
+    with contextlib.suppress(LabError):
+        wait_for(
+            lambda: ips <= publish_subscribers(),
+            timeout=min(timeout, 60),
+            interval=0.2,
+            what="minions to connect",
+        )
 
     def answered() -> bool:
         ret = saltmaster.cli_json(
@@ -270,21 +331,16 @@ def wait_minions(names: list[str], timeout: float = 120) -> float:
         raise LabError(f"{err}: no answer from {', '.join(sorted(pending))}") from err
 
 
-def _kill_cgroup(name: str, timeout: float = 20) -> None:
-    """SIGKILL whatever is left in a lab cgroup and wait until it is empty."""
-    if not cgroups.path("freezer", name).exists():
-        return
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        live = [p for p in cgroups.pids(name) if not procs.is_zombie(p)]
-        if not live:
-            return
-        for pid in live:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-            procs.reap(pid)
-        time.sleep(0.1)
-    raise LabError(f"processes left in cgroup {name}: {cgroups.pids(name)}")
+def publish_subscribers() -> set[str]:
+    """Addresses with an established TCP connection to the master's publish port (IPv4
+    sockets of this network namespace, /proc/net/tcp: little-endian hex address:port)."""
+    found = set()
+    local = f"{socket.inet_aton(HOST_IP)[::-1].hex().upper()}:{SALT_PUBLISH_PORT:04X}"
+    for line in PROC_NET_TCP.read_text().splitlines()[1:]:
+        fields = line.split()
+        if fields[1] == local and fields[3] == "01":  # 01: ESTABLISHED
+            found.add(socket.inet_ntoa(bytes.fromhex(fields[2].split(":")[0])[::-1]))
+    return found
 
 
 def _stop_service(proc: procs.Tracked) -> None:
@@ -294,10 +350,12 @@ def _stop_service(proc: procs.Tracked) -> None:
 def down() -> inventory.Inventory:
     """Remove everything the lab made on the host; raise if anything is left."""
     with state.locked():
+        # The systemd host machine (lab.sdhost) first: its own lab dies with it.
+        sdhost.stop_unlocked()
         record = state.load()
         names = set(record.machines)
-        names |= {c[len("kha-") :] for c in cgroups.lab_cgroups() if c != SERVICES_CGROUP}
-        names |= {ns[len("kha-") :] for ns in network.namespaces()}
+        names |= {c[len(PREFIX) :] for c in cgroups.lab_cgroups() if c.startswith(PREFIX)}
+        names |= {ns[len(PREFIX) :] for ns in network.namespaces()}
         for name in sorted(names):
             rec = record.machines.get(name) or state.MachineRecord(name)
             try:
@@ -307,7 +365,7 @@ def down() -> inventory.Inventory:
             _stop_machine_quietly(rec)
         for proc in record.services.values():
             _stop_service(proc)
-        _kill_cgroup(SERVICES_CGROUP)
+        cgroups.kill(SERVICES_CGROUP)
         # Machines' roots first, the base image (their lower layer) last.
         for point in sorted(inventory.lab_mounts(), key=lambda p: (p == str(BASE_MOUNT), -len(p))):
             run(["umount", point], timeout=60, check=False)
@@ -330,9 +388,9 @@ def down() -> inventory.Inventory:
 
 def _stop_machine_quietly(rec: state.MachineRecord) -> None:
     m = rec.machine
-    if cgroups.path("freezer", m.cgroup).exists():
+    if cgroups.is_frozen(m.cgroup):
         cgroups.thaw(m.cgroup)
     if rec.nspawn is not None:
         machine.signal_init(rec.nspawn, rec.init_pid, signal.SIGKILL)
         machine.wait_exit(rec.nspawn)
-    _kill_cgroup(m.cgroup)
+    cgroups.kill(m.cgroup)

@@ -1,9 +1,9 @@
 """One lab machine's life: its disk (an overlay over the base), its boot, its console.
 
 A machine is `systemd-nspawn -b` on /run/kha-lab/<name> (overlay: the cached base below,
-/var/lib/kha-lab/<name>/upper above), inside namespace kha-<name> and cgroups
-kha-<name>. Its systemd is the nspawn process's child; commands run in it through
-`nsenter -t <that pid> -a`.
+/var/lib/kha-lab/<name>/upper above), inside namespace kha-<name> and group kha-<name>
+(lab.cgroups: the lab's cgroups, or a systemd scope on a systemd host). Its systemd is
+the nspawn process's child; commands run in it through `nsenter -t <that pid> -a`.
 """
 
 from __future__ import annotations
@@ -98,7 +98,10 @@ def seed(machine: Machine, key_pair: tuple[Path, Path], public_key: Path) -> Non
         "etc/salt/minion_id": machine.name,
         "etc/salt/minion.d/kubeha-lab.conf": minion_config(machine),
     }
-    if machine.in_cluster:
+    # The grains file is the operator's from the first boot on (grains.setval writes it):
+    # a power cycle keeps what was set there, as on a real machine.
+    grains = root / "etc/salt/grains"
+    if machine.in_cluster and not grains.exists():
         files["etc/salt/grains"] = "kubeha_cluster: lab\n"
     for rel, text in files.items():
         target = root / rel
@@ -135,7 +138,9 @@ def minion_config(machine: Machine) -> str:
 
 
 def boot(machine: Machine) -> procs.Tracked:
-    """Start the machine's nspawn in its own cgroups; returns the tracked nspawn process."""
+    """Start the machine's nspawn in its own group (lab.cgroups: its cgroups kha-<name>, or
+    on a systemd host the scope kha-<name>.scope, registered with machined as
+    kha-<name>); returns the tracked nspawn process."""
     cgroups.create(machine.cgroup)
     argv = [
         "systemd-nspawn",
@@ -143,10 +148,7 @@ def boot(machine: Machine) -> procs.Tracked:
         "-b",
         "-D",
         machine.mount_point,
-        "-M",
-        machine.name,
-        "--register=no",
-        "--keep-unit",  # the host has no systemd/machined to register with
+        *cgroups.nspawn_identity(machine.cgroup, machine.name),
         f"--network-namespace-path=/run/netns/{machine.netns}",
         # keepalived adds the VIP and sends VRRP/gARP: netlink and raw sockets
         "--capability=CAP_NET_ADMIN,CAP_NET_RAW",

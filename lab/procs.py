@@ -20,6 +20,20 @@ from lab.run import LabError
 
 
 @dataclass(frozen=True)
+class Placement:
+    """Where a process the lab starts lives (lab.cgroups.joiner makes these): a hook the
+    child runs before exec (join cgroups itself), or a command prefix given the process
+    name (`systemd-run --scope ...`, which exec's the command in a new unit: same PID)."""
+
+    before_exec: Callable[[], None] | None = None
+    prefix: Callable[[str], list[str]] | None = None
+
+    def __call__(self) -> None:
+        if self.before_exec is not None:
+            self.before_exec()
+
+
+@dataclass(frozen=True)
 class Tracked:
     """A process the lab started: its PID and kernel start time (clock ticks since boot)."""
 
@@ -65,11 +79,19 @@ def spawn(
     env: dict[str, str] | None = None,
     before_exec: Callable[[], None] | None = None,
 ) -> Tracked:
-    """Start a long-running process in its own session, output appended to `log`."""
+    """Start a long-running process in its own session, output appended to `log`.
+
+    `before_exec` runs in the child before exec; a `Placement` may also prefix the command.
+    """
     log.parent.mkdir(parents=True, exist_ok=True)
+    command = [str(a) for a in argv]
+    if isinstance(before_exec, Placement):
+        if before_exec.prefix is not None:
+            command = [*before_exec.prefix(name), *command]
+        before_exec = before_exec.before_exec
     with open(log, "ab") as out:
         child = subprocess.Popen(  # noqa: S603 - argument list, no shell
-            [str(a) for a in argv],
+            command,
             stdin=subprocess.DEVNULL,
             stdout=out,
             stderr=subprocess.STDOUT,

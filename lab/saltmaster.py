@@ -1,7 +1,10 @@
 """The lab's Salt master: on the host, bound to 198.18.0.1 only, state under lab/.state/master.
 
-file_roots base [<repo>/salt, <repo>], pillar_roots base [<repo>/pillar], reactors from
-<repo>/salt/reactor/reactors.yaml when that file exists. Minion keys are made here and
+What it serves comes from the documented production config
+(docs/examples/master.d/kubeha.conf, with /srv/kubeha replaced by this checkout): file_roots
+base [<repo>/salt] only, pillar_roots base [<repo>/pillar]; reactors from
+<repo>/salt/reactor/reactors.yaml when that file exists. Its runtime state (keys, job cache,
+caches) lives in lab/.state, outside every served path. Minion keys are made here and
 pre-accepted for the lab's own machines only; any other key stays unaccepted.
 """
 
@@ -18,6 +21,7 @@ import yaml
 
 from lab import cgroups, procs
 from lab.config import (
+    CLUSTER_GRAIN,
     HOST_IP,
     REPO,
     SALT_PUBLISH_PORT,
@@ -35,6 +39,52 @@ KEYS = STATE / "keys"  # minion key pairs, made on the host and copied into each
 LOG = HOME / "log" / "master"
 REACTORS = REPO / "salt" / "reactor" / "reactors.yaml"
 BIN = Path(sys.executable).parent
+DOCUMENTED_CONFIG = REPO / "docs" / "examples" / "master.d" / "kubeha.conf"
+DOCUMENTED_CHECKOUT = "/srv/kubeha"
+DOCUMENTED_CLUSTER = "example"  # the cluster the documented schedule names
+# The keys of the documented config that decide what the master serves, reads and receives.
+SERVING_KEYS = (
+    "file_roots",
+    "file_ignore_regex",
+    "pillar_roots",
+    "file_recv",
+    "file_recv_max_size",
+)
+
+
+def documented_config(repo: Path = REPO) -> dict:
+    """What the documented master config (docs/examples/master.d/kubeha.conf) says the
+    master serves, for a checkout at `repo`: the same mechanism for the lab, the functional
+    tests and production."""
+    cfg = yaml.safe_load(DOCUMENTED_CONFIG.read_text()) or {}
+    missing = [k for k in ("file_roots", "pillar_roots") if k not in cfg]
+    if missing:
+        raise LabError(f"{DOCUMENTED_CONFIG} lacks {', '.join(missing)}")
+
+    def relocate(value):
+        if isinstance(value, str) and value.startswith(DOCUMENTED_CHECKOUT):
+            return str(repo) + value[len(DOCUMENTED_CHECKOUT) :]
+        if isinstance(value, list):
+            return [relocate(v) for v in value]
+        if isinstance(value, dict):
+            return {k: relocate(v) for k, v in value.items()}
+        return value
+
+    return {k: relocate(cfg[k]) for k in SERVING_KEYS if k in cfg}
+
+
+def documented_schedule(cluster: str = CLUSTER_GRAIN) -> dict:
+    """The documented master's day-2 schedule (hourly backup, weekly drill and defrag),
+    with its example cluster replaced by the lab's: the lab's master runs the same jobs."""
+    cfg = yaml.safe_load(DOCUMENTED_CONFIG.read_text()) or {}
+    out = {}
+    for name, documented in (cfg.get("schedule") or {}).items():
+        job = yaml.safe_load(yaml.safe_dump(documented))  # a deep copy
+        pillar = (job.get("kwargs") or {}).get("pillar") or {}
+        if pillar.get("cluster") == DOCUMENTED_CLUSTER:
+            pillar["cluster"] = cluster
+        out[name.replace(f"-{DOCUMENTED_CLUSTER}", f"-{cluster}")] = job
+    return out
 
 
 def config() -> dict:
@@ -55,12 +105,13 @@ def config() -> dict:
         "log_level_logfile": "info",
         "auto_accept": False,
         "open_mode": False,
-        "file_roots": {"base": [str(REPO / "salt"), str(REPO)]},
-        "pillar_roots": {"base": [str(REPO / "pillar")]},
+        **documented_config(),
         "timeout": 20,
-        # The job cache sits under <repo> (lab/.state), which file_roots walk: keep it small.
         "keep_jobs_seconds": 3600,
     }
+    schedule = documented_schedule()
+    if schedule:
+        cfg["schedule"] = schedule
     if REACTORS.exists():
         reactors = yaml.safe_load(REACTORS.read_text()) or []
         if not isinstance(reactors, list):
@@ -167,3 +218,50 @@ def cli_json(program: str, args: list[str], *, timeout: float = 300):
 def interactive(program: str, args: list[str]) -> int:
     """Run a Salt CLI with the operator's terminal (the `python -m lab salt ...` command)."""
     return subprocess.call([str(BIN / program), "-c", str(HOME), *args])  # noqa: S603 - argument list
+
+
+class EventCapture:
+    """Everything on the master's event bus while the block runs, written to `path`
+    (`salt-run state.event`: one `tag<TAB>json` line per event). Stopped by its own PID.
+
+        with saltmaster.EventCapture(tmp / "events.txt") as capture:
+            ...
+        capture.text()
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.proc: subprocess.Popen | None = None
+
+    def __enter__(self) -> EventCapture:
+        self.handle = self.path.open("w")
+        self.proc = subprocess.Popen(  # noqa: S603 - argument list, our own binary
+            [str(BIN / "salt-run"), "-c", str(HOME), "state.event", "pretty=False"],
+            stdout=self.handle,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        # The listener is on the bus once it has connected: wait for our own marker event.
+        marker = f"kubeha/lab/capture/{self.proc.pid}"
+        wait_for(
+            lambda: (
+                cli("salt-run", ["event.send", marker], timeout=30).returncode == 0
+                and marker in self.path.read_text()
+            ),
+            timeout=60,
+            what="the event capture to see the bus",
+        )
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=10)
+        self.handle.close()
+
+    def text(self) -> str:
+        return self.path.read_text(errors="replace")

@@ -8,7 +8,8 @@
 # prechecks (pillar valid, nodes answer, no foreign cluster) -> highstate -> kubeadm init on
 # the first control plane -> CNI -> each other control plane joins, one at a time, each
 # gated on etcd (all members healthy) and /readyz of every joined apiserver -> workers ->
-# highstate again (HAProxy now verifies the cluster CA) -> the final gate.
+# the join secrets deleted -> highstate again (HAProxy now verifies the cluster CA) -> the
+# final gate.
 # Every step is idempotent: on a built cluster the run changes nothing and says so.
 # A failed step stops the run; the nodes already joined keep serving.
 {%- set cluster = pillar.get('cluster') %}
@@ -69,6 +70,7 @@
   salt.state:
     - tgt: {{ init }}
     - sls: kubeha.cni
+    - timeout: 300
     - require:
       - salt: {{ prefix }}-gate-{{ init }}
 {%- set ns = namespace(previous=prefix ~ '-cni') %}
@@ -104,6 +106,15 @@
 {%-   set ns.previous = prefix ~ '-join-' ~ node %}
 {%- endfor %}
 
+# Every node joined: the join token, the uploaded certificates (kubeadm-certs) and the
+# stored join data are deleted now rather than when they expire.
+{{ prefix }}-join-secrets-forgotten:
+  salt.runner:
+    - name: kubeha_join.forget
+    - cluster: {{ cluster }}
+    - require:
+      - salt: {{ ns.previous }}
+
 # With the cluster CA in place, HAProxy's checks verify the apiservers' certificates.
 {{ prefix }}-highstate-after-join:
   salt.state:
@@ -112,7 +123,7 @@
     - highstate: True
     - timeout: 900
     - require:
-      - salt: {{ ns.previous }}
+      - salt: {{ prefix }}-join-secrets-forgotten
 
 {{ prefix }}-final-gate:
   salt.runner:

@@ -9,3 +9,25 @@ base:
   'kubeha_cluster:lab':
     - match: grain
     - kubeha.lab
+    - kubeha.chaos-lab
+    - kubeha.day2-lab
+  # Lab profiles: a grain on the lab's machines picks one (see each file).
+  'G@kubeha_cluster:lab and G@kubeha_profile:vrrp2':
+    - match: compound
+    - kubeha.profiles.lab-vrrp2
+  'G@kubeha_cluster:lab and G@kubeha_profile:v1-29':
+    - match: compound
+    - kubeha.profiles.lab-v1-29
+  'G@kubeha_cluster:lab and G@kubeha_profile:gce-flag':
+    - match: compound
+    - kubeha.profiles.lab-gce-flag
+  # make chaos: the runbook's own access layer, measured against kubeha's (lab/chaos.py).
+  'G@kubeha_cluster:lab and G@kubeha_profile:runbook':
+    - match: compound
+    - kubeha.profiles.lab-runbook
+  'G@kubeha_cluster:lab and G@kubeha_profile:chaos-off':
+    - match: compound
+    - kubeha.profiles.lab-chaos-off
+  'G@kubeha_cluster:lab and G@kubeha_profile:certs-soon':
+    - match: compound
+    - kubeha.profiles.lab-certs-soon

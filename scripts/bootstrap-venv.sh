@@ -26,10 +26,13 @@ pip_install() {
 echo "[venv] installing pinned dependencies (pyproject.toml + requirements/constraints.txt)"
 pip_install -c requirements/constraints.txt -e '.[test]'
 pip_install --no-deps 'protobuf==3.20.3'
+# boto3 (the master's S3 client) and moto's S3 server (the lab's object store), without
+# dependencies: they declare python-dateutil<3, the tree pins 4.0.0 (requirements/s3.txt).
+pip_install --no-deps -r requirements/s3.txt -r requirements/s3-lab.txt
 
 # Fail here, not in the middle of a test run, if the tree is not importable.
 "$venv/bin/python" - <<'PY'
-import etcd3, kubernetes, salt.version, saltfactories  # noqa: F401
+import boto3, etcd3, kubernetes, moto.server, salt.version, saltfactories  # noqa: F401
 assert salt.version.__version__ == "3008.4", salt.version.__version__
 print(f"[venv] ok: salt {salt.version.__version__}, etcd3 {etcd3.__version__}")
 PY

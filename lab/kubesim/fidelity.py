@@ -137,6 +137,35 @@ def leader_failover(
     )
 
 
+def duration(text: str) -> float:
+    """A Go duration of the forms kubeadm's flags use (`3s`, `1m0s`, `500ms`) in seconds."""
+    total, number = 0.0, ""
+    units = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
+    i = 0
+    while i < len(text):
+        ch = text[i]
+        if ch.isdigit() or ch == ".":
+            number += ch
+            i += 1
+            continue
+        unit = "ms" if text[i : i + 2] == "ms" else ch
+        total += float(number) * units[unit]
+        number, i = "", i + len(unit)
+    return total + (float(number) if number else 0.0)
+
+
+def klog_time(run: Runner, node: str, log: str, needle: str) -> float:
+    """Epoch seconds of the first klog line containing `needle` (klog writes the node's
+    local time, `E1128 08:19:42.934080`, without year or zone: both come from the node)."""
+    line = next((x for x in log.splitlines() if needle in x), None)
+    if line is None:
+        raise AssertionError(f"no log line with {needle!r} in:\n{log[-2000:]}")
+    stamp = line[1:21]
+    year, zone = must(run(node, ["date", "+%Y %z"], 30)).split()
+    when = dt.datetime.strptime(f"{year}{stamp} {zone}", "%Y%m%d %H:%M:%S.%f %z")
+    return when.timestamp()
+
+
 def wait(predicate: Callable[[], object], timeout: float, interval: float = 0.5, what: str = ""):
     deadline = time.monotonic() + timeout
     last = None

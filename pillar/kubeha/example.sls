@@ -1,11 +1,11 @@
-# The runbook's cluster (seed/runbook-en.md), corrected per FACTS.md:
-# - kubeadm 1.30 reads kubeadm.k8s.io/v1beta3 (v1beta4 only from 1.31)      [FACTS 1]
-# - HAProxy listens on 8443, not 6443 next to the apiserver                   [FACTS 6]
-# - HAProxy checks GET /readyz over TLS instead of a TCP connect             [FACTS 9]
-# - containerd gets SystemdCgroup = true                                      [FACTS 4]
-# - the audit policy file exists and is mounted into the apiserver            [FACTS 5]
+# The runbook's cluster (seed/runbook-en.md), corrected per docs/facts.md:
+# - kubeadm 1.30 reads kubeadm.k8s.io/v1beta3 (v1beta4 only from 1.31)      [docs/facts.md #1]
+# - HAProxy listens on 8443, not 6443 next to the apiserver                   [docs/facts.md #6]
+# - HAProxy checks GET /readyz over TLS instead of a TCP connect             [docs/facts.md #9]
+# - containerd gets SystemdCgroup = true                                      [docs/facts.md #4]
+# - the audit policy file exists and is mounted into the apiserver            [docs/facts.md #5]
 # - VRRP uses unicast peers (the runbook's "multicast blocked" pitfall)
-# - leader election 5/3/1 s: the safe floor for the runbook's fast failover  [FACTS timings]
+# - leader election 5/3/1 s: the safe floor for the runbook's fast failover  [docs/facts.md, Timings]
 kubeha:
   cluster:
     name: prod-cp

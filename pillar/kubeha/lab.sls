@@ -24,9 +24,21 @@ kubeha:
     router_id: 51
     version: 3
     advert_int: 0.2
-  leader_election:
-    lease_duration: 5
-    renew_deadline: 3
-    retry_period: 1
+  # The self-healing VIP with the formula's thresholds; only the waits are shorter, so the
+  # lab tests see an override undone within seconds (tests/lab/test_vip_healing.py).
+  vip_heal:
+    cooldown: 15
+    recover_after: 10
   upgrade:
     target_version: 1.31.0
+  kubeadm:
+    # Not the default (/etc/kubernetes/kubeadm): every lab build proves that the formula,
+    # the modules and the orchestration follow kubeadm:config_dir.
+    config_dir: /etc/kubeha/kubeadm
+  # Chaos runs are allowed on the lab (never by default): `make chaos`, tests/lab/test_chaos.py.
+  # The probe measures from the client machine (an operator's laptop); the power switch is
+  # in chaos-lab.sls.
+  chaos:
+    enabled: true
+    probe_minion: client
+    probe_kubeconfig: /root/.kube/config

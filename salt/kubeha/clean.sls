@@ -2,6 +2,7 @@
 # vim: ft=sls
 # Undo kubeha's configuration on a node that has left the cluster (kubeadm reset first).
 include:
+  - .day2.clean
   - .lb.clean
   - .kubeadm.clean
   - .etcd.clean

@@ -17,4 +17,6 @@ include:
 {%- if kubeha.derived.is_control_plane %}
   - .etcd
   - .lb
+  - .security
+  - .day2
 {%- endif %}

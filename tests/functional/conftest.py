@@ -1,7 +1,8 @@
 """
 A real Salt master and minions (pytest-salt-factories) serving this repository the way
-production does: file_roots [<repo>/salt, <repo>], pillar_roots [<repo>/pillar], custom
-modules delivered by `saltutil.sync_all`.
+production does: file_roots, pillar_roots and ignores from the documented master config
+(docs/examples/master.d/kubeha.conf, as the lab's master), custom modules delivered by
+`saltutil.sync_all`.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+from lab.saltmaster import documented_config
 from tests.conftest import REPO
 
 EXAMPLE_NODES = ("cp-1", "cp-2", "cp-3")
@@ -18,8 +20,7 @@ EXAMPLE_NODES = ("cp-1", "cp-2", "cp-3")
 @pytest.fixture(scope="package")
 def salt_master(salt_factories):
     overrides = {
-        "file_roots": {"base": [str(REPO / "salt"), str(REPO)]},
-        "pillar_roots": {"base": [str(REPO / "pillar")]},
+        **documented_config(REPO),
         "open_mode": True,
         "log_level_logfile": "info",
     }

@@ -13,7 +13,9 @@ KHA_LAB_DESTROY_OK=1) says destroying it is fine.
 `lab_healthy` is the same object for tests that inject faults: after the test every
 machine is thawed, plugged in, powered on, and its minion answers again.
 Every test marked `lab` is skipped, with the reason, on a host that cannot run the lab
-(lab.lifecycle.host_problem: cgroup v2 only, a kernel without overlay/br_netfilter).
+(lab.lifecycle.host_problem: cgroup v2 only, a kernel without overlay/br_netfilter); under
+CI=true each such skip is a failure with the same reason (tests/conftest.py, ci_failure):
+CI's machine must run the lab, so a host problem there turns the run red.
 test_lab_down.py runs last in the session, whatever else is collected, since it takes
 the lab down.
 """

@@ -1,7 +1,8 @@
-"""`down` leaves the host as it found it: no kha- namespace, link, mount, cgroup, loop device
-or process, and running it twice is fine. Runs last in the session (conftest.py), and only
-where destroying the lab is this session's call: CI, a lab this session started, or
-KHA_LAB_DESTROY_OK=1 (conftest.destroy_skip_reason)."""
+"""`down` leaves the host as it found it: no kha- namespace, link, mount, cgroup (or on a
+systemd host: unit), loop device or process, and running it twice is fine; it also removes
+the systemd host machine of lab.sdhost with the lab that runs inside it. Runs last in the
+session (conftest.py), and only where destroying the lab is this session's call: CI, a lab
+this session started, or KHA_LAB_DESTROY_OK=1 (conftest.destroy_skip_reason)."""
 
 from __future__ import annotations
 
@@ -11,8 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from lab import config, inventory, lifecycle, state
+from lab import cgroups, config, inventory, lifecycle, sdhost, state
 from lab.api import Lab
+from lab.base import image_path as base_image_path
 from tests.lab.conftest import destroy_skip_reason
 
 pytestmark = [pytest.mark.root, pytest.mark.lab]
@@ -36,7 +38,9 @@ def _host_view() -> dict[str, list[str]]:
         "netns": [n["name"] for n in netns if n["name"].startswith("kha-")],
         "links": [link["ifname"] for link in links if link["ifname"].startswith("kha-")],
         "mounts": [m for m in mounts if "kha-" in m],
-        "cgroups": [str(p) for p in Path("/sys/fs/cgroup").glob("*/kha-*")],
+        # cgroup v1 hierarchies' kha-*, or on a systemd host kha.slice (and its units)
+        "cgroups": [str(p) for p in Path("/sys/fs/cgroup").glob("*/kha-*")]
+        + [str(p) for p in Path("/sys/fs/cgroup").glob("kha.slice")],
     }
 
 
@@ -49,6 +53,20 @@ def test_down_leaves_nothing_and_is_idempotent(request, lab_was_there):
     pids = [r.nspawn.pid for r in record.machines.values() if r.nspawn]
     pids += [s.pid for s in record.services.values()]
     assert pids and _host_view()["netns"], "the lab should be up before this test"
+    # The systemd host machine, holding what a lab inside it holds (a namespace, a bridge,
+    # the base image loop-mounted, a unit), none of it visible here: `down` takes it too.
+    # (lab.sdhost_proof runs a whole lab in it; this is the cheap stand-in.)
+    host = sdhost.up()
+    image = sdhost.INNER_REPO / base_image_path().relative_to(config.REPO)
+    host.exec(
+        "sh",
+        "-ec",
+        "ip netns add kha-cp-1; ip link add kha-br0 type bridge; mkdir -p /run/kha-lab/base;"
+        f" mount -o loop,ro -t squashfs {image} /run/kha-lab/base;"
+        " systemd-run --quiet --unit=kha-down-test sleep 600",
+    )
+    pids.append(host.nspawn.pid)
+    assert sdhost.inner_loop_devices(), "the host machine should hold a loop device"
 
     left = lifecycle.down()
     assert left.empty(), left.describe()
@@ -57,7 +75,8 @@ def test_down_leaves_nothing_and_is_idempotent(request, lab_was_there):
         stat = Path(f"/proc/{pid}/stat")
         assert not stat.exists() or stat.read_text().rsplit(")", 1)[1].split()[0] == "Z"
     assert not config.MOUNT_ROOT.exists() and not config.DISK_ROOT.exists()
-    assert inventory.lab_loop_devices() == []
+    assert inventory.lab_loop_devices() == [] and sdhost.inner_loop_devices() == []
+    assert sdhost.load() is None and not cgroups.exists(sdhost.GROUP)
     assert not Lab().is_up()
 
     again = lifecycle.down()

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from lab import config, faults
+from lab import cgroups, config, faults, hostlayout
 
 pytestmark = [pytest.mark.root, pytest.mark.lab]
 CONTROL_PLANES = ["cp-1", "cp-2", "cp-3"]
@@ -98,11 +98,27 @@ def test_vrrp_elects_one_vip_holder_and_power_off_moves_it(keepalived_on_control
     event = lab.fault(old, "power-off")
     journaled(event)
     assert lab.machine_state(old)["power"] == "off"
-    new = wait(lambda: vip_holders(lab), 30, "another node to take the VIP")
-    takeover = time.time() - event.at
+    polls: list[float] = []  # when each look at the holders ended
+
+    def holders_now() -> list[str]:
+        found = vip_holders(lab)
+        polls.append(time.time())
+        return found
+
+    new = wait(holders_now, 30, "another node to take the VIP", interval=0.05)
     assert len(new) == 1 and new[0] != old
-    # master-down interval 3 x 0.5 s + skew; generous margin for a loaded 2-core host
-    assert takeover < 15, f"VIP takeover took {takeover:.2f}s"
+    # RFC 5798 6.1: a backup takes over after Master_Down_Interval = 3 x Advertisement_Interval
+    # + Skew_Time, Skew_Time = (256 - Priority) x Advertisement_Interval / 256; power-off sends
+    # no priority-0 advert, so the full interval runs. advert_int 0.5 s, priority 100 + n.
+    master_down = 3 * 0.5 + (256 - (100 + int(new[0][-1]))) * 0.5 / 256
+    takeover = polls[-1] - event.at  # at the latest: the look that saw the new holder ended
+    look = max(b - a for a, b in zip(polls, polls[1:], strict=False)) if len(polls) > 1 else 0
+    print(f"[measured] VIP takeover <= {takeover:.2f}s (master down {master_down:.2f}s, "
+          f"one look {look:.2f}s)")  # fmt: skip
+    # The timer runs from the last advert heard, up to 0.5 s before the power-off, so the
+    # takeover comes 1.3-1.8 s after it (measured here: 1.65 s, a look 0.07 s); 1 s margin
+    # for the look and a loaded 2-core host.
+    assert takeover < master_down + 1.0, f"VIP takeover took {takeover:.2f}s"
     ping = lab.exec("client", "ping", "-c1", "-W2", config.VIP, check=False)
     assert ping.returncode == 0, ping.stdout
 
@@ -177,11 +193,11 @@ def test_freeze_stops_every_process_and_thaw_resumes_them(lab_healthy):
         conn.settimeout(3)
         with pytest.raises(TimeoutError):
             conn.recv(64)
-        frozen = (Path("/sys/fs/cgroup/freezer/kha-cp-3/freezer.state")).read_text().strip()
-        assert frozen == "FROZEN"
+        assert _kernel_says_frozen("kha-cp-3")
 
         event = lab.fault("cp-3", "thaw")
         journaled(event)
+        assert not _kernel_says_frozen("kha-cp-3")
         conn.settimeout(15)
         assert conn.recv(64).startswith(b"HTTP/1.0 200")  # the request left hanging is served
         conn.close()
@@ -191,6 +207,15 @@ def test_freeze_stops_every_process_and_thaw_resumes_them(lab_healthy):
         if lab.machine_state("cp-3")["frozen"]:
             lab.fault("cp-3", "thaw")
         lab.exec("cp-3", "systemctl", "stop", "kha-lab-test-http", check=False)
+
+
+def _kernel_says_frozen(group: str) -> bool:
+    """The kernel's own file for the layout: the v1 freezer's state, or on a systemd host
+    `frozen 1` in the scope's cgroup v2 cgroup.events (read here, not through lab.cgroups)."""
+    if cgroups.layout().name == hostlayout.V1:
+        return Path(f"/sys/fs/cgroup/freezer/{group}/freezer.state").read_text().strip() == "FROZEN"
+    events = Path(f"/sys/fs/cgroup/kha.slice/{group}.scope/cgroup.events").read_text()
+    return "frozen 1" in events.splitlines()
 
 
 def _http_ok(ip: str, port: int) -> bool:

@@ -1,12 +1,13 @@
 """The lab test session's rules, checked without root: who may take the lab down, and
-what happens on a host that cannot run the lab (cgroup v2 only)."""
+what happens on a host that cannot run the lab (cgroup v2 without systemd, systemd on a
+hybrid hierarchy). Host layouts themselves: test_lab_hostlayout.py."""
 
 from __future__ import annotations
 
 import pytest
 
 from lab import __main__ as cli
-from lab import cgroups, lifecycle, state
+from lab import cgroups, hostlayout, lifecycle, state
 from lab.run import LabError
 from tests.lab import conftest
 
@@ -36,34 +37,63 @@ def _v2_only(root):
     (root / "cgroup.procs").write_text("")
 
 
+def _host(monkeypatch, root, systemd: bool):
+    """Point lab.hostlayout at a fake /sys/fs/cgroup and a fake /run/systemd/system."""
+    monkeypatch.setattr(hostlayout, "CGROUP_ROOT", root)
+    runtime = root.parent / "run-systemd-system"
+    if systemd:
+        runtime.mkdir(exist_ok=True)
+    monkeypatch.setattr(hostlayout, "SYSTEMD_RUNTIME", runtime)
+
+
 def _hybrid(root):
     for hierarchy in ("systemd", "unified", "freezer", "cpu"):
         (root / hierarchy).mkdir()
         (root / hierarchy / "cgroup.procs").write_text("")
 
 
-def test_a_cgroup_v2_only_host_is_named_as_the_reason(tmp_path, monkeypatch):
-    monkeypatch.setattr(cgroups, "CGROUP_ROOT", tmp_path)
-    _v2_only(tmp_path)
+def test_a_cgroup_v2_only_host_without_systemd_is_named_as_the_reason(tmp_path, monkeypatch):
+    (tmp_path / "cg").mkdir()
+    _host(monkeypatch, tmp_path / "cg", systemd=False)
+    _v2_only(tmp_path / "cg")
     problem = lifecycle.host_problem()
-    assert problem and "cgroup v2 only" in problem and "freezer" in problem
+    assert problem and "cgroup v2 only" in problem and "systemd is not PID 1" in problem
+    assert "freezer" in problem  # what the other layout needs
     monkeypatch.setattr(lifecycle.os, "geteuid", lambda: 0)
     with pytest.raises(LabError, match="this host cannot run the lab: .*cgroup v2 only"):
         lifecycle.preflight()
 
 
 def test_a_hybrid_host_with_the_v1_freezer_can_run_the_lab(tmp_path, monkeypatch):
-    monkeypatch.setattr(cgroups, "CGROUP_ROOT", tmp_path)
-    _hybrid(tmp_path)
+    (tmp_path / "cg").mkdir()
+    _host(monkeypatch, tmp_path / "cg", systemd=False)
+    _hybrid(tmp_path / "cg")
     assert cgroups.host_problem() is None
-    (tmp_path / "freezer" / "cgroup.procs").unlink()
+    (tmp_path / "cg" / "freezer" / "cgroup.procs").unlink()
     assert "freezer" in cgroups.host_problem()
+
+
+def test_a_systemd_host_with_cgroup_v2_only_can_run_the_lab(tmp_path, monkeypatch):
+    """Stock Debian 12 / Ubuntu 22.04+: no longer refused (issue 11)."""
+    (tmp_path / "cg").mkdir()
+    _host(monkeypatch, tmp_path / "cg", systemd=True)
+    _v2_only(tmp_path / "cg")
+    assert cgroups.host_problem() is None
+    assert cgroups.layout().name == hostlayout.SYSTEMD
+
+
+def test_systemd_on_a_hybrid_hierarchy_is_refused_with_what_to_boot(tmp_path, monkeypatch):
+    (tmp_path / "cg").mkdir()
+    _host(monkeypatch, tmp_path / "cg", systemd=True)
+    _hybrid(tmp_path / "cg")
+    problem = cgroups.host_problem()
+    assert problem and "systemd.unified_cgroup_hierarchy=1" in problem
 
 
 def test_lab_up_says_why_on_a_v2_only_host(tmp_path, monkeypatch, capsys):
     """What `make lab-up` prints (python -m lab up), and it exits 1."""
-    monkeypatch.setattr(cgroups, "CGROUP_ROOT", tmp_path / "cg")
     (tmp_path / "cg").mkdir()
+    _host(monkeypatch, tmp_path / "cg", systemd=False)
     _v2_only(tmp_path / "cg")
     monkeypatch.setattr(state, "STATE", tmp_path / "state")
     monkeypatch.setattr(state, "LOCK", tmp_path / "state" / ".lock")

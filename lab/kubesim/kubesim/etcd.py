@@ -82,7 +82,122 @@ class Member:
         )
 
 
-class EtcdClient:
+REPEATABLE, NON_REPEATABLE = "repeatable", "nonRepeatable"
+
+
+class KVOps:
+    """The v3 calls kubesim makes, over whatever transport `call` is.
+
+    `call(path, body, timeout, retry)`: retry is clientv3's retry policy for the RPC
+    (client/v3/retry.go: Range and the read-only cluster calls are `repeatable`, Put, Txn,
+    DeleteRange and member changes `nonRepeatable`), which decides whether a call that
+    failed on a broken connection may be sent again.
+    """
+
+    def call(self, path: str, body: dict, timeout: float | None = None, retry: str = REPEATABLE):
+        raise NotImplementedError
+
+    # -- kv -------------------------------------------------------------------------------
+    def get(
+        self, key: str | bytes, timeout: float | None = None, serializable: bool = False
+    ) -> KeyValue | None:
+        body = {"key": _b64(key)}
+        if serializable:
+            body["serializable"] = True
+        doc = self.call("/v3/kv/range", body, timeout)
+        kvs = doc.get("kvs") or []
+        return KeyValue.from_json(kvs[0]) if kvs else None
+
+    def get_prefix(
+        self, prefix: str | bytes, keys_only: bool = False, timeout: float | None = None
+    ) -> tuple[list[KeyValue], int]:
+        raw = prefix.encode() if isinstance(prefix, str) else prefix
+        body = {"key": _b64(raw), "range_end": _b64(prefix_end(raw))}
+        if keys_only:
+            body["keys_only"] = True
+        doc = self.call("/v3/kv/range", body, timeout)
+        revision = int(doc.get("header", {}).get("revision", 0))
+        return [KeyValue.from_json(kv) for kv in doc.get("kvs") or []], revision
+
+    def put(self, key: str | bytes, value: bytes) -> int:
+        doc = self.call(
+            "/v3/kv/put", {"key": _b64(key), "value": _b64(value)}, retry=NON_REPEATABLE
+        )
+        return int(doc.get("header", {}).get("revision", 0))
+
+    def delete(self, key: str | bytes) -> int:
+        doc = self.call("/v3/kv/deleterange", {"key": _b64(key)}, retry=NON_REPEATABLE)
+        return int(doc.get("deleted", 0))
+
+    def put_if(self, key: str | bytes, value: bytes, mod_revision: int) -> tuple[bool, int]:
+        """Put only if the key's mod_revision is `mod_revision` (0: only if absent).
+
+        This is how the apiserver's etcd3 store implements optimistic concurrency
+        (staging/src/k8s.io/apiserver/pkg/storage/etcd3/store.go GuaranteedUpdate).
+        Returns (succeeded, new revision or current mod_revision).
+        """
+        compare = {
+            "key": _b64(key),
+            "target": "MOD",
+            "result": "EQUAL",
+            "mod_revision": str(mod_revision),
+        }
+        doc = self.call(
+            "/v3/kv/txn",
+            {
+                "compare": [compare],
+                "success": [{"request_put": {"key": _b64(key), "value": _b64(value)}}],
+                "failure": [{"request_range": {"key": _b64(key)}}],
+            },
+            retry=NON_REPEATABLE,
+        )
+        if doc.get("succeeded"):
+            return True, int(doc.get("header", {}).get("revision", 0))
+        kvs = (doc.get("responses") or [{}])[0].get("response_range", {}).get("kvs") or []
+        return False, int(kvs[0].get("mod_revision", 0)) if kvs else 0
+
+    def delete_if(self, key: str | bytes, mod_revision: int) -> bool:
+        compare = {
+            "key": _b64(key),
+            "target": "MOD",
+            "result": "EQUAL",
+            "mod_revision": str(mod_revision),
+        }
+        doc = self.call(
+            "/v3/kv/txn",
+            {"compare": [compare], "success": [{"request_delete_range": {"key": _b64(key)}}]},
+            retry=NON_REPEATABLE,
+        )
+        return bool(doc.get("succeeded"))
+
+    # -- cluster ------------------------------------------------------------------------------
+    def member_list(self) -> list[Member]:
+        doc = self.call("/v3/cluster/member/list", {"linearizable": True})
+        return [Member.from_json(m) for m in doc.get("members") or []]
+
+    def member_add(
+        self, peer_urls: list[str], learner: bool = False
+    ) -> tuple[Member, list[Member]]:
+        doc = self.call(
+            "/v3/cluster/member/add",
+            {"peerURLs": peer_urls, "isLearner": learner},
+            retry=NON_REPEATABLE,
+        )
+        return Member.from_json(doc.get("member", {})), [
+            Member.from_json(m) for m in doc.get("members") or []
+        ]
+
+    def member_remove(self, member_id: int) -> None:
+        self.call("/v3/cluster/member/remove", {"ID": str(member_id)}, retry=NON_REPEATABLE)
+
+    def member_promote(self, member_id: int) -> None:
+        self.call("/v3/cluster/member/promote", {"ID": str(member_id)}, retry=NON_REPEATABLE)
+
+    def status(self, timeout: float | None = None) -> dict:
+        return self.call("/v3/maintenance/status", {}, timeout)
+
+
+class EtcdClient(KVOps):
     """Talks to one or more etcd endpoints; tries them in order until one answers."""
 
     def __init__(
@@ -122,8 +237,11 @@ class EtcdClient:
         if conn is not None:
             conn.close()
 
-    def call(self, path: str, body: dict, timeout: float | None = None) -> dict:
-        """POST one v3 gateway call; the first endpoint that answers wins."""
+    def call(
+        self, path: str, body: dict, timeout: float | None = None, retry: str = REPEATABLE
+    ) -> dict:
+        """POST one v3 gateway call; the first endpoint that answers wins (kubeadm's use:
+        short-lived clients on known members; the apiserver's client is etcdgrpc.py)."""
         timeout = self.timeout if timeout is None else timeout
         payload = json.dumps(body).encode()
         last: Exception | None = None
@@ -156,75 +274,6 @@ class EtcdClient:
                     )
                 return doc
         raise EtcdError(f"context deadline exceeded: {last}")
-
-    # -- kv -------------------------------------------------------------------------------
-    def get(
-        self, key: str | bytes, timeout: float | None = None, serializable: bool = False
-    ) -> KeyValue | None:
-        body = {"key": _b64(key)}
-        if serializable:
-            body["serializable"] = True
-        doc = self.call("/v3/kv/range", body, timeout)
-        kvs = doc.get("kvs") or []
-        return KeyValue.from_json(kvs[0]) if kvs else None
-
-    def get_prefix(
-        self, prefix: str | bytes, keys_only: bool = False
-    ) -> tuple[list[KeyValue], int]:
-        raw = prefix.encode() if isinstance(prefix, str) else prefix
-        body = {"key": _b64(raw), "range_end": _b64(prefix_end(raw))}
-        if keys_only:
-            body["keys_only"] = True
-        doc = self.call("/v3/kv/range", body)
-        revision = int(doc.get("header", {}).get("revision", 0))
-        return [KeyValue.from_json(kv) for kv in doc.get("kvs") or []], revision
-
-    def put(self, key: str | bytes, value: bytes) -> int:
-        doc = self.call("/v3/kv/put", {"key": _b64(key), "value": _b64(value)})
-        return int(doc.get("header", {}).get("revision", 0))
-
-    def delete(self, key: str | bytes) -> int:
-        doc = self.call("/v3/kv/deleterange", {"key": _b64(key)})
-        return int(doc.get("deleted", 0))
-
-    def put_if(self, key: str | bytes, value: bytes, mod_revision: int) -> tuple[bool, int]:
-        """Put only if the key's mod_revision is `mod_revision` (0: only if absent).
-
-        This is how the apiserver's etcd3 store implements optimistic concurrency
-        (staging/src/k8s.io/apiserver/pkg/storage/etcd3/store.go GuaranteedUpdate).
-        Returns (succeeded, new revision or current mod_revision).
-        """
-        compare = {
-            "key": _b64(key),
-            "target": "MOD",
-            "result": "EQUAL",
-            "mod_revision": str(mod_revision),
-        }
-        doc = self.call(
-            "/v3/kv/txn",
-            {
-                "compare": [compare],
-                "success": [{"request_put": {"key": _b64(key), "value": _b64(value)}}],
-                "failure": [{"request_range": {"key": _b64(key)}}],
-            },
-        )
-        if doc.get("succeeded"):
-            return True, int(doc.get("header", {}).get("revision", 0))
-        kvs = (doc.get("responses") or [{}])[0].get("response_range", {}).get("kvs") or []
-        return False, int(kvs[0].get("mod_revision", 0)) if kvs else 0
-
-    def delete_if(self, key: str | bytes, mod_revision: int) -> bool:
-        compare = {
-            "key": _b64(key),
-            "target": "MOD",
-            "result": "EQUAL",
-            "mod_revision": str(mod_revision),
-        }
-        doc = self.call(
-            "/v3/kv/txn",
-            {"compare": [compare], "success": [{"request_delete_range": {"key": _b64(key)}}]},
-        )
-        return bool(doc.get("succeeded"))
 
     def watch(
         self, prefix: str | bytes, start_revision: int, timeout: float
@@ -288,28 +337,6 @@ class EtcdClient:
             if timer is not None:
                 timer.cancel()
             conn.close()
-
-    # -- cluster ------------------------------------------------------------------------------
-    def member_list(self) -> list[Member]:
-        doc = self.call("/v3/cluster/member/list", {"linearizable": True})
-        return [Member.from_json(m) for m in doc.get("members") or []]
-
-    def member_add(
-        self, peer_urls: list[str], learner: bool = False
-    ) -> tuple[Member, list[Member]]:
-        doc = self.call("/v3/cluster/member/add", {"peerURLs": peer_urls, "isLearner": learner})
-        return Member.from_json(doc.get("member", {})), [
-            Member.from_json(m) for m in doc.get("members") or []
-        ]
-
-    def member_remove(self, member_id: int) -> None:
-        self.call("/v3/cluster/member/remove", {"ID": str(member_id)})
-
-    def member_promote(self, member_id: int) -> None:
-        self.call("/v3/cluster/member/promote", {"ID": str(member_id)})
-
-    def status(self, timeout: float | None = None) -> dict:
-        return self.call("/v3/maintenance/status", {}, timeout)
 
 
 def kubeadm_client(pki: str, endpoints: list[str], timeout: float = 5.0) -> EtcdClient:

@@ -72,3 +72,65 @@ def as_bool(text: str | None, default: bool = False) -> bool:
     if text is None:
         return default
     return text.lower() in ("true", "1", "t", "yes", "")
+
+
+class FlagError(Exception):
+    """A command line pflag refuses; the message is pflag's."""
+
+
+_BOOL_TRUE = {"1", "t", "T", "TRUE", "true", "True"}
+_BOOL_FALSE = {"0", "f", "F", "FALSE", "false", "False"}
+
+
+def parse_strict(
+    argv: list[str], known: set[str], bools: set[str], shorthands: dict[str, str] | None = None
+) -> tuple[dict[str, str], list[str]]:
+    """Parse as spf13/pflag does for a command's FlagSet: an undefined flag is an error.
+
+    `--name=value` and `--name value`; a boolean takes `--name` alone or `--name=false`
+    (never the next argument); `-x` shorthands; `--` ends the flags. Errors carry pflag's
+    texts (flag.go: "unknown flag: --%s", "unknown shorthand flag: %q in -%s",
+    "flag needs an argument: %s", strconv.ParseBool's "invalid argument").
+    """
+    shorthands = shorthands or {}
+    flags: dict[str, str] = {}
+    rest: list[str] = []
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        i += 1
+        if arg == "--":
+            rest += argv[i:]
+            break
+        if not arg.startswith("-") or arg == "-":
+            rest.append(arg)
+            continue
+        if arg.startswith("--"):
+            body = arg[2:]
+            name, eq, value = body.partition("=")
+            shown = f"--{name}"
+            if name not in known:
+                raise FlagError(f"unknown flag: --{name}")
+        else:
+            body = arg[1:]
+            short, tail = body[0], body[1:]
+            if short not in shorthands:
+                raise FlagError(f"unknown shorthand flag: '{short}' in -{body}")
+            name, shown = shorthands[short], f"-{short}"
+            # -v=2 and -v2 both carry the value (pflag parseSingleShortArg)
+            eq, value = ("=", tail[1:]) if tail.startswith("=") else ("=" if tail else "", tail)
+        if name in bools:
+            if not eq:
+                value = "true"
+            elif value not in _BOOL_TRUE | _BOOL_FALSE:
+                raise FlagError(
+                    f'invalid argument "{value}" for "{shown}" flag: strconv.ParseBool: '
+                    f'parsing "{value}": invalid syntax'
+                )
+        elif not eq:
+            if i >= len(argv):
+                raise FlagError(f"flag needs an argument: {shown}")
+            value = argv[i]
+            i += 1
+        flags[name] = value
+    return flags, rest

@@ -29,11 +29,14 @@ RESOURCES = {
     "replicasets": ("apps", "v1", True),
     "deployments": ("apps", "v1", True),
     "daemonsets": ("apps", "v1", True),
+    "jobs": ("batch", "v1", True),
     "certificatesigningrequests": ("certificates.k8s.io", "v1", False),
     "clusterroles": ("rbac.authorization.k8s.io", "v1", False),
     "clusterrolebindings": ("rbac.authorization.k8s.io", "v1", False),
     "roles": ("rbac.authorization.k8s.io", "v1", True),
     "rolebindings": ("rbac.authorization.k8s.io", "v1", True),
+    "validatingadmissionpolicies": ("admissionregistration.k8s.io", "v1", False),
+    "validatingadmissionpolicybindings": ("admissionregistration.k8s.io", "v1", False),
 }
 
 

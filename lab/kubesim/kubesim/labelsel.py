@@ -80,12 +80,17 @@ def match_label_selector(selector: dict | None, labels: dict | None) -> bool:
     return True
 
 
+BOOL_FIELDS = {"spec.unschedulable"}  # pkg/registry/core/node/strategy.go NodeToSelectableFields
+
+
 def field_value(obj: dict, path: str) -> str:
     cur: object = obj
     for part in path.split("."):
         if not isinstance(cur, dict):
             return ""
         cur = cur.get(part)
+    if isinstance(cur, bool) or (cur is None and path in BOOL_FIELDS):
+        return "true" if cur else "false"  # strconv.FormatBool
     return "" if cur is None else str(cur)
 
 

@@ -5,7 +5,14 @@ staging/src/k8s.io/client-go/tools/leaderelection/leaderelection.go:
   it succeeds; a candidate may take the lock only when the record it *observed* (by its own
   clock, `observedTime`) has not changed for LeaseDurationSeconds;
 - renew: every RetryPeriod, poll tryAcquireOrRenew each RetryPeriod for at most
-  RenewDeadline; failing that, leadership is lost (the components then exit);
+  RenewDeadline (wait.PollUntilContextTimeout with a RenewDeadline context that is also the
+  context of every request the attempt makes, so a hanging request is cut at the deadline);
+  failing that, leadership is lost (the components then exit). A leader whose apiserver
+  stops answering therefore loses its lease at most RetryPeriod + RenewDeadline after its
+  last successful renewal;
+- requests: the components' leader-election client has Timeout = RenewDeadline
+  (cmd/kube-controller-manager/app/options/options.go Config, cmd/kube-scheduler/app/
+  options/options.go createClients), which bounds each request outside renew too;
 - release (ReleaseOnCancel, the scheduler only): write the record with an empty holder and
   leaseDurationSeconds 1 so the others take over at their next retry.
 The lease duration is stored in whole seconds (LeaderElectionRecord.LeaseDurationSeconds).
@@ -93,7 +100,8 @@ class LeaderElector:
         self.observed_time = 0.0  # monotonic, like the clock.Now() client-go keeps
         self.lease: dict | None = None
         self.lock = threading.Lock()
-        self.timeout = max(1.0, renew_deadline / 2)
+        self.deadline: float | None = None  # of the renew attempt in progress (its ctx)
+        self.leading_since: float | None = None  # leader_election_master_status
 
     @property
     def describe(self) -> str:
@@ -105,6 +113,15 @@ class LeaderElector:
     def lease_valid(self, now: float) -> bool:
         return self.observed_time + self.observed.lease_duration > now
 
+    def _timeout(self) -> float:
+        """A request's timeout: the client's (RenewDeadline), cut by the attempt's ctx."""
+        if self.deadline is None:
+            return self.renew_deadline
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError("context deadline exceeded")
+        return min(self.renew_deadline, left)
+
     def _set_observed(self, record: Record) -> None:
         self.observed = record
         self.observed_time = time.monotonic()
@@ -114,7 +131,7 @@ class LeaderElector:
             raise RuntimeError("lease not initialized, call get or create first")
         lease = copy.deepcopy(self.lease)
         lease["spec"] = record.to_spec()
-        self.lease = self.client.update("leases", lease, self.namespace, timeout=self.timeout)
+        self.lease = self.client.update("leases", lease, self.namespace, timeout=self._timeout())
 
     def try_acquire_or_renew(self) -> bool:
         now_wall = micro_time()
@@ -135,7 +152,9 @@ class LeaderElector:
                 )
         # 2. obtain or create the election record
         try:
-            self.lease = self.client.get("leases", self.name, self.namespace, timeout=self.timeout)
+            self.lease = self.client.get(
+                "leases", self.name, self.namespace, timeout=self._timeout()
+            )
         except ApiError as err:
             if err.status != 404:
                 klog.error(
@@ -153,7 +172,7 @@ class LeaderElector:
                         "spec": record.to_spec(),
                     },
                     self.namespace,
-                    timeout=self.timeout,
+                    timeout=self._timeout(),
                 )
             except Exception as cerr:  # noqa: BLE001
                 klog.error(
@@ -195,6 +214,7 @@ class LeaderElector:
         while not stop.is_set():
             if self.try_acquire_or_renew():
                 klog.info(f"successfully acquired lease {self.describe}", "leaderelection.go:260")
+                self.leading_since = time.monotonic()
                 return True
             # wait.JitterUntil(..., sliding=true): the wait starts after the attempt.
             stop.wait(self.retry_period * (1 + random.random() * JITTER_FACTOR))
@@ -202,13 +222,21 @@ class LeaderElector:
 
     def renew(self, stop: threading.Event) -> None:
         while not stop.is_set():
-            deadline = time.monotonic() + self.renew_deadline
+            self.deadline = time.monotonic() + self.renew_deadline
             ok = False
-            while time.monotonic() < deadline and not stop.is_set():
-                if self.try_acquire_or_renew():
-                    ok = True
-                    break
-                stop.wait(min(self.retry_period, max(0.0, deadline - time.monotonic())))
+            try:
+                while not stop.is_set():
+                    if self.try_acquire_or_renew():
+                        ok = True
+                        break
+                    left = self.deadline - time.monotonic()
+                    if left <= 0:
+                        break
+                    stop.wait(min(self.retry_period, left))
+                    if time.monotonic() >= self.deadline:
+                        break
+            finally:
+                self.deadline = None
             if stop.is_set():
                 return
             if not ok:
@@ -216,6 +244,7 @@ class LeaderElector:
                     f"failed to renew lease {self.describe}: timed out waiting for the condition",
                     "leaderelection.go:285",
                 )
+                self.leading_since = None
                 return
             stop.wait(self.retry_period)
 
@@ -224,6 +253,7 @@ class LeaderElector:
             return True
         now_wall = micro_time()
         record = Record("", 1, now_wall, now_wall, self.observed.transitions)
+        self.leading_since = None
         try:
             self._update(record)
         except Exception as err:  # noqa: BLE001

@@ -11,7 +11,9 @@
 {%- endif %}
 {%- if 'cni' in config_files %}
 {%-   set f = config_files['cni'] %}
-{%-   set kubectl = 'kubectl --kubeconfig=/etc/kubernetes/admin.conf' %}
+{#-   Every call is bounded: each request by kubectl's --request-timeout, the whole command
+      (and the unless/onlyif checks) by the state's timeout. #}
+{%-   set kubectl = 'kubectl --kubeconfig=/etc/kubernetes/admin.conf --request-timeout=30s' %}
 
 kubeha-cni-manifest-file-managed:
   file.managed:
@@ -32,11 +34,13 @@ kubeha-cni-manifest-reapplied-on-change:
     - onchanges:
       - file: kubeha-cni-manifest-file-managed
     - onlyif: {{ kubectl }} get -f {{ f.path }}
+    - timeout: 120
 
 kubeha-cni-manifest-applied:
   cmd.run:
     - name: {{ kubectl }} apply -f {{ f.path }}
     - unless: {{ kubectl }} get -f {{ f.path }}
+    - timeout: 120
     - require:
       - file: kubeha-cni-manifest-file-managed
       - cmd: kubeha-cni-manifest-reapplied-on-change

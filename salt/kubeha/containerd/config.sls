@@ -1,6 +1,6 @@
 # -*- coding: utf-8 -*-
 # vim: ft=sls
-# A generated config.toml: SystemdCgroup = true, CRI enabled, kubeadm's pause image (FACTS 4).
+# A generated config.toml: SystemdCgroup = true, CRI enabled, kubeadm's pause image (docs/facts.md #4).
 {%- set tplroot = tpldir.split("/")[0] %}
 {%- from tplroot ~ "/map.jinja" import mapdata as kubeha with context %}
 {%- from tplroot ~ "/config_files.jinja" import config_files with context %}

@@ -24,9 +24,10 @@ kubeha-node-module-{{ module }}-loaded:
 {%-   else %}
   # A kernel without loadable-module support (no /proc/modules, so no lsmod): the module
   # must be built in. modprobe resolves built-ins through modules.builtin and says clearly
-  # when one is missing.
+  # when one is missing. The name is validated (kubeha_rules_strings) and quoted.
   cmd.run:
-    - name: modprobe {{ module }}
-    - unless: modprobe --dry-run --quiet {{ module }}
+    - name: modprobe -- {{ module | quote }}
+    - unless: modprobe --dry-run --quiet -- {{ module | quote }}
+    - timeout: 60
 {%-   endif %}
 {%- endfor %}

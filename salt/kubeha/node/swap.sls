@@ -8,6 +8,7 @@
 kubeha-node-swap-off-now:
   cmd.run:
     - name: swapoff -a
+    - timeout: 120
     - onlyif: test -n "$(swapon --show --noheadings)"
 
 kubeha-node-swap-fstab-commented:

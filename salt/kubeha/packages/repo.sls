@@ -1,7 +1,7 @@
 # -*- coding: utf-8 -*-
 # vim: ft=sls
 # The pkgs.k8s.io repository of this cluster's minor, trusted through its own key only
-# (signed-by), never through apt's global keyring (FACTS 3).
+# (signed-by), never through apt's global keyring (docs/facts.md #3).
 {%- set tplroot = tpldir.split("/")[0] %}
 {%- from tplroot ~ "/map.jinja" import mapdata as kubeha with context %}
 {%- from tplroot ~ "/config_files.jinja" import config_files with context %}
@@ -41,6 +41,7 @@ kubeha-packages-repo-source-managed:
 kubeha-packages-repo-index-refreshed:
   cmd.run:
     - name: apt-get update -qq
+    - timeout: 600
     - onchanges:
       - file: kubeha-packages-repo-key-managed
       - file: kubeha-packages-repo-source-managed

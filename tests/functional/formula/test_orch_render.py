@@ -39,6 +39,7 @@ def test_bootstrap_renders_one_node_at_a_time(run_cli):
         "gate-cp-2",
         "join-cp-3",
         "gate-cp-3",
+        "join-secrets-forgotten",
         "highstate-after-join",
         "final-gate",
     ]
@@ -48,6 +49,8 @@ def test_bootstrap_renders_one_node_at_a_time(run_cli):
         assert _requires(steps[p + after]) == [p + before], after
     gate = steps[p + "gate-cp-3"]["salt"]
     assert {"nodes": ["cp-1", "cp-2", "cp-3"]} in gate
+    # The model the orchestration rendered with is redacted: no secret in the output.
+    assert "ChangeMe" not in ret.stdout
 
 
 def _render_errors(ret) -> str:
@@ -72,3 +75,21 @@ def test_bootstrap_refuses_a_bad_pillar_before_any_step(run_cli):
     assert (
         errors.index("v1beta4 exists only") < errors.find("Traceback") or "Traceback" not in errors
     )
+
+
+def test_chaos_is_one_runner_step_with_the_operators_arguments(run_cli):
+    pillar = {"cluster": "example", "scenario": "etcd-stop", "target": "cp-2,cp-3",
+              "duration": 30, "force": True, "ignored": "x"}  # fmt: skip
+    ret = run_cli.run("state.orch_show_sls", "orch.chaos", pillar=pillar)
+    assert ret.returncode == 0, ret.stdout
+    (steps,) = ret.data.values()
+    (step,) = steps.values()
+    args = {k: v for item in step["salt"] if isinstance(item, dict) for k, v in item.items()}
+    args.pop("order", None)  # Salt's own
+    assert args == {"name": "kubeha_chaos.run", "cluster": "example", "scenario": "etcd-stop",
+                    "target": "cp-2,cp-3", "duration": 30, "force": True}  # fmt: skip
+
+
+def test_chaos_needs_a_cluster_and_a_scenario(run_cli):
+    ret = run_cli.run("state.orch_show_sls", "orch.chaos", pillar={"cluster": "example"})
+    assert "say which cluster and scenario" in _render_errors(ret)

@@ -70,9 +70,9 @@ NODES = {
         for i in (1, 2, 3)
     ],
 }
-READYZ = (
-    Path(__file__).resolve().parents[2] / "unit" / "modules" / "samples" / "readyz_verbose.txt"
-).read_text()
+SAMPLES = Path(__file__).resolve().parents[2] / "unit" / "modules" / "samples"
+READYZ = (SAMPLES / "readyz_verbose.txt").read_text()
+LIVEZ = (SAMPLES / "livez_verbose.txt").read_text()
 
 
 @pytest.fixture(scope="module")
@@ -81,7 +81,7 @@ def api(tmp_path_factory):
     ca = make_ca(base, "kubernetes")
     crt, key = issue(base, "apiserver", ca, "kube-apiserver", sans=["127.0.0.1"], server=True)
     ccrt, ckey = issue(base, "admin", ca, "kubernetes-admin", client=True, org="system:masters")
-    seen = {"connections": 0, "count": 0}
+    seen = {"connections": 0, "count": 0, "paths": []}
 
     class Handler(http.server.BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"  # keep-alive: one handler serves a whole connection
@@ -92,8 +92,11 @@ def api(tmp_path_factory):
 
         def do_GET(self):  # noqa: N802
             seen["count"] += 1
+            seen["paths"].append(self.path)
             if self.path.startswith("/readyz"):
                 status, body = 500, READYZ.encode()
+            elif self.path.startswith("/livez"):
+                status, body = 200, LIVEZ.encode()
             elif self.path == "/broken":
                 status, body = 503, b"overloaded"
             elif self.path.startswith(
@@ -172,6 +175,16 @@ def test_readyz_verbose_over_mutual_tls(api):
     assert ret["failed"] == ["etcd"] and ret["passed"] is False
 
 
+def test_livez_verbose_over_mutual_tls(api):
+    salt, seen = api
+    ret = salt.apiserver.livez()
+    assert seen["paths"][-1] == "/livez?verbose"
+    assert ret["status"] == 200 and ret["ok"] is True and ret["passed"] is True
+    assert ret["failed"] == [] and len(ret["checks"]) == 18
+    assert [c["name"] for c in ret["checks"][:3]] == ["ping", "log", "etcd"]
+    assert ret["server"] == salt.apiserver.livez(server=ret["server"] + "/")["server"]
+
+
 def test_ttfb_uses_a_fresh_connection_per_request(api):
     salt, seen = api
     before = seen["connections"], seen["count"]
@@ -208,7 +221,6 @@ def test_unreachable_server_is_counted_not_raised(api, tmp_path):
 
 
 def test_leases_and_nodes_through_the_kubernetes_client(api):
-    pytest.importorskip("kubernetes")
     salt, _ = api
     leases = salt.apiserver.leases()
     assert [lease["name"] for lease in leases] == ["kube-controller-manager", "kube-scheduler"]

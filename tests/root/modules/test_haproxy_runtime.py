@@ -10,6 +10,8 @@ import pytest
 from khm_support import free_port, issue, loaders, make_ca, stop_pid, wait_port
 from salt.exceptions import CommandExecutionError
 
+from tests.conftest import require_binary
+
 pytestmark = pytest.mark.root
 
 HERE = Path(__file__).resolve().parent
@@ -18,9 +20,7 @@ NODES = {"cp-1": "127.0.0.31", "cp-2": "127.0.0.32", "cp-3": "127.0.0.33"}
 
 @pytest.fixture(scope="module")
 def lb(tmp_path_factory, request):
-    haproxy = "/usr/sbin/haproxy"
-    if not Path(haproxy).exists():
-        pytest.skip("haproxy is not installed (`make test` installs it)")
+    haproxy = require_binary("haproxy")
     base = tmp_path_factory.mktemp("haproxy")
     ca = make_ca(base, "kubernetes")
     procs: list[subprocess.Popen] = []

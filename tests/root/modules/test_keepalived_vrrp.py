@@ -17,6 +17,8 @@ from pathlib import Path
 import pytest
 from khm_support import loaders, netns_delete, sh, stop_pid
 
+from tests.conftest import require_binary
+
 pytestmark = pytest.mark.root
 
 BR = "khm-ka-br"
@@ -71,8 +73,7 @@ def _conf(i: int, notify: Path) -> str:
 
 @pytest.fixture(scope="module")
 def vrrp(tmp_path_factory, request):
-    if shutil.which("keepalived") is None:
-        pytest.skip("keepalived is not installed (`make test` installs it)")
+    require_binary("keepalived")
     # Outside /tmp: each peer gets its own /tmp bind-mounted over the real one.
     base = Path(tempfile.mkdtemp(prefix="khm-vrrp-", dir="/var/tmp"))
     names = [BR] + [f"khm-ka-{i}" for i in PEERS]

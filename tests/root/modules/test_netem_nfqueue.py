@@ -18,6 +18,8 @@ from pathlib import Path
 import pytest
 from khm_support import REPO, loaders, netns_delete, pid_alive, sh, stop_pid
 
+from tests.conftest import require_binary
+
 pytestmark = pytest.mark.root
 
 HERE = Path(__file__).resolve().parent
@@ -29,8 +31,7 @@ SEED = 20260  # the daemon's loss draws are reproducible; the packets are real
 
 @pytest.fixture(scope="module")
 def link(request, tmp_path_factory):
-    if not Path("/usr/sbin/iptables").exists():
-        pytest.skip("iptables is not installed (`make test` installs it)")
+    require_binary("iptables")
     procs: list[subprocess.Popen] = []
 
     def teardown():

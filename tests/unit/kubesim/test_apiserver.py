@@ -272,17 +272,19 @@ def test_audit_follows_the_policy(api):
         e
         for e in events
         if e["verb"] == "create"
-        and (e.get("objectRef") or {}).get("name") is None
+        and (e.get("objectRef") or {}).get("name") == "audited"
         and e["user"]["username"] == "kubernetes-admin"
     ]
     assert created and created[-1]["level"] == "RequestResponse"
     assert created[-1]["requestObject"]["metadata"]["name"] == "audited"
     assert created[-1]["responseObject"]["metadata"]["name"] == "audited"
     assert created[-1]["responseStatus"]["code"] == 201
+    # A create's objectRef names the object sent (audit.LogRequestObject).
     assert created[-1]["objectRef"] == {
         "resource": "configmaps",
         "apiVersion": "v1",
         "namespace": "default",
+        "name": "audited",
     }
     meta = [e for e in events if e["requestURI"] == "/api"]
     assert meta and meta[-1]["level"] == "Metadata" and "responseObject" not in meta[-1]

@@ -12,11 +12,7 @@ REPO = Path(__file__).resolve().parents[3]
 sys.path.insert(0, str(REPO))
 
 from lab.kubesim.build import build_packages  # noqa: E402
-
-pytestmark = pytest.mark.skipif(
-    subprocess.run(["which", "dpkg-deb"], capture_output=True, check=False).returncode,
-    reason="needs dpkg-deb (Debian's dpkg)",
-)
+from tests.conftest import require_binary  # noqa: E402
 
 
 def field(deb: Path, name: str) -> str:
@@ -27,6 +23,7 @@ def field(deb: Path, name: str) -> str:
 
 @pytest.fixture(scope="module")
 def debs(tmp_path_factory) -> dict[str, list[Path]]:
+    require_binary("dpkg-deb")  # `make test` installs it: a failure, never a skip
     return build_packages(tmp_path_factory.mktemp("debs"))
 
 

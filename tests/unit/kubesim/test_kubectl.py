@@ -21,6 +21,7 @@ class FakeApi(kubeclient.Client):
         self.objects: dict[tuple[str, str | None, str], dict] = {}
         self.requests: list[tuple[str, str]] = []
         self.evictions_refused = 0  # answer the next N evictions with 429 (a PDB)
+        self.refuse: set[str] = set()  # pods whose every eviction gets 429
         self.rv = 100
 
     def add(self, resource: str, obj: dict) -> dict:
@@ -83,8 +84,8 @@ class FakeApi(kubeclient.Client):
                 items = [o for o in items if o.get("spec", {}).get("nodeName") == node]
             return 200, json.dumps({"kind": "List", "items": items}).encode()
         if method == "POST" and sub == "eviction":
-            if self.evictions_refused:
-                self.evictions_refused -= 1
+            if self.evictions_refused or name in self.refuse:
+                self.evictions_refused = max(0, self.evictions_refused - 1)
                 return self._status(
                     429,
                     "TooManyRequests",
@@ -213,7 +214,10 @@ def test_drain_refuses_unmanaged_and_daemonset_pods(api, capsys):
         "cannot delete DaemonSet-managed Pods (use --ignore-daemonsets to ignore): default/ds"
         in err
     )
-    assert "cannot delete Pods declare no controller (use --force to override): default/bare" in err
+    assert (
+        "cannot delete Pods that declare no controller (use --force to override): default/bare"
+        in err
+    )
     assert ("pods", "default", "bare") in api.objects
 
 
@@ -225,8 +229,10 @@ def test_drain_retries_a_pdb_refusal_then_evicts(api, capsys, monkeypatch):
     api.evictions_refused = 1
     code, out, err = kubectl(capsys, "drain", "cp-1", "--ignore-daemonsets")
     assert code == 0, err
+    # drain.go evictPods prints "evicting pod" before every attempt, the retry included
     assert out.splitlines() == [
         "node/cp-1 cordoned",
+        "evicting pod default/web-1",
         "evicting pod default/web-1",
         "pod/web-1 evicted",
         "node/cp-1 drained",
@@ -279,3 +285,54 @@ def test_version_client_and_server(api, capsys, monkeypatch):
     code, out, _ = kubectl(capsys, "version", "--client", "-o", "json")
     assert json.loads(out)["clientVersion"]["gitVersion"] == "v1.31.0"
     assert "serverVersion" not in json.loads(out)
+
+
+def test_drain_evicts_concurrently_so_a_blocked_pod_does_not_stall_the_others(
+    api, capsys, monkeypatch
+):
+    """k8s.io/kubectl/pkg/drain/drain.go evictPods: one goroutine per pod; a pod refused by
+    its PDB retries every 5 s until the global --timeout, the others are evicted meanwhile
+    and their errors are aggregated."""
+    import threading
+    import time as real_time
+
+    lock, clock = threading.Lock(), [1000.0]
+    real_sleep = real_time.sleep
+
+    def sleep(seconds: float) -> None:
+        real_sleep(0.01)
+        with lock:
+            clock[0] += seconds
+
+    monkeypatch.setattr("time.monotonic", lambda: clock[0])
+    monkeypatch.setattr("time.sleep", sleep)
+    api.add("pods", pod("a-stuck"))
+    api.add("pods", pod("b-web"))
+    api.refuse.add("a-stuck")
+    code, out, err = kubectl(capsys, "drain", "cp-1", "--timeout=8s")
+    assert code == 1
+    assert "pod/b-web evicted" in out.splitlines()
+    assert ("pods", "default", "b-web") not in api.objects
+    assert 'error when evicting pods/"a-stuck" -n "default": global timeout reached: 8s' in err
+    # the stuck pod was tried at 0 s and 5 s; the check before the third attempt (10 s) ends it
+    assert out.count("evicting pod default/a-stuck") == 3
+
+
+def test_drain_honours_false_flags_and_disable_eviction(api, capsys):
+    """cmd/drain flags are booleans: --force=false and --ignore-daemonsets=false keep their
+    refusals (drain filters.go); --disable-eviction deletes the pods instead of evicting."""
+    api.add("pods", pod("bare", owner=None))
+    code, _, err = kubectl(capsys, "drain", "cp-1", "--force=false")
+    assert code == 1 and "cannot delete Pods that declare no controller" in err
+    api.objects.pop(("pods", "default", "bare"))
+    api.add("pods", pod("ds", owner="DaemonSet"))
+    code, _, err = kubectl(capsys, "drain", "cp-1", "--ignore-daemonsets=false")
+    assert code == 1 and "cannot delete DaemonSet-managed Pods" in err
+    api.objects.pop(("pods", "default", "ds"))
+    api.add("pods", pod("web-1"))
+    api.requests.clear()
+    code, out, err = kubectl(capsys, "drain", "cp-1", "--disable-eviction")
+    assert code == 0, err
+    assert "pod/web-1 deleted" in out
+    assert ("DELETE", "/api/v1/namespaces/default/pods/web-1") in api.requests
+    assert not any(path.endswith("/eviction") for _, path in api.requests)

@@ -97,3 +97,55 @@ def test_lease_duration_is_whole_seconds():
     el = LeaderElector(api, "kube-system", "x", "me", 5.7, 3, 1)
     assert el.try_acquire_or_renew()
     assert api.obj["spec"]["leaseDurationSeconds"] == 5
+
+
+class StalledLeases(FakeLeases):
+    """After `stall()`, a GET hangs for the request's whole timeout and an optimistic
+    UPDATE is refused at once: the leader's attempts end only by their deadline."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stalled = False
+        self.last_renew = 0.0
+
+    def stall(self) -> None:
+        self.stalled = True
+
+    def get(self, resource, name, namespace, **kw):
+        if self.stalled:
+            time.sleep(kw["timeout"])
+            raise TimeoutError("context deadline exceeded")
+        return super().get(resource, name, namespace, **kw)
+
+    def update(self, resource, obj, namespace, **kw):
+        if self.stalled:
+            raise ApiError(409, {"reason": "Conflict", "message": "the object has been modified"})
+        out = super().update(resource, obj, namespace, **kw)
+        self.last_renew = time.monotonic()
+        return out
+
+
+def test_a_leader_whose_apiserver_stalls_loses_the_lease_within_retry_plus_renew_deadline():
+    """client-go leaderelection.go renew: wait.PollUntilContextTimeout(ctx, RetryPeriod,
+    RenewDeadline, ...) with that context on every request of the attempt, and a client
+    Timeout of RenewDeadline (cmd/kube-controller-manager/app/options/options.go): leadership
+    ends at most RetryPeriod + RenewDeadline after the last successful renewal, and not
+    before RenewDeadline, whatever the requests do."""
+    api = StalledLeases()
+    lease, renew, retry = 5.0, 3.0, 0.5
+    el = LeaderElector(api, "kube-system", "kube-controller-manager", "a", lease, renew, retry)
+    stop = threading.Event()
+    result: list[bool] = []
+    t = threading.Thread(target=lambda: result.append(el.run(stop, lambda ev: None)))
+    t.start()
+    deadline = time.monotonic() + 5
+    while not api.last_renew:
+        assert time.monotonic() < deadline, "never renewed"
+        time.sleep(0.05)
+    time.sleep(retry * 1.5)
+    api.stall()
+    t.join(renew + retry + 5)
+    lost = time.monotonic() - api.last_renew
+    assert result == [True], "leadership must be lost"
+    assert el.leading_since is None  # leader_election_master_status goes to 0
+    assert renew <= lost <= retry + renew + 0.35, lost

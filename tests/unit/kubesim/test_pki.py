@@ -69,7 +69,13 @@ def test_upload_certs_round_trip_and_wrong_key():
         assert "message authentication failed" in str(err)
     else:
         raise AssertionError("a wrong certificate key must not decrypt")
-    assert base64.b64encode(blob)
+    # cmd/kubeadm/app/util/crypto/crypto.go EncryptBytes: gcm.Seal(nonce, nonce, data, nil),
+    # i.e. a 12-byte random nonce, the ciphertext (as long as the data) and a 16-byte tag
+    assert len(blob) == 12 + len(b"secret") + 16
+    assert b"secret" not in blob
+    again = copycerts.encrypt(key, b"secret")
+    assert again[:12] != blob[:12] and again != blob  # a fresh nonce every time
+    assert copycerts.decrypt(key, again) == b"secret"
 
 
 def test_bootstrap_token_secret_shape():

@@ -24,10 +24,11 @@ def salt_funcs(tmp_path_factory):
             # machine's default /var/cache/salt/minion/extmods.
             "extension_modules": str(cache / "extmods"),
             "module_dirs": [str(REPO / "_modules")],
+            "utils_dirs": [str(REPO / "_utils")],
             "grains": {},
         }
     )
-    return salt.loader.minion_mods(opts)
+    return salt.loader.minion_mods(opts, utils=salt.loader.utils(opts))
 
 
 def _merge(base: dict, extra: dict) -> dict:

@@ -203,7 +203,7 @@ def test_kubeadm_config_matches_its_api(salt_funcs, example, version, api):
     assert check_shapes(docs, api) == []
     init, cluster, kubelet = docs
     assert cluster["kubernetesVersion"] == f"v{version}"
-    # HAProxy's port on the VIP, never the apiserver's own (FACTS 6).
+    # HAProxy's port on the VIP, never the apiserver's own (docs/facts.md #6).
     assert cluster["controlPlaneEndpoint"] == "192.168.1.10:8443"
     assert "192.168.1.10" in cluster["apiServer"]["certSANs"]
     assert init["localAPIEndpoint"] == {"advertiseAddress": "192.168.1.11", "bindPort": 6443}
@@ -230,7 +230,7 @@ def test_flags_for_audit_shutdown_and_leader_election(salt_funcs, example, versi
     ) == ("7", "10", "100")
     assert apiserver["shutdown-delay-duration"] == "5s"
     # The policy and the log directory are mounted into the pod, or audit does nothing
-    # (FACTS 5).
+    # (docs/facts.md #5).
     mounts = {v["name"]: v for v in cluster["apiServer"]["extraVolumes"]}
     assert mounts["audit-policy"]["hostPath"] == apiserver["audit-policy-file"]
     assert mounts["audit-policy"]["readOnly"] is True

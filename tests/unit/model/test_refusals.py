@@ -130,9 +130,9 @@ CASES = {
         {"workers": [{"name": "Worker_1", "ip": "192.168.1.21"}]},
         ["kubeha:workers:0:name", "DNS label"],
     ),
-    "upgrade skips a minor": (
-        {"upgrade": {"target_version": "1.32.0"}},
-        ["kubeha:upgrade:target_version", "skips a minor", "1.30 -> 1.31 -> 1.32"],
+    "upgrade changes the major version": (
+        {"upgrade": {"target_version": "2.0.0"}},
+        ["kubeha:upgrade:target_version", "changes the major version", "Pick a 1.x target"],
     ),
     "upgrade goes backwards": (
         {"upgrade": {"target_version": "1.29.4"}},
@@ -163,12 +163,19 @@ CASES = {
         ["kubeha:vrrp:router_id", "1-255"],
     ),
     "HAProxy fall window shorter than an etcd election": (
-        {"haproxy": {"check": {"fall": 2, "fastinter": "100ms"}}},
-        ["kubeha:haproxy:check", "fall window", "0.1 s", "etcd leader election", "2 s"],
+        {
+            "etcd": {"election_timeout_ms": 2000},
+            "haproxy": {"check": {"fall": 2, "fastinter": "100ms", "exclude": []}},
+        },
+        ["kubeha:haproxy:check", "fall window", "0.1 s", "etcd leader election", "4 s"],
+    ),
+    "HAProxy check without etcd while the apiservers use only their local member": (
+        {"haproxy": {"check": {"exclude": ["etcd", "etcd-readiness"], "etcd_port": 0}}},
+        ["kubeha:haproxy:check:exclude", "etcd_servers: local", "docs/facts.md #9"],
     ),
     "apiserver shutdown delay shorter than HAProxy detection": (
-        {"apiserver": {"shutdown_delay_seconds": 2}},
-        ["kubeha:apiserver:shutdown_delay_seconds", "3 s", "FACTS 10"],
+        {"apiserver": {"shutdown_delay_seconds": 0.5}},
+        ["kubeha:apiserver:shutdown_delay_seconds", "0.7 s", "docs/facts.md #10"],
     ),
     "renew deadline not below the lease duration": (
         {"leader_election": {"lease_duration": 5, "renew_deadline": 5, "retry_period": 1}},
@@ -188,6 +195,42 @@ CASES = {
     "renew deadline inside an etcd election": (
         {"leader_election": {"lease_duration": 2, "renew_deadline": 1.5, "retry_period": 0.5}},
         ["kubeha:leader_election:renew_deadline", "etcd leader election", "5/3/1"],
+    ),
+    "chaos on without a probe": (
+        {"chaos": {"enabled": True}},
+        ["kubeha:chaos:probe_minion", "outside the control plane"],
+    ),
+    "chaos probe on a control plane": (
+        {"chaos": {"enabled": True, "probe_minion": "cp-2"}},
+        ["kubeha:chaos:probe_minion", "cp-2 is a control plane"],
+    ),
+    "power switch that names no node": (
+        {"chaos": {"power_off": ["/usr/bin/pdu", "off"], "power_on": ["/usr/bin/pdu", "on"]}},
+        ["kubeha:chaos:power_off", "{node}"],
+    ),
+    "power switch off without on": (
+        {"chaos": {"power_off": ["/usr/bin/pdu", "{node}", "off"]}},
+        ["kubeha:chaos:power_off/power_on", "set both"],
+    ),
+    "power switch by a relative command": (
+        {"chaos": {"power_off": ["ipmitool", "{node}"], "power_on": ["ipmitool", "{node}"]}},
+        ["kubeha:chaos:power_off", "absolute path"],
+    ),
+    "SLO for an unknown scenario": (
+        {"slo": {"meteor": {"failed": 0}}},
+        ["kubeha:slo:meteor", "not a scenario"],
+    ),
+    "SLO goal that is not a number": (
+        {"slo": {"power-off": {"stall_s": "fast"}}},
+        ["kubeha:slo:power-off:stall_s", "number >= 0"],
+    ),
+    "probe rate out of range": (
+        {"probe": {"rate": 0}},
+        ["kubeha:probe:rate", "0.1 to 200"],
+    ),
+    "probe timeout inside HAProxy's connect timeout": (
+        {"probe": {"timeout": 1}, "haproxy": {"timeouts": {"connect": "2s"}}},
+        ["kubeha:probe:timeout", "connect timeout"],
     ),
     "kube-vip with an LB port other than the apiserver's": (
         {"vip": {"provider": "kube-vip", "lb_port": 8443}},
@@ -248,12 +291,31 @@ ACCEPTED = {
     },
     "kube-vip on the apiserver port": {"vip": {"provider": "kube-vip", "lb_port": 6443}},
     "a patch release inside the minor": {"upgrade": {"target_version": "1.30.5"}},
+    # orch.upgrade goes there one minor at a time (hops): kubeadm itself never skips one.
+    "a target two minors ahead": {"upgrade": {"target_version": "1.32.0"}},
     "v1beta4 with list extraArgs on 1.31": {
         "kubernetes": {"version": "1.31.0"},
         "upgrade": {"target_version": ""},
         "kubeadm": {
             "cluster_configuration": {"scheduler": {"extraArgs": [{"name": "v", "value": "2"}]}}
         },
+    },
+    "chaos allowed, probed from a client, with a power switch": {
+        "chaos": {
+            "enabled": True,
+            "probe_minion": "bastion.example.com",
+            "power_off": ["/usr/local/sbin/pdu", "--outlet={node}", "off"],
+            "power_on": ["/usr/local/sbin/pdu", "--outlet={node}", "on"],
+        },
+        "slo": {"netem": {"ttfb_p95_ms": 500}, "leader-kill": {"leader_failover_s": 7}},
+    },
+    "the runbook's access layer (TCP check, VRRPv2)": {
+        "haproxy": {"check": {"kind": "tcp", "exclude": [], "inter": "2s", "fall": 3}},
+        "vrrp": {"version": 2, "advert_int": 1},
+    },
+    "every apiserver on every etcd member, etcd left out of the check": {
+        "apiserver": {"etcd_servers": "all"},
+        "haproxy": {"check": {"exclude": ["etcd", "etcd-readiness"], "etcd_port": 0}},
     },
     "upstream leader-election defaults": {
         "leader_election": {"lease_duration": 15, "renew_deadline": 10, "retry_period": 2}

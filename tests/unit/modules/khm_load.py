@@ -30,3 +30,10 @@ def utils(*names: str) -> dict:
             if not attr.startswith("_") and inspect.isfunction(value):
                 out[f"{name}.{attr}"] = value
     return out
+
+
+def all_utils() -> dict:
+    """Every ``_utils`` module's public functions, as Salt's loader offers them to any
+    module: a test that mocks only ``cmd.run_all`` keeps working whichever helper the module
+    under test runs its commands through."""
+    return utils(*sorted(p.stem for p in (REPO / "_utils").glob("*.py")))

@@ -192,19 +192,30 @@ def test_a_rejected_config_persists_nothing(paths):
     ]
 
 
-def test_set_priority_validates_then_persists_then_reloads(paths):
+def test_set_priority_validates_then_persists_then_reloads(paths, settings, spawn, tmp_path):
+    # A keepalived stand-in that, on SIGHUP, copies the config it would re-read: the reload
+    # must reach it, once, and only after the new priority is in the live file.
+    seen = tmp_path / "reloaded"
+    target = spawn("keepalived", f"""trap 'cat "{paths["config"]}" >> "{seen}"' HUP""")
+    paths["pid_file"].write_text(f"{target.pid}\n")
+    settings["netns"] = "khm-none"  # not systemd's keepalived: the SIGHUP path
     events: list = []
-    salt = _recording_salt(paths, 0, events)
-    with (
-        patch.dict(keepalived.__salt__, salt),
-        patch.object(keepalived, "reload", return_value={"how": "SIGHUP to 1"}) as reload,
-    ):
+    with patch.dict(keepalived.__salt__, _recording_salt(paths, 0, events)):
         ret = keepalived.set_priority(150)
+        deadline = time.monotonic() + 5
+        while not seen.exists():  # bash runs the trap between its 50 ms sleeps
+            assert time.monotonic() < deadline, "SIGHUP never reached keepalived"
+            time.sleep(0.02)
         again = keepalived.set_priority(150)
     assert ret == {"instance": "VI_1", "old": 90, "new": 150, "config_changed": True,
-                   "how": "SIGHUP to 1"}  # fmt: skip
+                   "reloaded": True, "how": f"SIGHUP to {target.pid}"}  # fmt: skip
     assert events[:2] == [("config-test", 0o600), ("grain", "kubeha_vrrp_priority", 150)]
-    assert again["config_changed"] is False and reload.call_count == 1
+    assert again["config_changed"] is False and "how" not in again  # unchanged: no reload
+    time.sleep(0.2)
+    reloads = seen.read_text()
+    assert reloads.count("vrrp_instance VI_1") == 1, reloads  # one SIGHUP for two calls
+    assert "priority 150" in reloads and "priority 90" not in reloads
+    assert target.poll() is None  # a reload, not a stop
     assert "priority 150" in paths["config"].read_text()
     assert stat.S_IMODE(paths["config"].stat().st_mode) == 0o640  # the live file's mode
     assert os.stat(paths["config"]).st_uid == os.getuid()

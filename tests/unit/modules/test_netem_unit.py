@@ -100,6 +100,52 @@ def test_parse_tc_show():
     assert tc.parse_show("qdisc noqueue 0: root refcnt 2\n") is None
 
 
+class KernelWithNetem:
+    """cmd.run_all answering like iproute2's tc on a kernel with sch_netem: add puts the
+    qdisc in place, show prints it as tc/q_netem.c does, del removes it."""
+
+    def __init__(self):
+        self.qdisc = None
+        self.calls: list[list[str]] = []
+
+    def __call__(self, cmd, **kw):
+        self.calls.append(cmd)
+        ok = {"retcode": 0, "stdout": "", "stderr": ""}
+        if cmd[:2] != ["tc", "qdisc"]:
+            return dict(ok, stdout="0")  # iptables rule cleanup and the like: nothing there
+        if cmd[2] == "add":
+            opts = " ".join(cmd[cmd.index("netem") + 1 :])
+            self.qdisc = f"qdisc netem 8001: root refcnt 2 limit 1000 {opts}\n"
+            return ok
+        if cmd[2] == "del":
+            self.qdisc = None
+            return ok
+        assert cmd[2] == "show", cmd
+        return dict(ok, stdout=self.qdisc or "qdisc noqueue 0: root refcnt 2\n")
+
+
+def test_tc_backend_on_a_kernel_with_netem():
+    """The branch a kernel with sch_netem takes (tests/root/modules/test_netem_tc.py runs
+    the real tc, on whichever kernel CI has)."""
+    tc_sim = KernelWithNetem()
+    with patch.dict(netem.__salt__, {"cmd.run_all": tc_sim}):
+        ret = netem.add("d0", delay="200ms", jitter="20ms", loss=20, backend="tc")
+        assert ret["backend"] == "tc" and ret["expires"] is None
+        assert ret["command"] == [
+            "tc", "qdisc", "add", "dev", "d0", "root", "netem", "delay", "200ms", "20ms",
+            "loss", "20%",
+        ]  # fmt: skip
+        shown = netem.show("d0")
+        assert shown["active"] is True and shown["backend"] == "tc"
+        assert shown["qdisc"]["delay"] == 200.0 and shown["qdisc"]["jitter"] == 20.0
+        assert shown["qdisc"]["loss"] == 20.0
+        with pytest.raises(CommandExecutionError, match="already has a netem fault"):
+            netem.add("d0", delay=50, backend="tc")
+        assert netem.clear("d0")["removed"] == ["tc qdisc"]
+        assert ["tc", "qdisc", "del", "dev", "d0", "root"] in tc_sim.calls
+        assert netem.show("d0")["active"] is False
+
+
 def test_kernel_without_netem_gives_the_fix():
     run_all = MagicMock(
         return_value={

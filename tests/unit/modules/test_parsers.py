@@ -10,6 +10,7 @@ from tests.unit.modules.khm_load import load
 
 SAMPLES = Path(__file__).parent / "samples"
 kubeadm = load("_modules", "kubeadm")
+kubeadm_cli = load("_utils", "kubeadm_cli")
 kubeadm_certs = load("_modules", "kubeadm_certs")
 kubeadm_upgrade = load("_modules", "kubeadm_upgrade")
 crictl = load("_modules", "crictl")
@@ -24,7 +25,7 @@ def sample(name: str) -> str:
 
 
 def test_init_output_gives_join_parameters():
-    data = kubeadm._parse_join_commands(sample("kubeadm_init_ha.txt"))
+    data = kubeadm_cli.parse_join_commands(sample("kubeadm_init_ha.txt"))
     assert data == {
         "endpoint": "192.168.0.200:6443",
         "token": "9vr73a.a8uxyaju799qwdjv",
@@ -36,12 +37,12 @@ def test_init_output_gives_join_parameters():
 
 
 def test_redact_removes_token_secret_and_certificate_key_but_keeps_ca_pin():
-    text = kubeadm.redact(sample("kubeadm_init_ha.txt"))
+    text = kubeadm_cli.redact(sample("kubeadm_init_ha.txt"))
     assert "a8uxyaju799qwdjv" not in text
     assert "f8902e114ef118304e561c3ecd4d0b543adc226b7a07f675f56564185ffe0c07" not in text
     assert "9vr73a.<redacted>" in text and "--certificate-key <redacted>" in text
     assert "sha256:7c2e69131a36ae2a042a339b33381c6d0d43887e2de83720eff5359e26aec866" in text
-    bare = kubeadm.redact("[upload-certs] Using certificate key:\n" + "ab" * 32 + "\n")
+    bare = kubeadm_cli.redact("[upload-certs] Using certificate key:\n" + "ab" * 32 + "\n")
     assert "ab" * 32 not in bare and "<redacted>" in bare
 
 
@@ -114,12 +115,43 @@ def test_readyz_verbose_checks():
     assert len(parsed["checks"]) == 21
 
 
-def test_ttfb_summary_uses_nearest_rank():
-    out = apiserver._summarize([float(i) for i in range(1, 101)], errors=3)
-    assert out["ttfb_p50_ms"] == 50.5 and out["ttfb_p95_ms"] == 95.0
-    assert out["ttfb_p99_ms"] == 99.0 and out["ttfb_max_ms"] == 100.0
-    assert out["count"] == 103 and out["errors"] == 3
-    assert "ttfb_p50_ms" not in apiserver._summarize([], errors=5)
+# Nearest-rank: the value of rank ceil(p/100 x n) in the sorted samples. Each case is one
+# where the median (statistics.median), linear interpolation (numpy's default, Excel's
+# PERCENTILE.INC) or a rank off by one give another answer, noted on the right.
+NEAREST_RANK = [
+    ([1.0, 2.0, 3.0, 4.0], 50, 2.0),  # median and interpolation: 2.5
+    ([float(i) for i in range(1, 101)], 50, 50.0),  # median: 50.5
+    ([float(i) for i in range(1, 101)], 95, 95.0),  # interpolation: 95.05; rank + 1: 96
+    ([float(i) for i in range(1, 101)], 99, 99.0),  # interpolation: 99.01
+    ([float(i) for i in range(10, 101, 10)], 99, 100.0),  # interpolation: 99.1
+    ([float(i) for i in range(10, 101, 10)], 95, 100.0),  # interpolation: 95.5
+    ([float(i) for i in range(1, 21)], 95, 19.0),  # interpolation: 19.05
+    ([float(i) for i in range(1, 1001)], 99.9, 999.0),  # in floats 99.9/100 x 1000 -> rank 1000
+    ([7.0], 99, 7.0),
+    ([1.0, 1000.0], 50, 1.0),  # median: 500.5, a latency no request had
+]
+
+
+@pytest.mark.parametrize(("values", "pct", "expected"), NEAREST_RANK)
+def test_percentiles_are_nearest_rank(values, pct, expected):
+    assert apiserver._percentile(values, pct) == expected
+
+
+def test_ttfb_summary_uses_nearest_rank_for_every_percentile():
+    # 10 samples, unsorted: p50 is the 5th smallest (50), p95 and p99 the 10th (100).
+    samples = [100.0, 20.0, 90.0, 10.0, 60.0, 30.0, 80.0, 50.0, 40.0, 70.0]
+    out = apiserver._summarize(samples, errors=3)
+    assert out == {
+        "count": 13,
+        "ok": 10,
+        "errors": 3,
+        "ttfb_p50_ms": 50.0,  # median: 55.0
+        "ttfb_p95_ms": 100.0,  # interpolation: 95.5
+        "ttfb_p99_ms": 100.0,  # interpolation: 99.1
+        "ttfb_max_ms": 100.0,
+    }
+    assert set(out.values()) - {13, 10, 3} <= set(samples)  # every percentile was observed
+    assert apiserver._summarize([], errors=5) == {"count": 5, "ok": 0, "errors": 5}
 
 
 def test_lease_and_node_objects():

@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
-import copy
 import datetime as dt
 import json
 from dataclasses import dataclass
 
 from .. import labelsel as selectors
+from ..etcdgrpc import current_deadline
+from ..versions import Version
 from . import objects
+from .admission import Attributes
+from .eviction import evict
 from .resources import Resource, lookup
-from .store import StatusError, Store, conflict, not_found
-
-EVICTION_RETRY = "Cannot evict pod as it would violate the pod's disruption budget."
+from .store import RequestTimeout, StatusError, Store, conflict, key_of, not_found
 
 
 @dataclass
@@ -61,10 +62,21 @@ def list_kind(res: Resource) -> str:
 
 
 class Api:
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, cache=None, version: Version | None = None) -> None:
         self.store = store
+        self.cache = cache
+        self.version = version or Version(1, 30, 0)
         self.ns_res = lookup("", "v1", "namespaces")
         self.pdb_res = lookup("policy", "v1", "poddisruptionbudgets")
+        # Validating admission (admission.py), set by the app: called with each write's
+        # object after defaulting and before storage, as upstream's admission chain.
+        self.admission = None
+
+    def _admit(  # noqa: PLR0917 - admission.Attributes' fields
+        self, op: str, res: Resource, ns: str | None, name: str, sub: str, obj, old
+    ) -> None:
+        if self.admission is not None:
+            self.admission.validate(Attributes(op, res, ns or "", name, sub, obj, old))
 
     # -- verbs ---------------------------------------------------------------------------
     def verb(self, method: str, route: Route, query: dict) -> str:
@@ -99,13 +111,17 @@ class Api:
         if method == "GET" and not route.name:
             return 200, self.list(res, ns, query)
         if method == "GET":
+            if self.from_cache(res, query):
+                obj = self.cache.get(key_of(res, ns, route.name))
+                if obj is None:
+                    raise not_found(res, route.name)
+                return 200, obj
             return 200, self.store.get(res, ns, route.name)
         doc = json.loads(body) if body else {}
         if method == "POST" and not route.name:
             self._check_namespace(route)
             obj = objects.prepare_create(res, doc, ns)
-            if res.plural == "namespaces" and obj["metadata"]["name"] in ("kube-system",):
-                pass
+            self._admit("CREATE", res, ns, obj["metadata"]["name"], "", obj, None)
             return 201, self.store.create(res, ns, obj)
         if method == "POST" and route.subresource == "binding" and res.plural == "pods":
             return 201, self.bind(ns or "", route.name, doc)
@@ -123,8 +139,27 @@ class Api:
             "the server does not allow this method on the requested resource",
         )
 
+    def from_cache(self, res: Resource, query: dict) -> bool:
+        """Whether the watch cache answers: resourceVersion=0 ("any") reads of a cached
+        resource (events have no watch cache by default: DefaultWatchCacheSizes). An
+        unready cache makes the request wait for it until its deadline (cacher.go
+        ready.wait), except from 1.31 on, where ResilientWatchCacheInitialization (beta)
+        sends such reads to etcd instead."""
+        if self.cache is None or query.get("resourceVersion") != "0" or res.plural == "events":
+            return False
+        if self.cache.ready:
+            return True
+        if (self.version.major, self.version.minor) >= (1, 31):
+            return False
+        if not self.cache.wait_ready(current_deadline()):
+            raise RequestTimeout(write=False)
+        return True
+
     def list(self, res: Resource, ns: str | None, query: dict) -> dict:
-        items, rev = self.store.list(res, ns)
+        if self.from_cache(res, query):
+            items, rev = self.cache.list(key_of(res, ns))
+        else:
+            items, rev = self.store.list(res, ns)
         try:
             labels = selectors.parse_labels(query.get("labelSelector"))
             fields = selectors.parse_fields(query.get("fieldSelector"))
@@ -160,6 +195,7 @@ class Api:
         new["metadata"]["name"] = name
         if rv and rv != old["metadata"]["resourceVersion"]:
             raise conflict(res, name)
+        self._admit("UPDATE", res, ns, name, sub, new, old)
         return self._finish_delete(
             res, ns, self.store.update(res, ns, new, int(old["metadata"]["resourceVersion"]))
         )
@@ -181,6 +217,7 @@ class Api:
             if rv and rv != old["metadata"]["resourceVersion"]:
                 raise conflict(res, name)
             new = objects.prepare_update(res, old, merged, sub)
+            self._admit("UPDATE", res, ns, name, sub, new, old)
             try:
                 saved = self.store.update(res, ns, new, int(old["metadata"]["resourceVersion"]))
             except StatusError as err:
@@ -197,6 +234,7 @@ class Api:
 
     def delete(self, res: Resource, ns: str | None, name: str, doc: dict, query: dict) -> dict:
         obj = self.store.get(res, ns, name)
+        self._admit("DELETE", res, ns, name, "", None, obj)
         grace = doc.get("gracePeriodSeconds")
         if grace is None and query.get("gracePeriodSeconds") is not None:
             grace = int(query["gracePeriodSeconds"])
@@ -271,91 +309,9 @@ class Api:
             "code": 201,
         }
 
-    # -- pods/eviction (pkg/registry/core/pod/storage/eviction.go) -------------------------
+    # -- pods/eviction ----------------------------------------------------------------------
     def evict(self, ns: str, name: str, eviction: dict) -> tuple[int, dict]:
-        pods = lookup("", "v1", "pods")
-        pod = self.store.get(pods, ns, name)
-        phase = pod.get("status", {}).get("phase")
-        ignore_pdb = phase in ("Succeeded", "Failed", "Pending") or pod["metadata"].get(
-            "deletionTimestamp"
-        )
-        if not ignore_pdb:
-            for _ in range(5):
-                pdbs = [
-                    p
-                    for p in self.store.list(self.pdb_res, ns)[0]
-                    if selectors.match_label_selector(
-                        p.get("spec", {}).get("selector"), pod["metadata"].get("labels")
-                    )
-                ]
-                if len(pdbs) > 1:
-                    raise StatusError(
-                        500,
-                        "InternalError",
-                        "This pod has more than one "
-                        "PodDisruptionBudget, which the eviction subresource does "
-                        "not support.",
-                    )
-                if not pdbs:
-                    break
-                pdb = pdbs[0]
-                status = pdb.get("status", {})
-                pdb_name = pdb["metadata"]["name"]
-                if status.get("observedGeneration", 0) < pdb["metadata"].get("generation", 1):
-                    raise StatusError(
-                        429,
-                        "TooManyRequests",
-                        EVICTION_RETRY,
-                        {
-                            "causes": [
-                                {
-                                    "reason": "DisruptionBudget",
-                                    "message": f"The disruption budget "
-                                    f"{pdb_name} is still being processed by the server.",
-                                }
-                            ]
-                        },
-                    )
-                allowed = status.get("disruptionsAllowed", 0)
-                if allowed < 0:
-                    raise StatusError(403, "Forbidden", "pdb disruptions allowed is negative")
-                if allowed == 0:
-                    raise StatusError(
-                        429,
-                        "TooManyRequests",
-                        EVICTION_RETRY,
-                        {
-                            "causes": [
-                                {
-                                    "reason": "DisruptionBudget",
-                                    "message": f"The disruption budget "
-                                    f"{pdb_name} needs {status.get('desiredHealthy', 0)} healthy pods and "  # noqa: E501 - upstream's text
-                                    f"has {status.get('currentHealthy', 0)} currently",
-                                }
-                            ]
-                        },
-                    )
-                status["disruptionsAllowed"] = allowed - 1
-                status.setdefault("disruptedPods", {})[name] = _now()
-                try:
-                    self.store.update(
-                        self.pdb_res, ns, pdb, int(pdb["metadata"]["resourceVersion"])
-                    )
-                    break
-                except StatusError as err:
-                    if err.code != 409:
-                        raise
-            else:
-                raise StatusError(429, "TooManyRequests", EVICTION_RETRY)
-        opts = eviction.get("deleteOptions") or {}
-        self.delete(pods, ns, name, copy.deepcopy(opts), {})
-        return 201, {
-            "kind": "Status",
-            "apiVersion": "v1",
-            "metadata": {},
-            "status": "Success",
-            "code": 201,
-        }
+        return evict(self, ns, name, eviction)
 
     def ensure_namespace(self, name: str) -> None:
         try:

@@ -1,5 +1,9 @@
-"""The apiserver's state: etcd client and store, REST API, health, audit log, metrics,
-in-flight count, TLS context and the post-start work (system namespaces)."""
+"""The apiserver's state: etcd clients, store and watch cache, REST API, health, audit log,
+metrics, in-flight count, TLS context and the post-start work (system namespaces).
+
+Like upstream, the storage and each etcd health check get their own client over every
+--etcd-servers endpoint (factory/etcd3.go newETCD3Client, newETCD3Check).
+"""
 
 from __future__ import annotations
 
@@ -11,35 +15,52 @@ from collections.abc import Iterator
 
 from .. import flags as flagutil
 from .. import klog, volumes
-from ..etcd import EtcdClient
+from ..etcdgrpc import BalancedClient
 from ..versions import Version, version_info
+from .admission import Admission
 from .api import Api
 from .audit import AuditLog
-from .health import Health
+from .cacher import Cache
+from .health import EtcdCheck, Health
 from .metrics import Metrics
-from .store import StatusError, Store
+from .resources import lookup
+from .store import StatusError, Store, key_of
 
 
 class Apiserver:
     def __init__(self, flags: dict[str, str], version: Version) -> None:
         self.flags = flags
         self.version = version
-        endpoints = flags.get("etcd-servers", "https://127.0.0.1:2379").split(",")
-        self.etcd = EtcdClient(
-            endpoints,
-            flags["etcd-cafile"],
-            flags["etcd-certfile"],
-            flags["etcd-keyfile"],
-            timeout=10.0,
-        )
-        self.store = Store(self.etcd)
-        self.api = Api(self.store)
+        endpoints = [e for e in flags.get("etcd-servers", "").split(",") if e]
+        if not endpoints:
+            klog.fatal('"command failed" err="[--etcd-servers must be specified]"', "run.go:74")
+
+        def etcd_client(timeout: float = 60.0) -> BalancedClient:
+            return BalancedClient(
+                endpoints,
+                flags["etcd-cafile"],
+                flags["etcd-certfile"],
+                flags["etcd-keyfile"],
+                timeout=timeout,
+            )
+
+        self.request_timeout = flagutil.duration(flags.get("request-timeout", "1m0s"))
+        self.min_request_timeout = float(flags.get("min-request-timeout", "1800"))
+        self.etcd = etcd_client(self.request_timeout)
+        self.metrics = Metrics()
+        self.store = Store(self.etcd, self.metrics.etcd)
+        self.cache = Cache(self.etcd, lambda m: klog.warning(m, "cacher.go:445"))
+        self.api = Api(self.store, self.cache, version)
+        self.api.admission = Admission(self.cache, self.metrics.policy_check)
         self.health = Health(
-            self.etcd,
-            flagutil.duration(flags.get("etcd-healthcheck-timeout", "2s")),
-            flagutil.duration(flags.get("etcd-readycheck-timeout", "2s")),
+            EtcdCheck(
+                etcd_client(), flagutil.duration(flags.get("etcd-healthcheck-timeout", "2s"))
+            ),
+            EtcdCheck(etcd_client(), flagutil.duration(flags.get("etcd-readycheck-timeout", "2s"))),
             lambda m: klog.warning(m, "healthz.go:261"),
+            lambda: self.cache.synced_once,
         )
+        self.secrets = lookup("", "v1", "secrets")
         policy = flags.get("audit-policy-file")
         if policy and not volumes.visible(policy):
             klog.fatal(
@@ -56,8 +77,11 @@ class Apiserver:
             int(flags.get("audit-log-maxsize", "0") or 0),
             int(flags.get("audit-log-maxbackup", "0") or 0),
         )
-        self.metrics = Metrics()
         self.shutdown_delay = flagutil.duration(flags.get("shutdown-delay-duration", "0s"))
+        self.send_retry_after = flagutil.as_bool(flags.get("shutdown-send-retry-after"), False)
+        self.watch_grace = flagutil.duration(
+            flags.get("shutdown-watch-termination-grace-period", "0s")
+        )
         self.inflight = 0
         self.inflight_lock = threading.Lock()
         self.advertise = flags.get("advertise-address", "")
@@ -75,14 +99,23 @@ class Apiserver:
             ctx.verify_mode = ssl.CERT_OPTIONAL
         return ctx
 
+    def token_secret(self, name: str) -> dict | None:
+        """The bootstrap-token Secret as the authenticator's lister sees it (watch cache)."""
+        if not self.cache.ready:
+            return None
+        return self.cache.get(key_of(self.secrets, "kube-system", name))
+
     @contextlib.contextmanager
-    def in_flight(self) -> Iterator[None]:
-        """Count a request while it is handled: graceful shutdown waits for them to end."""
+    def in_flight(self, mutating: bool) -> Iterator[None]:
+        """Count a non-long-running request while it is handled: graceful shutdown waits
+        for them (HandlerChainWaitGroup) and the in-flight gauge reports them."""
         with self.inflight_lock:
             self.inflight += 1
+        self.metrics.started(mutating)
         try:
             yield
         finally:
+            self.metrics.finished(mutating)
             with self.inflight_lock:
                 self.inflight -= 1
 
@@ -94,10 +127,9 @@ class Apiserver:
                 for ns in ("default", "kube-system", "kube-public", "kube-node-lease"):
                     self.api.ensure_namespace(ns)
                 break
-            except StatusError as err:
-                klog.warning(
-                    f"unable to create system namespaces: {err.message}", "controller.go:96"
-                )
+            except Exception as err:  # noqa: BLE001 - storage trouble: retried
+                message = err.message if isinstance(err, StatusError) else str(err)
+                klog.warning(f"unable to create system namespaces: {message}", "controller.go:96")
                 time.sleep(1)
         self.health.hooks_done = True
         klog.info("All post-start hooks are done", "genericapiserver.go:533")

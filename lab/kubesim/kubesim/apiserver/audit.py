@@ -126,6 +126,7 @@ class AuditLog:
         request_obj: dict | None,
         response_obj: dict | None,
         received: str,
+        annotations: dict | None = None,
     ) -> None:
         ev = {
             "kind": "Event",
@@ -149,6 +150,8 @@ class AuditLog:
             ev["responseObject"] = response_obj
         ev["requestReceivedTimestamp"] = received
         ev["stageTimestamp"] = _micro()
+        if annotations:
+            ev["annotations"] = dict(annotations)
         self._write(json.dumps(ev, separators=(",", ":")) + "\n")
 
     def _write(self, line: str) -> None:
@@ -227,6 +230,13 @@ def record(log: AuditLog, ex: Exchange) -> None:
             ref["apiGroup"] = res.group
         if route.subresource:
             ref["subresource"] = route.subresource
+        if not route.name and ex.method == "POST":
+            # audit.LogRequestObject (audit/request.go): at Metadata and above, a create's
+            # objectRef takes the name of the object sent (none with generateName).
+            sent = _json_or_none(ex.body)
+            meta = (sent.get("metadata") or {}) if isinstance(sent, dict) else {}
+            if meta.get("name"):
+                ref["name"] = meta["name"]
     common = dict(
         audit_id=AuditLog.new_id(),
         verb=ex.verb,
@@ -250,5 +260,6 @@ def record(log: AuditLog, ex: Exchange) -> None:
             code=ex.code,
             request_obj=req_obj,
             response_obj=_json_or_none(ex.out) if level == "RequestResponse" else None,
+            annotations=ex.annotations,
             **common,
         )

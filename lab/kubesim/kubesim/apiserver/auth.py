@@ -4,6 +4,9 @@ x509: user = CN, groups = O (staging/src/k8s.io/apiserver/pkg/authentication/req
 Bootstrap tokens: `Bearer <id>.<secret>` checked against Secret kube-system/bootstrap-token-<id>
 (plugin/pkg/auth/authenticator/token/bootstrap/bootstrap.go): usage-bootstrap-authentication,
 expiration, user system:bootstrap:<id>, groups system:bootstrappers + auth-extra-groups.
+The Secret is read from the apiserver's informer cache (the authenticator is built on a
+SecretLister, pkg/kubeapiserver/authenticator/config.go), so a token keeps working while
+etcd is unreachable.
 Authorization is a simplification of the RBAC bindings kubeadm creates: admins, nodes and
 the control-plane components may do anything; bootstrappers may read what a join reads and
 create CSRs; anonymous may read cluster-info and the health/version endpoints.
@@ -14,12 +17,12 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import hmac
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from ..etcd import EtcdError
-from .resources import lookup
-from .store import StatusError, Store
+from .store import StatusError
 
 if TYPE_CHECKING:
     from .api import Route
@@ -56,14 +59,15 @@ def from_cert(cert: dict | None) -> User | None:
     return User(cn, orgs + ["system:authenticated"])
 
 
-def from_token(store: Store, token: str) -> User | None:
+SecretGetter = Callable[[str], dict | None]  # name in kube-system -> Secret (a lister)
+
+
+def from_token(secrets: SecretGetter, token: str) -> User | None:
     if "." not in token:
         return None
     token_id, secret = token.split(".", 1)
-    res = lookup("", "v1", "secrets")
-    try:
-        obj = store.get(res, "kube-system", f"bootstrap-token-{token_id}")
-    except Exception:  # noqa: BLE001 - unknown token or storage trouble: unauthenticated
+    obj = secrets(f"bootstrap-token-{token_id}")
+    if obj is None:
         return None
     data = {k: base64.b64decode(v).decode() for k, v in (obj.get("data") or {}).items()}
     if obj.get("type") != "bootstrap.kubernetes.io/token":
@@ -125,11 +129,11 @@ def forbidden_message(  # noqa: PLR0917 - mirrors the upstream call's parameters
     )
 
 
-def authenticate(store: Store, authorization: str, cert: dict | None) -> User:
+def authenticate(secrets: SecretGetter, authorization: str, cert: dict | None) -> User:
     """The request's user (filters/authentication.go): a bearer token must be valid (401
     otherwise, no fallback), else the client certificate, else anonymous."""
     if authorization.startswith("Bearer "):
-        user = from_token(store, authorization[7:].strip())
+        user = from_token(secrets, authorization[7:].strip())
         if user is None:
             raise StatusError(401, "Unauthorized", "Unauthorized")
         return user

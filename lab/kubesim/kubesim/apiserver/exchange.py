@@ -32,6 +32,8 @@ class Exchange:
     code: int = 500
     out: bytes = b""
     ctype: str = "application/json"
+    annotations: dict | None = None  # audit annotations admission added
+    warnings: list | None = None  # Warning headers (RFC 7234 299) admission added
 
     @property
     def scope(self) -> str:

@@ -4,19 +4,28 @@ Output follows staging/src/k8s.io/apiserver/pkg/server/healthz/healthz.go: with 
 each check is a line `[+]name ok` or `[-]name failed: reason withheld`, then
 `<endpoint> check passed|failed`; a failure always answers 500 with that verbose text; a
 success without ?verbose answers `ok`. `?exclude=name` skips a check; `/readyz/<name>`
-runs one. The etcd check reads `/registry/health` with the 2 s healthcheck timeout
-(storage/storagebackend/factory/etcd3.go newETCD3Check, --etcd-healthcheck-timeout and
---etcd-readycheck-timeout both default 2s); `shutdown` fails from SIGTERM on, which
-with --shutdown-delay-duration lets load balancers drain before the port closes
+runs one. Checks run one after the other (healthz.go handleRootHealth).
+
+`etcd` (healthz, livez, readyz) and `etcd-readiness` (readyz) each have their own etcd
+client over every --etcd-servers endpoint and read `/registry/health` within
+--etcd-healthcheck-timeout / --etcd-readycheck-timeout (2 s). Each is rate limited to one
+real read per timeout/2; a call in between returns the result of the last read *sent*
+(storage/storagebackend/factory/etcd3.go newETCD3Check: rate.NewLimiter(rate.Every(
+timeout/2), 1), atomicLastError), so probes are cheap and a dead etcd is reported within
+about timeout/2 + timeout. `informer-sync` fails until the apiserver's informers (here: its
+watch cache) have listed once (server/healthz informerSync); `shutdown` fails from SIGTERM
+on, which with --shutdown-delay-duration lets load balancers drain before the port closes
 (server/genericapiserver.go, lifecycle_signals.go).
 """
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Callable
 from urllib.parse import parse_qs
 
-from ..etcd import EtcdClient, EtcdError
+from ..etcd import KVOps
 
 POSTSTART_HOOKS = [
     "start-apiserver-admission-initializer",
@@ -47,36 +56,55 @@ POSTSTART_HOOKS = [
 Check = Callable[[], str | None]  # returns None when healthy, else the (logged) reason
 
 
+class EtcdCheck:
+    """newETCD3Check: one rate-limited etcd read, its result shared until the next."""
+
+    def __init__(self, client: KVOps, timeout: float) -> None:
+        self.client, self.timeout = client, timeout
+        self.lock = threading.Lock()
+        self.next_allowed = 0.0
+        self.last: tuple[str | None, float] = ("etcd client connection not yet established", 0.0)
+
+    def __call__(self) -> str | None:
+        with self.lock:
+            sent = time.monotonic()
+            if sent < self.next_allowed:
+                return self.last[0]
+            self.next_allowed = sent + self.timeout / 2
+        try:
+            self.client.get("/registry/health", timeout=self.timeout)
+            err = None
+        except Exception as exc:  # noqa: BLE001 - any failure is an unhealthy etcd
+            err = f"error getting data from etcd: {exc}"
+        with self.lock:
+            if sent > self.last[1]:  # atomicLastError.Store keeps the latest sent
+                self.last = (err, sent)
+        return err
+
+
 class Health:
     def __init__(
         self,
-        etcd: EtcdClient,
-        healthcheck_timeout: float,
-        readycheck_timeout: float,
+        etcd: EtcdCheck,
+        etcd_readiness: EtcdCheck,
         log: Callable[[str], None],
+        informers_synced: Callable[[], bool] = lambda: True,
     ) -> None:
         self.etcd = etcd
-        self.healthcheck_timeout = healthcheck_timeout
-        self.readycheck_timeout = readycheck_timeout
+        self.etcd_readiness = etcd_readiness
+        self.informers_synced = informers_synced
         self.shutting_down = False
         self.hooks_done = False
         self.log = log
 
-    def _etcd(self, timeout: float) -> str | None:
-        try:
-            self.etcd.get("/registry/health", timeout=timeout)
-        except EtcdError as err:
-            return f"error getting data from etcd: {err}"
-        except Exception as err:  # noqa: BLE001 - any failure is an unhealthy etcd
-            return f"error getting data from etcd: {err}"
-        return None
-
     def checks(self, endpoint: str) -> list[tuple[str, Check]]:
         base: list[tuple[str, Check]] = [("ping", lambda: None), ("log", lambda: None)]
-        base.append(("etcd", lambda: self._etcd(self.healthcheck_timeout)))
+        base.append(("etcd", self.etcd))
         if endpoint == "readyz":
-            base.append(("etcd-readiness", lambda: self._etcd(self.readycheck_timeout)))
-            base.append(("informer-sync", lambda: None))
+            base.append(("etcd-readiness", self.etcd_readiness))
+            base.append(
+                ("informer-sync", lambda: None if self.informers_synced() else "not synced")
+            )
         hook_state: Check = lambda: None if self.hooks_done else "not finished"  # noqa: E731
         base += [(f"poststarthook/{h}", hook_state) for h in POSTSTART_HOOKS]
         if endpoint != "livez":
@@ -105,7 +133,6 @@ class Health:
                     return 500, "internal server error: " + reason + "\n"
             return 404, "404 page not found\n"
         lines, failed = [], []
-        # etcd checks are independent; run the slow ones in the caller's thread, in order.
         for name, check in checks:
             if name in excluded:
                 lines.append(f"[+]{name} excluded: ok")

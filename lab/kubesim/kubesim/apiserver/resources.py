@@ -64,6 +64,7 @@ _ALL = [
     Resource("replicasets", "apps", "v1", "ReplicaSet", True, "replicasets", ("rs",), True),
     Resource("deployments", "apps", "v1", "Deployment", True, "deployments", ("deploy",), True),
     Resource("daemonsets", "apps", "v1", "DaemonSet", True, "daemonsets", ("ds",), True),
+    Resource("jobs", "batch", "v1", "Job", True, "jobs", (), True),
     Resource(
         "certificatesigningrequests",
         "certificates.k8s.io",
@@ -88,6 +89,26 @@ _ALL = [
     Resource("roles", "rbac.authorization.k8s.io", "v1", "Role", True, "roles"),
     Resource(
         "rolebindings", "rbac.authorization.k8s.io", "v1", "RoleBinding", True, "rolebindings"
+    ),
+    # admissionregistration.k8s.io/v1 admission policies, served from 1.30 (admission.py);
+    # etcd keys as pkg/registry/admissionregistration/*/storage (prefix = the resource).
+    Resource(
+        "validatingadmissionpolicies",
+        "admissionregistration.k8s.io",
+        "v1",
+        "ValidatingAdmissionPolicy",
+        False,
+        "validatingadmissionpolicies",
+        (),
+        True,
+    ),
+    Resource(
+        "validatingadmissionpolicybindings",
+        "admissionregistration.k8s.io",
+        "v1",
+        "ValidatingAdmissionPolicyBinding",
+        False,
+        "validatingadmissionpolicybindings",
     ),
 ]
 

@@ -7,7 +7,8 @@ While it holds Lease kube-system/kube-controller-manager it runs, each on its ow
 - disruption (pkg/controller/disruption): PodDisruptionBudget status, which eviction reads;
 - bootstrapsigner / tokencleaner, csrapproving / csrsigning, root-ca-cert-publisher
   (certificates.py);
-- garbagecollector (pods only): deletes pods whose owning ReplicaSet is gone.
+- job, ttlafterfinished (jobs.py): what kubeadm's upgrade-health-check Job needs;
+- garbagecollector (pods only): deletes pods whose owning ReplicaSet or Job is gone.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from ..kubeclient import ApiError, Client
 from ..versions import Version
 from .certificates import CertificateControllers
 from .common import now_str, parse_time, run_component
+from .jobs import sync_jobs
 
 UNREACHABLE = "node.kubernetes.io/unreachable"
 
@@ -117,6 +119,10 @@ class Controllers(CertificateControllers):
                     self.c.patch(
                         "nodes", node["metadata"]["name"], {"spec": {"taints": kept or None}}
                     )
+
+    # -- job, ttlafterfinished (jobs.py) ------------------------------------------------------
+    def jobs(self) -> None:
+        sync_jobs(self.c)
 
     # -- replicaset ------------------------------------------------------------------------
     def replicaset(self) -> None:
@@ -308,12 +314,13 @@ def work(client: Client, flags: dict, leading: threading.Event) -> None:
         ctl.bootstrap: 1.0,
         ctl.csr: 1.0,
         ctl.root_ca_publisher: 30.0,
+        ctl.jobs: 1.0,
     }
     due = dict.fromkeys(periods, 0.0)
     klog.info(
         '"Started controllers" controllers=["nodelifecycle","replicaset","disruption",'
         '"bootstrapsigner","tokencleaner","csrapproving","csrsigning",'
-        '"root-ca-cert-publisher","garbagecollector"]',
+        '"root-ca-cert-publisher","job","ttl-after-finished","garbagecollector"]',
         "controllermanager.go:760",
     )
     while not leading.is_set():
@@ -328,6 +335,6 @@ def work(client: Client, flags: dict, leading: threading.Event) -> None:
         leading.wait(0.5)
 
 
-def run(argv: list[str], version: Version) -> int:
+def run(flags: dict[str, str], version: Version) -> int:
     klog.info(f'"Starting" version="{version}"', "controllermanager.go:190")
-    return run_component("kube-controller-manager", argv, 10257, False, work)
+    return run_component("kube-controller-manager", flags, 10257, False, work)

@@ -147,6 +147,6 @@ def work(client: Client, flags: dict, leading: threading.Event) -> None:
         leading.wait(0.5)
 
 
-def run(argv: list[str], version: Version) -> int:
+def run(flags: dict[str, str], version: Version) -> int:
     klog.info(f'"Starting Kubernetes Scheduler" version="{version}"', "server.go:154")
-    return run_component("kube-scheduler", argv, 10259, True, work)
+    return run_component("kube-scheduler", flags, 10259, True, work)

@@ -10,7 +10,7 @@ import yaml
 
 from .. import flags as flagutil
 from ..versions import Version, coredns_tag, etcd_tag, own_version, pause_tag, version_info
-from . import copycerts, init, join, reset, tokens, upgrade, upgrade_plan
+from . import cluster, copycerts, init, join, reset, tokens, upgrade, upgrade_plan
 from .common import admin_client, out
 from .config import load
 from .errors import KubeadmError
@@ -102,6 +102,8 @@ def dispatch(argv: list[str]) -> int:
     if cmd == "init":
         if rest[:2] == ["phase", "upload-certs"]:
             return upload_certs_phase(flags)
+        if rest[:3] == ["phase", "upload-config", "kubeadm"]:
+            return upload_config_phase(flags)
         if rest:
             raise KubeadmError(f'unknown command "{rest[0]}" for "kubeadm init"')
         return init.run(flags)
@@ -150,6 +152,20 @@ def upload_certs_phase(flags: dict) -> int:
     client = admin_client()
     cfg = load_cluster(client, own_version(), "upload-certs")
     copycerts.upload_certs(client, cfg, flags.get("certificate-key") or secrets.token_hex(32), out)
+    return 0
+
+
+def upload_config_phase(flags: dict) -> int:
+    """`kubeadm init phase upload-config kubeadm --config FILE`: the file's
+    ClusterConfiguration stored in the kubeadm-config ConfigMap, which `kubeadm upgrade
+    apply` reads (cmd/kubeadm/app/cmd/phases/init/uploadconfig.go: runUploadKubeadmConfig,
+    uploadconfig.UploadConfiguration). How an operator changes a running cluster's
+    configuration, e.g. drops an apiserver flag, before the next upgrade."""
+    version = own_version()
+    if not flags.get("config"):
+        raise KubeadmError("upload-config kubeadm: kubeha's kubesim needs --config")
+    cfg = load(flags["config"], version)
+    cluster.upload_config(admin_client(), cfg, version, out)
     return 0
 
 

@@ -9,7 +9,7 @@ import urllib.request
 from pathlib import Path
 
 from .. import pki
-from ..kubeclient import ApiError, Client
+from ..kubeclient import Client
 from .errors import KubeadmError
 
 KUBE_DIR = Path("/etc/kubernetes")
@@ -97,60 +97,6 @@ def join_command(
 
 def ca_hash(pki_dir: Path) -> str:
     return pki.ca_cert_hash(pki.load_cert(pki_dir / "ca.crt"))
-
-
-def wait_static_pod_hash(
-    client: Client, component: str, node: str, old: str | None, timeout: float = 300
-) -> str:
-    """apiclient.WaitForStaticPodHash: until the mirror pod's config hash differs from `old`."""
-    deadline = time.monotonic() + timeout
-    name = f"{component}-{node}"
-    last = ""
-    while time.monotonic() < deadline:
-        try:
-            pod = client.get("pods", name, "kube-system", timeout=5)
-            h = (pod["metadata"].get("annotations") or {}).get("kubernetes.io/config.hash", "")
-            if h and h != old:
-                return h
-        except (ApiError, OSError) as err:
-            last = str(err)
-            client.close()
-        time.sleep(0.5)
-    raise KubeadmError(
-        f"static Pod hash for component {component} on Node {node} did not change "
-        f"after {int(timeout // 60)}m0s: timed out waiting for the condition {last}"
-    )
-
-
-def static_pod_hash(client: Client, component: str, node: str) -> str | None:
-    try:
-        pod = client.get("pods", f"{component}-{node}", "kube-system", timeout=5)
-    except (ApiError, OSError):
-        return None
-    return (pod["metadata"].get("annotations") or {}).get("kubernetes.io/config.hash")
-
-
-def wait_pod_running(client: Client, label: str, node: str, timeout: float = 300) -> None:
-    """apiclient.WaitForPodsWithLabel (the pod on this node must be Running and Ready)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            pods = client.list("pods", "kube-system", label_selector=label, timeout=5)["items"]
-            mine = [p for p in pods if p.get("spec", {}).get("nodeName") == node]
-            if mine and all(
-                p.get("status", {}).get("phase") == "Running"
-                and any(
-                    c.get("type") == "Ready" and c.get("status") == "True"
-                    for c in p.get("status", {}).get("conditions") or []
-                )
-                for p in mine
-            ):
-                out(f"[apiclient] Found {len(mine)} Pods for label selector {label}")
-                return
-        except (ApiError, OSError):
-            client.close()
-        time.sleep(0.5)
-    raise KubeadmError(f"timed out waiting for the condition: pods with label {label}")
 
 
 def confirm(question: str, assume_yes: bool) -> None:

@@ -14,14 +14,16 @@ from pathlib import Path
 
 import yaml
 
-from ..kubeclient import Client
-from ..versions import Version, own_version
+from .. import flags as flagutil
+from ..kubeclient import ApiError, Client
+from ..versions import Version, own_version, pause_tag
 from . import cluster, files, manifests
 from .common import KUBE_DIR, admin_client, confirm, out
-from .config import load
+from .config import Config, load
 from .errors import KubeadmError
 from .upgrade_checks import cluster_version, enforce_policy, health, load_cluster
 from .upgrade_staticpods import TMP, upgrade_static_pods
+from .upgrade_wait import go_minutes
 
 
 def upgrade_kubelet_config(client: Client, out_fn) -> None:
@@ -45,12 +47,20 @@ def upgrade_options(flags: dict, section: str) -> dict:
     doc: dict = {}
     if flags.get("config"):
         doc = dict((load(flags["config"]).upgrade or {}).get(section) or {})
+    timeouts = {}
+    if flags.get("config"):
+        timeouts = (load(flags["config"]).upgrade or {}).get("timeouts") or {}
     opts = {
         "certificateRenewal": doc.get("certificateRenewal", True),
         "etcdUpgrade": doc.get("etcdUpgrade", True),
         "forceUpgrade": bool(doc.get("forceUpgrade", False)),
         "kubernetesVersion": doc.get("kubernetesVersion"),
+        # v1beta4 UpgradeConfiguration.timeouts.upgradeManifests (UpgradeManifestTimeout 5m)
+        "upgradeManifests": flagutil.duration(str(timeouts.get("upgradeManifests", "5m0s"))),
+        "ignorePreflightErrors": set(doc.get("ignorePreflightErrors") or []),
     }
+    if flags.get("ignore-preflight-errors"):
+        opts["ignorePreflightErrors"] |= set(flags["ignore-preflight-errors"].split(","))
     if "certificate-renewal" in flags:
         opts["certificateRenewal"] = flags["certificate-renewal"] != "false"
     if "etcd-upgrade" in flags:
@@ -60,6 +70,47 @@ def upgrade_options(flags: dict, section: str) -> dict:
     if flags.get("positional"):
         opts["kubernetesVersion"] = flags["positional"][0]
     return opts
+
+
+def pause_image(cfg: Config) -> str:
+    """images.GetPauseImage: kubeadm's own pause tag in the cluster's image repository."""
+    return (
+        f"{cfg.cluster.get('imageRepository', 'registry.k8s.io')}/pause:{pause_tag(own_version())}"
+    )
+
+
+def unupgraded_control_planes(client: Client, node: str) -> list[str]:
+    """postupgrade.go unupgradedControlPlaneInstances: nodes whose kube-apiserver runs
+    another image than this node's."""
+    try:
+        pods = client.list("pods", "kube-system", label_selector="component=kube-apiserver")
+    except (ApiError, OSError) as err:
+        raise KubeadmError(
+            "failed to determine whether all the control plane instances have been upgraded: "
+            f"cannot list kube-apiserver: {err}"
+        ) from err
+    image = lambda p: (p.get("spec", {}).get("containers") or [{}])[0].get("image", "")  # noqa: E731
+    mine = next((image(p) for p in pods["items"] if p["spec"].get("nodeName") == node), "")
+    if not mine:
+        raise KubeadmError(
+            "failed to determine whether all the control plane instances have been upgraded: "
+            "cannot find the image of kube-apiserver on this node"
+        )
+    return sorted(p["spec"].get("nodeName", "") for p in pods["items"] if image(p) != mine)
+
+
+def upgrade_addons(client: Client, cfg: Config, target: Version) -> None:
+    """PerformAddonsUpgrade (1.28+): CoreDNS and kube-proxy move only once every control
+    plane runs the new apiserver, so `apply` on the first node usually skips them and
+    `upgrade node` on the last one does them."""
+    waiting = unupgraded_control_planes(client, cfg.node_name)
+    if waiting:
+        out(
+            "[upgrade/addons] skip upgrade addons because control plane instances "
+            f"[{' '.join(waiting)}] have not been upgraded"
+        )
+        return
+    cluster.addons(client, cfg, target, out)
 
 
 def apply(flags: dict) -> int:
@@ -72,7 +123,7 @@ def apply(flags: dict) -> int:
     out("[preflight] Running pre-flight checks.")
     client = admin_client()
     cfg = load_cluster(client, version)
-    health(client)
+    health(client, pause_image(cfg), opts["ignorePreflightErrors"])
     current = cluster_version(client)
     out(f'[upgrade/version] You have chosen to change the cluster version to "{target}"')
     out(f"[upgrade/versions] Cluster version: {current}")
@@ -90,10 +141,20 @@ def apply(flags: dict) -> int:
         "[upgrade/prepull] You can also perform this action beforehand using 'kubeadm config images pull'"  # noqa: E501 - upstream's text
     )
     out(
-        f'[upgrade/apply] Upgrading your Static Pod-hosted control plane to version "{target}" (timeout: 5m0s)...'  # noqa: E501 - upstream's text
+        f'[upgrade/apply] Upgrading your Static Pod-hosted control plane to version "{target}" (timeout: {go_minutes(opts["upgradeManifests"])})...'  # noqa: E501 - upstream's text
     )
     cfg.cluster["kubernetesVersion"] = str(target)
-    upgrade_static_pods(cfg, target, client, opts["certificateRenewal"], opts["etcdUpgrade"])
+    try:
+        upgrade_static_pods(
+            cfg,
+            target,
+            client,
+            opts["certificateRenewal"],
+            opts["etcdUpgrade"],
+            opts["upgradeManifests"],
+        )
+    except KubeadmError as err:  # cmd/upgrade/apply.go: errors.Wrap(err, "[upgrade/apply] FATAL")
+        raise KubeadmError(f"[upgrade/apply] FATAL: {err.message}") from err
     client = admin_client()
     cluster.upload_config(client, cfg, version, out)
     cluster.upload_kubelet_config(
@@ -101,7 +162,7 @@ def apply(flags: dict) -> int:
     )
     upgrade_kubelet_config(client, out)
     cluster.rbac(client, out)
-    cluster.addons(client, cfg, target, out)
+    upgrade_addons(client, cfg, target)
     print()
     out(f'[upgrade/successful] SUCCESS! Your cluster was upgraded to "{target}". Enjoy!')
     print()
@@ -134,7 +195,20 @@ def node(flags: dict) -> int:
             f'"{target}"...'
         )
         opts = upgrade_options(flags, "node")
-        upgrade_static_pods(cfg, target, client, opts["certificateRenewal"], opts["etcdUpgrade"])
+        try:
+            upgrade_static_pods(
+                cfg,
+                target,
+                client,
+                opts["certificateRenewal"],
+                opts["etcdUpgrade"],
+                opts["upgradeManifests"],
+            )
+        except KubeadmError as err:  # cmd/phases/upgrade/node/controlplane.go
+            raise KubeadmError(
+                f"couldn't complete the static pod upgrade: {err.message}", "control-plane"
+            ) from err
+        upgrade_addons(client, cfg, target)
     else:
         out("[upgrade] Skipping phase. Not a control plane node.")
     upgrade_kubelet_config(client, out)

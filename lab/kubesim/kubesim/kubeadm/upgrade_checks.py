@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import json
 import socket
+import sys
+import time
 from pathlib import Path
 
 import yaml
 
+from .. import klog
 from ..kubeclient import ApiError, Client
 from ..versions import Version
 from . import cluster, manifests
@@ -58,8 +61,79 @@ def _node_name() -> str | None:
     return None
 
 
-def health(client: Client) -> None:
+def create_job(client: Client, pause_image: str, timeout: float = 15.0) -> str | None:
+    """The CreateJob check (phases/upgrade/health.go createJob, kubeadm#3050): a Job running
+    the pause image with `-v` on any schedulable node must complete within 15 s. Skipped
+    when no node is schedulable. Returns the failure, or None."""
+    prefix, last = "upgrade-health-check", None
+    deadline = time.monotonic() + timeout
+    nodes = None
+    while nodes is None:
+        try:
+            nodes = client.list("nodes", field_selector="spec.unschedulable=false")["items"]
+        except (ApiError, OSError) as err:
+            last = err
+            if time.monotonic() > deadline:
+                return f"could not check if there is at least one Node that can schedule a test Pod: {last}"  # noqa: E501 - upstream's text
+            time.sleep(1)
+    if not nodes:
+        klog.warning(
+            'The preflight check "CreateJob" was skipped because there are no schedulable '
+            "Nodes in the cluster.",
+            "health.go:121",
+        )
+        return None
+    job = {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"generateName": prefix + "-", "namespace": "kube-system"},
+        "spec": {
+            "backoffLimit": 0,
+            "ttlSecondsAfterFinished": int(timeout) + 5,
+            "template": {
+                "spec": {
+                    "restartPolicy": "Never",
+                    "securityContext": {"runAsUser": 999, "runAsGroup": 999, "runAsNonRoot": True},
+                    "tolerations": [
+                        {"key": "node-role.kubernetes.io/control-plane", "effect": "NoSchedule"}
+                    ],
+                    "containers": [{"name": prefix, "image": pause_image, "args": ["-v"]}],
+                }
+            },
+        },
+    }
+    deadline, name = time.monotonic() + timeout, None
+    while name is None:
+        try:
+            name = client.create("jobs", job, "kube-system")["metadata"]["name"]
+        except (ApiError, OSError) as err:
+            last = err
+            if time.monotonic() > deadline:
+                return f'could not create a Job with the prefix "{prefix}" in the namespace "kube-system": {last}'  # noqa: E501 - upstream's text
+            time.sleep(1)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() <= deadline:
+        try:
+            got = client.get("jobs", name, "kube-system")
+            conds = got.get("status", {}).get("conditions") or []
+            if any(c.get("type") == "Complete" and c.get("status") == "True" for c in conds):
+                return None
+            last = "no condition of type Complete"
+        except (ApiError, OSError) as err:
+            last = err
+        time.sleep(1)
+    return f'Job "{name}" in the namespace "kube-system" did not complete in 15s: {last}'
+
+
+def health(client: Client, pause_image: str, ignored: set[str] | None = None) -> None:
+    """CheckClusterHealth: CreateJob, ControlPlaneNodesReady, StaticPodManifest, run as
+    preflight checks (--ignore-preflight-errors turns an error into a warning)."""
+    ignored = {i.lower() for i in ignored or set()}
     out("[upgrade] Running cluster health checks")
+    problems: list[tuple[str, str]] = []
+    failure = create_job(client, pause_image)
+    if failure:
+        problems.append(("CreateJob", failure))
     try:
         nodes = client.list("nodes", label_selector="node-role.kubernetes.io/control-plane")[
             "items"
@@ -74,26 +148,34 @@ def health(client: Client) -> None:
             for c in n.get("status", {}).get("conditions") or []
         )
     ]
-    problems = []
     if not_ready:
         problems.append(
-            f"\t[ERROR ControlPlaneNodesReady]: there are NotReady control-planes in "
-            f"the cluster: {not_ready}"
+            (
+                "ControlPlaneNodesReady",
+                f"there are NotReady control-planes in the cluster: {not_ready}",
+            )
         )
     missing = [c for c in COMPONENTS if not (manifests.MANIFESTS / f"{c}.yaml").exists()]
     if missing:
         problems.append(
-            "\t[ERROR StaticPodManifest]: "
-            + "; ".join(
-                f"manifest for component {c} is missing: open {manifests.MANIFESTS}/{c}.yaml: no such "  # noqa: E501 - upstream's text
-                "file or directory"
-                for c in missing
+            (
+                "StaticPodManifest",
+                "; ".join(
+                    f"manifest for component {c} is missing: open {manifests.MANIFESTS}/{c}.yaml: no such file or directory"  # noqa: E501 - upstream's text
+                    for c in missing
+                ),
             )
         )
-    if problems:
+    fatal = []
+    for name, text in problems:
+        if "all" in ignored or name.lower() in ignored:
+            print(f"\t[WARNING {name}]: {text}", file=sys.stderr)
+        else:
+            fatal.append(f"\t[ERROR {name}]: {text}")
+    if fatal:
         raise KubeadmError(
             "[upgrade/health] FATAL: [preflight] Some fatal errors occurred:\n"
-            + "\n".join(problems)
+            + "\n".join(fatal)
             + "\n[preflight] If you know what you are doing, "
             "you can make a check non-fatal with `--ignore-preflight-errors=...`"
         )

@@ -8,6 +8,7 @@ from ..kubeclient import Client
 from ..versions import Version, coredns_tag, etcd_tag, own_version
 from .common import admin_client, out
 from .config import load
+from .upgrade import pause_image
 from .upgrade_checks import cluster_version, health, load_cluster
 
 
@@ -32,8 +33,9 @@ def plan(flags: dict) -> int:
     version = own_version()
     out("[preflight] Running pre-flight checks.")
     client = admin_client()
-    load_cluster(client, version)
-    health(client)
+    cfg = load_cluster(client, version)
+    ignored = set(filter(None, (flags.get("ignore-preflight-errors") or "").split(",")))
+    health(client, pause_image(cfg), ignored)
     out("[upgrade] Fetching available versions to upgrade to")
     current = cluster_version(client)
     out(f"[upgrade/versions] Cluster version: {current}")

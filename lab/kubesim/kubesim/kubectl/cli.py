@@ -31,6 +31,7 @@ BOOLS = {
     "h",
     "wait",
     "delete-local-data",
+    "ignore-not-found",
 }
 
 

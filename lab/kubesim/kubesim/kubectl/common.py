@@ -39,6 +39,11 @@ ALIASES = {
     "ep": "endpoints",
     "sa": "serviceaccounts",
     "clusterrolebinding": "clusterrolebindings",
+    "clusterrole": "clusterroles",
+    "role": "roles",
+    "rolebinding": "rolebindings",
+    "validatingadmissionpolicy": "validatingadmissionpolicies",
+    "validatingadmissionpolicybinding": "validatingadmissionpolicybindings",
 }
 KIND_TO_RESOURCE = {
     "Pod": "pods",
@@ -57,6 +62,8 @@ KIND_TO_RESOURCE = {
     "ClusterRoleBinding": "clusterrolebindings",
     "Role": "roles",
     "RoleBinding": "rolebindings",
+    "ValidatingAdmissionPolicy": "validatingadmissionpolicies",
+    "ValidatingAdmissionPolicyBinding": "validatingadmissionpolicybindings",
 }
 SINGULAR = {
     "poddisruptionbudgets": "poddisruptionbudget.policy",
@@ -69,6 +76,14 @@ SINGULAR = {
     "deployments": "deployment.apps",
     "daemonsets": "daemonset.apps",
     "leases": "lease.coordination.k8s.io",
+    "clusterroles": "clusterrole.rbac.authorization.k8s.io",
+    "clusterrolebindings": "clusterrolebinding.rbac.authorization.k8s.io",
+    "roles": "role.rbac.authorization.k8s.io",
+    "rolebindings": "rolebinding.rbac.authorization.k8s.io",
+    "validatingadmissionpolicies": "validatingadmissionpolicy.admissionregistration.k8s.io",
+    "validatingadmissionpolicybindings": (
+        "validatingadmissionpolicybinding.admissionregistration.k8s.io"
+    ),
 }
 
 

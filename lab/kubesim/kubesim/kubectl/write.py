@@ -1,11 +1,12 @@
 """kubectl apply/create/delete -f and patch (client-side apply: create, or update the
-spec/data/labels/annotations that differ)."""
+fields the manifest sets -- spec, data, rules, subjects... -- and labels/annotations that
+differ)."""
 
 from __future__ import annotations
 
 import json
 
-from ..kubeclient import RESOURCES, Client
+from ..kubeclient import RESOURCES, ApiError, Client
 from .common import KIND_TO_RESOURCE, SINGULAR, KubectlError, load_manifests, resolve
 
 
@@ -41,7 +42,10 @@ def apply(c: Client, flags: dict, create_only: bool = False) -> int:
         else:
             merged = json.loads(json.dumps(current))
             changed = False
-            for key in ("spec", "data", "metadata"):
+            # Every field the manifest sets (spec, data, rules, subjects, roleRef...), as
+            # client-side apply's patch does; labels and annotations of metadata.
+            fields = [k for k in doc if k not in ("apiVersion", "kind", "metadata", "status")]
+            for key in [*fields, "metadata"]:
                 if key in doc:
                     want = (
                         doc[key]
@@ -83,7 +87,14 @@ def delete(c: Client, flags: dict, args: list[str]) -> int:
             if RESOURCES[resource][2]
             else None
         )
-        c.delete(resource, name, ns, grace_period=grace)
+        try:
+            c.delete(resource, name, ns, grace_period=grace)
+        except ApiError as err:
+            # --ignore-not-found: "Treat "resource not found" as a successful delete",
+            # silently (k8s.io/kubectl/pkg/cmd/delete/delete.go, IgnoreNotFound).
+            if err.status == 404 and "ignore-not-found" in flags:
+                continue
+            raise
         print(f'{SINGULAR.get(resource, resource).split(".")[0]} "{name}" deleted')
     return 0
 

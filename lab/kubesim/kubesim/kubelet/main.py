@@ -7,13 +7,19 @@ Upstream behaviour kept where kubeadm or an operator can see it:
 - without kubelet.conf it runs static pods only; with bootstrap-kubelet.conf it does the TLS
   bootstrap (CSR signed by the controller-manager) and writes kubelet.conf pointing at
   /var/lib/kubelet/pki/kubelet-client-current.pem;
-- healthz on 127.0.0.1:10248 (kubeadm's wait-control-plane polls it).
+- healthz on 127.0.0.1:10248 (kubeadm's wait-control-plane polls it);
+- the API side (pod list, status, Node and its Lease, mirror pods) runs in its own thread
+  beside the pod sync loop, as upstream's informers and status manager run beside the pod
+  workers: an apiserver that hangs never delays what the kubelet does with its static pods
+  (the etcd manifest moved away and back during a fault, say).
 """
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -59,6 +65,8 @@ class Kubelet:
         self.last_lease = 0.0
         self.status: StatusManager | None = None
         self.known: dict[str, Pod] = {}
+        self.api_items: list[dict] | None = None  # the latest pod list (None: never listed)
+        self.view: tuple[dict[str, Pod], list[dict]] = ({}, [])  # the sync loop's last pods
         self.last_loop = time.monotonic()
         self.runtime_version = runtime_version()
         self.endpoint = "unix:///run/containerd/containerd.sock"
@@ -110,26 +118,12 @@ class Kubelet:
             self.runtime.kill_pod(s.uid, 0)
 
     def sync(self) -> None:
+        """The pod side: static pods from disk, API pods from the latest list, no API call."""
         self.runtime.reap()
         if self.cgroup_problem:
             self.churn_sandboxes()
         desired = load_static_pods(self.static_path, self.node_name)
-        self.connect()
-        api_items: list[dict] = []
-        if self.client is not None and self.agent is not None:
-            if not self.agent.registered:
-                self.agent.register()
-            if self.agent.registered:
-                try:
-                    api_items = self.api_pods()
-                except (ApiError, OSError) as err:
-                    klog.error(f'"Failed to list pods" err="{err}"', "reflector.go:150")
-                    api_items = None  # unknown: keep what runs
-        mirror_uids = {
-            p["metadata"]["annotations"].get("kubernetes.io/config.mirror")
-            for p in api_items or []
-            if (p["metadata"].get("annotations") or {}).get("kubernetes.io/config.mirror")
-        }
+        api_items = self.api_items
         terminating: list[dict] = []
         for item in api_items or []:
             meta = item["metadata"]
@@ -177,23 +171,65 @@ class Kubelet:
                 "kubelet_pods.go:1130",
             )
             self.runtime.kill_pod(uid, grace)
+        self.view = (dict(desired), list(terminating))
+        self.runtime.garbage_collect(set(desired))
+        self.last_loop = time.monotonic()
+
+    def api_loop(self) -> None:
+        while True:
+            try:
+                self.api_round()
+            except Exception as err:  # noqa: BLE001 - retried on the next round
+                klog.error(f'"API loop error" err="{err}"', "kubelet.go:2400")
+            time.sleep(1.0)
+
+    def api_round(self) -> None:
+        """The API side: register, list this node's pods, finish deletions, report."""
+        self.connect()
+        if self.client is None or self.agent is None:
+            return
+        if not self.agent.registered:
+            self.agent.register()
+            if not self.agent.registered:
+                return
+        try:
+            items: list[dict] | None = self.api_pods()
+            self.api_items = items
+        except (ApiError, OSError) as err:
+            klog.error(f'"Failed to list pods" err="{err}"', "reflector.go:150")
+            items = None
+        desired, terminating = self.view
+        live_uids = {s.uid for s in self.records.sandboxes() if s.state == cri.READY}
         for item in terminating:
             uid = item["metadata"]["uid"]
             if uid not in live_uids and uid not in self.runtime.terminating:
-                try:
-                    assert self.client is not None
-                    self.client.delete(
-                        "pods",
-                        item["metadata"]["name"],
-                        item["metadata"]["namespace"],
-                        grace_period=0,
-                    )
-                except (ApiError, OSError):
-                    pass
-        if self.client is not None and self.agent is not None and self.agent.registered:
-            self.report(desired, api_items or [], mirror_uids)
-        self.runtime.garbage_collect(set(desired))
-        self.last_loop = time.monotonic()
+                meta = item["metadata"]
+                with contextlib.suppress(ApiError, OSError):
+                    self.client.delete("pods", meta["name"], meta["namespace"], grace_period=0)
+        if items is not None:
+            self.delete_orphaned_mirror_pods(desired, items)
+        known = items if items is not None else (self.api_items or [])
+        mirror_uids = {
+            p["metadata"]["annotations"].get("kubernetes.io/config.mirror")
+            for p in known
+            if (p["metadata"].get("annotations") or {}).get("kubernetes.io/config.mirror")
+        }
+        self.report(desired, known, mirror_uids)
+
+    def delete_orphaned_mirror_pods(self, desired: dict[str, Pod], api_items: list[dict]) -> None:
+        """kubelet_pods.go HandlePodCleanups: a mirror pod whose static pod is gone (its
+        manifest removed) is deleted (podManager.GetOrphanedMirrorPodNames)."""
+        static = {(p.namespace, p.name) for p in desired.values() if p.static}
+        for item in api_items:
+            meta = item["metadata"]
+            if not (meta.get("annotations") or {}).get("kubernetes.io/config.mirror"):
+                continue
+            if (meta.get("namespace"), meta["name"]) in static or meta.get("deletionTimestamp"):
+                continue
+            klog.info(f'"Deleting orphaned mirror pod" pod="{meta["namespace"]}/{meta["name"]}"')
+            assert self.client is not None
+            with contextlib.suppress(ApiError, OSError):
+                self.client.delete("pods", meta["name"], meta["namespace"], grace_period=0)
 
     def report(self, desired: dict[str, Pod], api_items: list[dict], mirror_uids: set) -> None:
         assert self.client is not None and self.agent is not None and self.status is not None
@@ -273,6 +309,7 @@ def run(argv: list[str]) -> int:
         int(config.get("healthzPort", 10248)),
         lambda: time.monotonic() - kubelet.last_loop < 60,
     )
+    threading.Thread(target=kubelet.api_loop, daemon=True, name="api").start()
     while True:
         try:
             kubelet.sync()

@@ -148,6 +148,9 @@ class PodRuntime(Prober):
 
     # -- containers --------------------------------------------------------------------------
     def latest(self, pod: Pod, name: str) -> cri.Container | None:
+        # Collect exit codes first: a process of ours that just exited must be recorded
+        # with its real code (0 for a completed Job pod), not as the "gone" 255 refresh uses.
+        self.reap()
         mine = [
             c
             for c in self.records.containers()

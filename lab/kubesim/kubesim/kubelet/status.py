@@ -11,8 +11,26 @@ from ..kubeclient import ApiError, Client
 from .pods import Pod, PodRuntime, _pod_ip, rfc3339
 
 
+def phase(restart: str, counts: dict[str, int]) -> str:
+    """kubelet_pods.go getPhase: a container that exited and waits to be restarted counts as
+    stopped, so a crash-looping pod with restartPolicy Always is Running."""
+    if counts["waiting"]:
+        return "Pending"
+    if counts["running"] and not counts["unknown"]:
+        return "Running"
+    if counts["stopped"] and not counts["unknown"] and not counts["running"]:
+        if restart == "Always":
+            return "Running"
+        if counts["stopped"] == counts["succeeded"]:
+            return "Succeeded"
+        return "Running" if restart == "OnFailure" else "Failed"
+    return "Pending"
+
+
 def pod_status(runtime: PodRuntime, node_ip: str, pod: Pod) -> dict:
-    statuses, all_ready, any_running, started = [], True, False, None
+    statuses, all_ready, started = [], True, None
+    restart = pod.spec.get("restartPolicy", "Always")
+    counts = dict.fromkeys(("running", "stopped", "succeeded", "waiting", "unknown"), 0)
     for spec in pod.spec.get("containers") or []:
         c = runtime.latest(pod, spec["name"])
         ready = runtime.container_ready(pod, spec, c)
@@ -25,13 +43,14 @@ def pod_status(runtime: PodRuntime, node_ip: str, pod: Pod) -> dict:
             "started": bool(c and c.state == cri.RUNNING),
         }
         if c is None:
+            counts["waiting"] += 1
             st["imageID"] = ""  # required by the API's schema, empty until pulled
             st["state"] = {"waiting": {"reason": "ContainerCreating"}}
         else:
             st["imageID"] = c.image_ref
             st["containerID"] = f"containerd://{c.id}"
             if c.state == cri.RUNNING:
-                any_running = True
+                counts["running"] += 1
                 st["state"] = {"running": {"startedAt": rfc3339(c.started_at)}}
                 started = started or rfc3339(c.started_at)
                 prev = runtime.previous(pod, spec["name"], c)
@@ -45,7 +64,21 @@ def pod_status(runtime: PodRuntime, node_ip: str, pod: Pod) -> dict:
                             "containerID": f"containerd://{prev.id}",
                         }
                     }
+            elif restart == "Never" or (restart == "OnFailure" and c.exit_code == 0):
+                counts["stopped"] += 1
+                counts["succeeded"] += c.exit_code == 0
+                st["state"] = {
+                    "terminated": {
+                        "exitCode": c.exit_code,
+                        "reason": c.reason,
+                        "startedAt": rfc3339(c.started_at),
+                        "finishedAt": rfc3339(c.finished_at),
+                        "containerID": f"containerd://{c.id}",
+                    }
+                }
             else:
+                counts["stopped"] += 1
+                counts["succeeded"] += c.exit_code == 0
                 st["state"] = {
                     "waiting": {
                         "reason": "CrashLoopBackOff",
@@ -70,7 +103,7 @@ def pod_status(runtime: PodRuntime, node_ip: str, pod: Pod) -> dict:
 
     ip = node_ip if pod.spec.get("hostNetwork") else _pod_ip(pod.uid)
     return {
-        "phase": "Running" if any_running else "Pending",
+        "phase": phase(restart, counts),
         "conditions": [
             cond("PodReadyToStartContainers", "True"),
             cond("Initialized", "True"),

@@ -1,6 +1,6 @@
 # -*- coding: utf-8 -*-
 # vim: ft=sls
-# HAProxy on every control plane: TCP on the LB port, TLS /readyz checks (FACTS 9),
+# HAProxy on every control plane: TCP on the LB port, TLS /readyz checks (docs/facts.md #9),
 # timings from the model. The candidate file must pass `haproxy -c` before it is used.
 {%- set tplroot = tpldir.split("/")[0] %}
 {%- from tplroot ~ "/map.jinja" import mapdata as kubeha with context %}

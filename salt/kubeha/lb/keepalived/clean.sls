@@ -19,3 +19,18 @@ kubeha-lb-keepalived-clean-package-removed:
     - name: keepalived
     - require:
       - service: kubeha-lb-keepalived-clean-service-dead
+
+# The self-healing VIP's beacon and the tracked files' directory (kubeha.lb.keepalived.heal).
+kubeha-lb-keepalived-clean-heal-beacon-absent:
+  beacon.absent:
+    - name: kubeha_vip
+    - save: True
+
+kubeha-lb-keepalived-clean-heal-files-absent:
+  file.absent:
+    - names:
+      - /etc/tmpfiles.d/kubeha-keepalived.conf
+      - /run/kubeha/vip-beacon.json
+      - /run/kubeha/keepalived
+    - require:
+      - service: kubeha-lb-keepalived-clean-service-dead

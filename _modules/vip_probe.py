@@ -1,0 +1,381 @@
+"""
+What one control plane sees of the VIP and of its peers, in one bounded sample: the
+measurements behind the ``kubeha_vip`` beacon, and a tool of their own
+(``salt cp-1 vip_probe.sample ...``).
+
+A sample reads, without forking anything:
+
+- whether this node holds the VIP (the kernel's own ``/proc/net/fib_trie``), keepalived's
+  state (the formula's notify file) and the live overrides (``keepalived_track.read``);
+- the path to each peer: ``probes`` ICMP echo requests per peer, spaced over the first
+  part of ``timeout`` so one short stall of this machine does not hit them all, their
+  round-trip times from the kernel's receive timestamps (``SO_TIMESTAMPNS``) and how many
+  got no answer within ``timeout``;
+- which peers' VRRP adverts (IP protocol 112, this instance's VRID) arrived, and when last:
+  a raw socket kept open between samples sees the same packets keepalived does (after
+  netfilter's INPUT hook), so a node whose adverts are filtered shows as silent;
+- in the background (never waited for by the beacon): ``GET /readyz`` of the local
+  apiserver and through the VIP on the LB port (TLS, anonymous: kubeadm's
+  system:public-info-viewer lets anyone read it), and HAProxy's view of every apiserver
+  (runtime API). Each result is reported by the sample that finds it finished; ``wait=True``
+  (the CLI default) waits for them, each bounded by ``http_timeout``.
+
+Sockets and the background work live in ``__context__``, so the minion's beacon loop
+reuses them; every wait is bounded. Root (or CAP_NET_RAW) is needed for the raw sockets;
+without it the path and VRRP parts say so and the rest still works.
+
+Settings (``config.get``)::
+
+    kubeha_vip:
+      state_file: /run/kubeha/vip-beacon.json     # the beacon's last report (last_view)
+"""
+
+import contextlib
+import contextvars
+import json
+import os
+import select
+import socket
+import ssl
+import struct
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+__virtualname__ = "vip_probe"
+
+CA = "/etc/kubernetes/pki/ca.crt"
+STATE_FILE = "/run/kubeha/vip-beacon.json"
+ICMP_ECHO, ICMP_REPLY = 8, 0
+VRRP_PROTO = 112
+SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)
+CTX = "vip_probe"
+
+
+def __virtual__():
+    return __virtualname__
+
+
+def _ctx() -> dict:
+    return __context__.setdefault(CTX, {"id": os.getpid() & 0xFFFF, "seq": 0, "heard": {}})
+
+
+# --- the kernel's view ------------------------------------------------------------------
+
+
+def _holds(address: str, fib_trie: str) -> bool:
+    """``/proc/net/fib_trie`` lists a local address as a ``|-- <address>`` leaf followed by
+    ``/32 host LOCAL`` (the same reading as chaos_watch)."""
+    lines = fib_trie.splitlines()
+    for i, line in enumerate(lines):
+        if line.strip() == f"|-- {address}":
+            for below in lines[i + 1 : i + 4]:
+                if "/32 host LOCAL" in below:
+                    return True
+                if "|--" in below:
+                    break
+    return False
+
+
+def holds(vip):
+    """
+    Whether this node has ``vip`` as a local address (None when unreadable).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt 'cp-*' vip_probe.holds 198.18.0.10
+    """
+    try:
+        return _holds(str(vip), Path("/proc/net/fib_trie").read_text())
+    except OSError:
+        return None
+
+
+def _keepalived_state(instance: str) -> str | None:
+    notify = (__salt__["config.get"]("keepalived", {}) or {}).get("notify_dir")
+    path = Path(notify or "/run/kubeha/keepalived") / f"{instance}.json"
+    try:
+        return json.loads(path.read_text()).get("state")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+# --- ICMP ---------------------------------------------------------------------------------
+
+
+def _checksum(data: bytes) -> int:
+    if len(data) % 2:
+        data += b"\0"
+    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    total = (total >> 16) + (total & 0xFFFF)
+    total += total >> 16
+    return ~total & 0xFFFF
+
+
+def _echo_request(ident: int, seq: int, sent_ns: int) -> bytes:
+    """An ICMP echo request whose payload carries the send time (ns, CLOCK_REALTIME)."""
+    payload = struct.pack("!Q", sent_ns) + b"kubeha-vip"
+    header = struct.pack("!BBHHH", ICMP_ECHO, 0, 0, ident, seq)
+    return struct.pack("!BBHHH", ICMP_ECHO, 0, _checksum(header + payload), ident, seq) + payload
+
+
+def _parse_reply(packet: bytes, ident: int) -> tuple[int, int] | None:
+    """(seq, sent_ns) of an echo reply to us in a raw IPv4 packet, else None."""
+    if len(packet) < 20:
+        return None
+    ihl = (packet[0] & 0x0F) * 4
+    icmp = packet[ihl:]
+    if len(icmp) < 16:
+        return None
+    kind, _code, _sum, got_id, seq = struct.unpack("!BBHHH", icmp[:8])
+    if kind != ICMP_REPLY or got_id != ident:
+        return None
+    return seq, struct.unpack("!Q", icmp[8:16])[0]
+
+
+def _rx_ns(ancdata, fallback: int) -> int:
+    for level, kind, data in ancdata:
+        if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(data) >= 16:
+            sec, nsec = struct.unpack("qq", data[:16])
+            return sec * 1_000_000_000 + nsec
+    return fallback
+
+
+def _raw(proto: int) -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_RAW, proto)
+    sock.setblocking(False)
+    sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+    return sock
+
+
+def _socket(ctx: dict, key: str, proto: int):
+    """The raw socket kept between samples, or the reason there is none."""
+    if key not in ctx:
+        try:
+            ctx[key] = _raw(proto)
+        except OSError as err:
+            ctx[key] = f"no raw socket ({err.strerror}): root or CAP_NET_RAW needed"
+    return ctx[key]
+
+
+def _drain(sock, handle) -> None:
+    while True:
+        try:
+            packet, anc, _flags, addr = sock.recvmsg(2048, socket.CMSG_SPACE(16))
+        except (BlockingIOError, InterruptedError):
+            return
+        handle(packet, _rx_ns(anc, time.time_ns()), addr[0])
+
+
+def _vrrp_handler(heard: dict, vrid):
+    def handle(packet: bytes, rx_ns: int, source: str) -> None:
+        ihl = (packet[0] & 0x0F) * 4 if packet else 0
+        body = packet[ihl:]
+        # VRRPv2/v3 header: version<<4 | type (1 = advertisement), VRID, priority.
+        if len(body) < 3 or body[0] & 0x0F != 1 or (vrid is not None and body[1] != int(vrid)):
+            return
+        heard[source] = {"at": rx_ns / 1e9, "priority": body[2]}
+
+    return handle
+
+
+def _paths(ctx, sockets, peers: dict, probes: int, timeout: float, *, vrid=None) -> dict:
+    """Send ``probes`` echo requests to every peer, spread over the first 40 % of the
+    window, and collect the answers until ``timeout``; drain the VRRP socket meanwhile.
+    ``sockets``: (ICMP, VRRP), each a socket or the reason there is none."""
+    icmp, vrrp = sockets
+    start = time.monotonic()
+    deadline = start + timeout
+    spacing = 0.4 * timeout / max(probes, 1)
+    pending, out = {}, {}
+    for name in peers:
+        out[name] = {"sent": 0, "answered": 0, "rtt_ms": []}
+    sends = [(start + k * spacing, name, ip) for k in range(probes) for name, ip in peers.items()]
+    by_ip = {ip: name for name, ip in peers.items()}
+    heard = ctx["heard"]
+    on_vrrp = _vrrp_handler(heard, vrid)
+
+    def on_icmp(packet, rx_ns, source):
+        got = _parse_reply(packet, ctx["id"])
+        if got and got[0] in pending and pending[got[0]] == source:
+            del pending[got[0]]
+            name = by_ip[source]
+            out[name]["answered"] += 1
+            out[name]["rtt_ms"].append(round((rx_ns - got[1]) / 1e6, 3))
+
+    while True:
+        now = time.monotonic()
+        while sends and sends[0][0] <= now and isinstance(icmp, socket.socket):
+            _, name, ip = sends.pop(0)
+            ctx["seq"] = (ctx["seq"] + 1) & 0xFFFF
+            try:
+                icmp.sendto(_echo_request(ctx["id"], ctx["seq"], time.time_ns()), (ip, 0))
+                pending[ctx["seq"]] = ip
+            except OSError:
+                pass  # no route, buffer full: an unanswered probe, as a lost one
+            out[name]["sent"] += 1
+        if now >= deadline or (not sends and not pending):
+            break
+        wait = min(deadline, sends[0][0] if sends else deadline) - now
+        readable = [s for s in (icmp, vrrp) if isinstance(s, socket.socket)]
+        if not readable:
+            break
+        ready, _, _ = select.select(readable, [], [], max(0.0, wait))
+        if icmp in ready:
+            _drain(icmp, on_icmp)
+        if vrrp in ready:
+            _drain(vrrp, on_vrrp)
+    if isinstance(vrrp, socket.socket):
+        _drain(vrrp, on_vrrp)
+    return out
+
+
+# --- background: HTTP and HAProxy -------------------------------------------------------------
+
+
+def _tls_context() -> ssl.SSLContext:
+    ctx = ssl.create_default_context()
+    # Addressed by IP (127.0.0.1, the VIP): the chain is checked against the cluster CA, the
+    # name is not (kubeadm's serving certificate need not carry 127.0.0.1).
+    ctx.check_hostname = False
+    if Path(CA).exists():
+        ctx.load_verify_locations(CA)
+    else:
+        ctx.verify_mode = ssl.CERT_NONE
+    return ctx
+
+
+def readyz(host, port, timeout=1.0):
+    """
+    ``GET /readyz`` over TLS, bounded by ``timeout`` for the whole exchange: ``{"ok",
+    "code", "ms", "error"}``.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt cp-1 vip_probe.readyz 198.18.0.10 8443
+    """
+    began = time.monotonic()
+    out = {"ok": False, "code": None, "ms": None, "error": ""}
+    try:
+        raw = socket.create_connection((str(host), int(port)), timeout=timeout)
+        with raw, _tls_context().wrap_socket(raw) as conn:
+            conn.settimeout(max(0.05, timeout - (time.monotonic() - began)))
+            conn.sendall(b"GET /readyz HTTP/1.0\r\nHost: kube-apiserver\r\n\r\n")
+            first = conn.recv(64)
+        parts = first.split(b" ", 2)
+        out["code"] = int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else None
+        out["ok"] = out["code"] == 200
+        out["error"] = "" if out["ok"] else f"http {out['code']}"
+    except (OSError, ssl.SSLError, ValueError) as err:
+        out["error"] = type(err).__name__ if not str(err) else str(err)[:120]
+    out["ms"] = round((time.monotonic() - began) * 1000.0, 1)
+    return out
+
+
+def _haproxy() -> dict:
+    try:
+        servers = __salt__["haproxy_runtime.servers"]()
+    except Exception as err:  # noqa: BLE001 - no HAProxy, or it is restarting
+        return {"error": str(err)[:160]}
+    return {
+        "up": sum(1 for s in servers if s["is_up"]),
+        "total": len(servers),
+        "servers": {s["name"]: f"{s['status']}/{s['check_status']}" for s in servers},
+    }
+
+
+def _background(ctx: dict, jobs: dict, wait: bool, timeout: float) -> dict:
+    """Results of the jobs finished since the last sample; start the ones not running."""
+    pool = ctx.get("pool")
+    if pool is None:
+        pool = ctx["pool"] = ThreadPoolExecutor(max_workers=len(jobs), thread_name_prefix=CTX)
+    running = ctx.setdefault("running", {})
+    for name, (fun, args) in jobs.items():
+        if name not in running:
+            # Salt's loader keeps __salt__ and __opts__ in context variables, which a new
+            # thread does not inherit: each job runs in a copy of this context.
+            running[name] = pool.submit(contextvars.copy_context().run, fun, *args)
+    done = {}
+    for name, future in list(running.items()):
+        if wait:
+            # A failure is reported below as the job's result; a timeout leaves it running.
+            with contextlib.suppress(Exception):
+                future.result(timeout=timeout + 1.0)
+        if future.done():
+            del running[name]
+            try:
+                done[name] = future.result()
+            except Exception as err:  # noqa: BLE001 - one probe's failure is a result
+                done[name] = {"ok": False, "error": f"{type(err).__name__}: {err}"[:160]}
+    return done
+
+
+# --- the sample -------------------------------------------------------------------------------
+
+
+def sample(peers, *, vip=None, lb_port=8443, apiserver_port=6443, instance="VI_1", vrid=None,
+           probes=3, timeout=0.3, http_timeout=2.0, wait=True):  # fmt: skip
+    """
+    One sample of what this node sees (see the module's doc). ``peers`` maps the other
+    control planes' names to their addresses. ``timeout`` bounds the ICMP part (the only
+    part the beacon waits for); ``http_timeout`` each background request.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt cp-1 vip_probe.sample '{"cp-2": "198.18.0.12", "cp-3": "198.18.0.13"}' \
+            vip=198.18.0.10 vrid=51
+    """
+    if isinstance(peers, str):
+        peers = json.loads(peers)
+    ctx = _ctx()
+    at = time.time()
+    icmp = _socket(ctx, "icmp", socket.IPPROTO_ICMP)
+    vrrp = _socket(ctx, "vrrp", VRRP_PROTO)
+    paths = _paths(ctx, (icmp, vrrp), dict(peers), int(probes), float(timeout), vrid=vrid)
+    jobs = {"apiserver": (readyz, ("127.0.0.1", apiserver_port, float(http_timeout))),
+            "haproxy": (_haproxy, ())}  # fmt: skip
+    if vip:
+        jobs["vip"] = (readyz, (vip, lb_port, float(http_timeout)))
+    by_ip = {ip: name for name, ip in dict(peers).items()}
+    out = {
+        "at": round(at, 3),
+        "took_ms": None,
+        "holds_vip": holds(vip) if vip else None,
+        "keepalived": _keepalived_state(instance),
+        "overrides": __salt__["keepalived_track.read"](instance)
+        if "keepalived_track.read" in __salt__
+        else {},
+        "peers": paths,
+        "vrrp": {
+            by_ip.get(ip, ip): {"age_s": round(time.time() - h["at"], 3), "priority": h["priority"]}
+            for ip, h in ctx["heard"].items()
+        },  # fmt: skip
+        "errors": [s for s in (icmp, vrrp) if isinstance(s, str)],
+    }
+    out.update(_background(ctx, jobs, bool(wait), float(http_timeout)))
+    out["took_ms"] = round((time.time() - at) * 1000.0, 1)
+    return out
+
+
+def last_view():
+    """
+    The ``kubeha_vip`` beacon's last report on this node (what the master last heard, or
+    should have), or None when the beacon has not reported since boot.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt 'cp-*' vip_probe.last_view
+    """
+    path = (__salt__["config.get"]("kubeha_vip", {}) or {}).get("state_file") or STATE_FILE
+    try:
+        return json.loads(Path(path).read_text()).get("report")
+    except (OSError, ValueError, AttributeError):
+        return None

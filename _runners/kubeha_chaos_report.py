@@ -1,0 +1,344 @@
+"""
+The chaos report of a cluster: ``chaos-<cluster>.json`` (every run, for machines),
+``chaos-<cluster>.md`` (one row per scenario and profile, verdicts against the SLOs,
+runbook vs kubeha side by side, leader-election profiles, then each scenario's details)
+and ``chaos-<cluster>.png`` (a small timeline per row), plus one timeline picture per row
+(``chaos-<cluster>-<row>.png``). ``kubeha_chaos.run`` adds each run; trials with the same
+profile and label are one row.
+
+CLI Example:
+
+.. code-block:: bash
+
+    salt-run kubeha_chaos_report.render lab out_dir=/srv/reports
+    salt-run kubeha_chaos_report.reset lab out_dir=/srv/reports
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import re
+from pathlib import Path
+
+# A long run (a soak) keeps its measurements but not every request in the JSON.
+RAW_KEEP_MAX_S = 180
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+
+
+def _paths(cluster: str, out_dir: str) -> dict:
+    base = Path(out_dir) / f"chaos-{cluster}"
+    return {k: base.with_suffix(f".{k}") for k in ("json", "md", "png")}
+
+
+def _load(path: Path, cluster: str) -> dict:
+    if path.exists():
+        return json.loads(path.read_text())
+    return {"cluster": cluster, "runs": []}
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
+
+
+def rows(report: dict) -> list[dict]:
+    """
+    Runs grouped by (profile, label), in the order first seen, with aggregated numbers:
+    failures summed, stalls and lost writes at their worst, VIP and leader failover as
+    the nearest-rank p95 over the trials; a row passes when every trial passed.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-run kubeha_chaos_report.rows "$(cat reports/chaos-lab.json)"
+    """
+    pct = __utils__["chaos_analysis.percentile"]
+    groups: dict[tuple, list] = {}
+    for run in report["runs"]:
+        groups.setdefault((run["profile"], run["label"]), []).append(run)
+    out = []
+    for (profile, label), runs in groups.items():
+        req = [r["measured"]["requests"] for r in runs]
+        vip = sorted(v for r in runs if (v := r["measured"]["vip"].get("failover_s")) is not None)
+        kcm = sorted(v for r in runs if (v := (r["measured"]["leases"].get(
+            "kube-controller-manager") or {}).get("failover_s")) is not None)  # fmt: skip
+        lost = [r["measured"]["writes"]["lost"] for r in runs]
+        window_p95 = [
+            x["fault_window"]["ttfb_p95_ms"] for x in req if x["fault_window"]["ttfb_p95_ms"]
+        ]
+        out.append({
+            "profile": profile, "label": label, "scenario": runs[0]["scenario"],
+            "targets": sorted({t for r in runs for t in r["targets"]}), "trials": len(runs),
+            "duration_s": runs[0]["duration_s"],
+            "requests": sum(x["overall"]["count"] for x in req),
+            "failed": sum(x["overall"]["failed"] for x in req),
+            "failed_per_trial": [x["overall"]["failed"] for x in req],
+            "longest_stall_s": max(x["overall"]["longest_stall_s"] for x in req),
+            "window_ttfb_p95_ms": max(window_p95) if window_p95 else None,
+            "vip_failover_p95_s": pct(vip, 95), "vip_failover_s": vip,
+            "leader_failover_p95_s": pct(kcm, 95), "leader_failover_s": kcm,
+            "transitions": max(max((x["transitions"] for x in r["measured"]["leases"].values()),
+                                   default=0) for r in runs),
+            "writes_lost": None if None in lost else max(lost),
+            "pass": all(r["pass"] for r in runs),
+            "failed_goals": sorted({v["goal"] for r in runs for v in r["verdicts"]
+                                    if not v["pass"]}),
+            "slug": _slug(f"{profile}-{label}"),
+        })  # fmt: skip
+    return out
+
+
+def _cell(value, unit="") -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.2f}{unit}"
+    return f"{value}{unit}"
+
+
+def _table(lines: list[list], header: list[str]) -> str:
+    out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    out += ["| " + " | ".join(str(c) for c in line) + " |" for line in lines]
+    return "\n".join(out)
+
+
+def _verdict_table(table_rows: list[dict]) -> str:
+    return _table(
+        [[r["profile"], r["label"], ", ".join(r["targets"]), r["trials"],
+          f"{r['failed']} / {r['requests']}", _cell(r["longest_stall_s"], " s"),
+          _cell(r["window_ttfb_p95_ms"], " ms"), _cell(r["vip_failover_p95_s"], " s"),
+          _cell(r["leader_failover_p95_s"], " s"), r["transitions"], _cell(r["writes_lost"]),
+          "PASS" if r["pass"] else "FAIL: " + "; ".join(r["failed_goals"])]
+         for r in table_rows],
+        ["profile", "scenario@target", "node(s)", "trials", "failed / requests", "longest stall",
+         "TTFB p95 in fault", "VIP failover p95", "KCM leader failover p95", "Lease transitions",
+         "writes lost", "verdict"],
+    )  # fmt: skip
+
+
+def _side_by_side(table_rows: list[dict]) -> str | None:
+    runbook = {r["label"]: r for r in table_rows if r["profile"] == "runbook"}
+    if not runbook:
+        return None
+    lines = []
+    for r in table_rows:
+        other = runbook.get(r["label"])
+        if r["profile"] == "kubeha" and other:
+            lines.append([r["label"]] + [
+                f"{x['failed']} failed, stall {_cell(x['longest_stall_s'], ' s')}, VIP "
+                f"{_cell(x['vip_failover_p95_s'], ' s')}, lost {_cell(x['writes_lost'])}"
+                for x in (other, r)])  # fmt: skip
+    return _table(lines, ["scenario@target", "runbook's access layer", "kubeha defaults"])
+
+
+def _leader_table(report: dict) -> str | None:
+    """Per profile: leader failover after a SIGKILL (KCM, scheduler) and the soak's Lease
+    transitions, from the runs themselves (each Lease's own failover)."""
+    profiles: dict[str, dict] = {}
+    for run in report["runs"]:
+        leases = run["measured"]["leases"]
+        entry = profiles.setdefault(run["profile"], {"kcm": [], "sched": [], "soak": []})
+        if run["scenario"] == "leader-kill":
+            key = "sched" if run.get("params", {}).get("component") == "kube-scheduler" else "kcm"
+            name = "kube-scheduler" if key == "sched" else "kube-controller-manager"
+            value = (leases.get(name) or {}).get("failover_s")
+            if value is not None:
+                entry[key].append(value)
+        elif run["label"].startswith("soak"):
+            req = run["measured"]["requests"]["overall"]
+            transitions = sum(x["transitions"] for x in leases.values())
+            entry["soak"].append(f"{transitions} in {run['duration_s']:g} s on "
+                                 f"{', '.join(run['targets'])} ({req['failed']}/{req['count']} "
+                                 "failed)")  # fmt: skip
+    lines = [
+        [profile, ", ".join(f"{v:.2f}" for v in x["kcm"]) or "-",
+         ", ".join(f"{v:.2f}" for v in x["sched"]) or "-", "; ".join(x["soak"]) or "-"]
+        for profile, x in profiles.items() if x["kcm"] or x["sched"] or x["soak"]
+    ]  # fmt: skip
+    if not lines:
+        return None
+    return _table(lines, ["profile", "KCM failover after SIGKILL (s, per trial)",
+                          "scheduler failover (s)", "soak: Lease transitions (C)"])  # fmt: skip
+
+
+def _details(run: dict, row: dict, png: str | None) -> list[str]:
+    m = run["measured"]
+    req = m["requests"]
+    out = [f"### {row['label']} ({row['profile']})", "",
+           f"{run['scenario']} on {', '.join(run['targets'])} for {run['duration_s']:g} s "
+           f"(last of {row['trials']} trial(s); run `{run['run_id']}`). "
+           f"Failed by cause: {req['overall']['failed_by_cause'] or 'none'}.", ""]  # fmt: skip
+    if png:
+        out += [f"![{row['label']}]({png})", ""]
+    window = req["fault_window"]
+    out += [
+        f"- fault window: {window['count']} requests, {window['failed']} failed, TTFB p50/p95/p99/"
+        f"max {_cell(window['ttfb_p50_ms'])}/{_cell(window['ttfb_p95_ms'])}/"
+        f"{_cell(window['ttfb_p99_ms'])}/{_cell(window['ttfb_max_ms'])} ms; overall p95 "
+        f"{_cell(req['overall']['ttfb_p95_ms'])} ms, longest gap without an answer "
+        f"{_cell(req['overall']['longest_gap_s'], ' s')}",
+        f"- VIP: before on {m['vip'].get('before')}, moved to {m['vip'].get('moved_to')} after "
+        f"{_cell(m['vip'].get('moved_s'), ' s')}, answered from there after "
+        f"{_cell(m['vip'].get('failover_s'), ' s')} {m['vip'].get('note', '')}",
+        "- HAProxy marked the target DOWN after (s, per HAProxy): "
+        f"{m['haproxy']['detection_s'] or 'never'}; other servers marked DOWN: "
+        f"{m['haproxy'].get('spurious_down') or 'none'}",
+        "- Leases: " + "; ".join(
+            f"{name}: {x['before']} -> {x['after']}, failover {_cell(x['failover_s'], ' s')}, "
+            f"{x['transitions']} transition(s)" for name, x in m["leases"].items()),
+        f"- etcd leader changes: {m['etcd']['leader_changes']}; keep-alive connection: "
+        f"{m['keepalive']['failed']} of {m['keepalive']['count']} failed; watch: "
+        f"{m['watch']['events']} events, longest silence "
+        f"{_cell(m['watch']['longest_silence_s'], ' s')}, "
+        f"re-lists {m['watch']['relists']}, missed {m['watch']['missed']}",
+        f"- writes: {m['writes']['acknowledged']} acknowledged, {m['writes']['refused']} refused "
+        f"{m['writes']['refused_by_cause'] or ''}, lost {_cell(m['writes']['lost'])}",
+        f"- cluster healthy again {_cell(run.get('recovered_s'), ' s')} after the revert", "",
+    ]  # fmt: skip
+    heal = run.get("healing")
+    if heal:
+        acted = [d for d in heal.get("decisions") or [] if d.get("action") != "none"]
+        nodes = sorted({e.get("node") for e in heal.get("events") or []})
+        counts = {n: sum(e.get("node") == n for e in heal["events"]) for n in nodes}
+        out.insert(-1, f"- self-healing VIP: {len(heal.get('events') or [])} beacon reports "
+                   f"{counts or ''}; decisions that acted: " + ("; ".join(
+                       f"+{d['at'] - run['t0']:.1f} s {d['action']} {d.get('target') or ''} "
+                       f"({d.get('reason')})" for d in acted) or "none"))  # fmt: skip
+    return out
+
+
+def markdown(report: dict) -> str:
+    """
+    The report for people (its rows from ``rows``, or the ones ``_write`` gave PNG names).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-run kubeha_chaos_report.markdown "$(cat reports/chaos-lab.json)"
+    """
+    table_rows = report.get("rows") or rows(report)
+    runs = report["runs"]
+    opts = (runs[-1].get("probe_options") or {}) if runs else {}
+    out = [f"# kubeha {report['cluster']}: chaos scenarios", "",
+           f"Generated {report.get('generated_at')} by `salt-run kubeha_chaos.run` "
+           f"({len(runs)} runs). Probe: from a machine outside the control plane through the "
+           f"VIP, `GET {opts.get('path')}` at {opts.get('rate')}/s open loop, a fresh TLS "
+           f"connection each, client timeout {opts.get('timeout')} s; plus a keep-alive "
+           "connection, a watch, a writer whose acknowledged writes are read back, and the "
+           "Leases. Percentiles are nearest-rank; a stall is the longest time one request "
+           "waited (from when it was due) for its first byte or its error.", "",
+           "## Verdicts", "", _verdict_table(table_rows), ""]  # fmt: skip
+    side = _side_by_side(table_rows)
+    if side:
+        out += ["## Runbook vs kubeha (same machine, same run)", "", side, ""]
+    leader = _leader_table(report)
+    if leader:
+        out += ["## Leader election: failover and spurious transitions", "", leader, ""]
+    if report.get("notes"):
+        out += ["## Notes", "", *report["notes"], ""]
+    out += ["## Scenarios", ""]
+    latest = {(r["profile"], r["label"]): r for r in runs}
+    for row in table_rows:
+        out += _details(latest[(row["profile"], row["label"])], row, row.get("png"))
+    return "\n".join(out)
+
+
+def _png_path(paths: dict, profile: str, label: str) -> Path:
+    return paths["png"].with_name(f"{paths['png'].stem}-{_slug(f'{profile}-{label}')}.png")
+
+
+def _write(report: dict, paths: dict) -> list[str]:
+    table_rows = rows(report)
+    latest = {(r["profile"], r["label"]): r for r in report["runs"]}
+    panels = []
+    for row in table_rows:
+        run = latest[(row["profile"], row["label"])]
+        png = _png_path(paths, row["profile"], row["label"])
+        title = f"{row['profile']}: {row['label']}"
+        if (run.get("raw") or {}).get("requests"):
+            __utils__["chaos_plot.run_png"](run, png, title)
+            panels.append((title, run))
+        if png.exists():
+            row["png"] = png.name
+    __utils__["chaos_plot.summary_png"](panels, paths["png"], f"kubeha {report['cluster']}: chaos")
+    report["rows"] = table_rows
+    paths["json"].write_text(json.dumps(report, indent=1, default=str))
+    paths["md"].write_text(markdown(report))
+    return [str(p) for p in paths.values() if p.exists()]
+
+
+def add(cluster, entry, out_dir, slo=None):
+    """
+    Add one run to ``<out_dir>/chaos-<cluster>.json`` and render the report again; the
+    files written.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-run kubeha_chaos_report.add lab "$(cat run.json)" /srv/reports
+    """
+    paths = _paths(cluster, out_dir)
+    paths["json"].parent.mkdir(parents=True, exist_ok=True)
+    report = _load(paths["json"], cluster)
+    if entry.get("end", 0) - entry.get("t0", 0) > RAW_KEEP_MAX_S:
+        # A soak: its picture now, from every request; the JSON keeps the measurements.
+        png = _png_path(paths, entry["profile"], entry["label"])
+        __utils__["chaos_plot.run_png"](entry, png, f"{entry['profile']}: {entry['label']}")
+        entry = {**entry, "raw": {k: v for k, v in entry["raw"].items() if k != "requests"}}
+    report["runs"].append(entry)
+    report["generated_at"] = _now()
+    if slo is not None:
+        report["slo"] = slo
+    return _write(report, paths)
+
+
+def render(cluster, out_dir):
+    """
+    Render the Markdown and PNGs again from ``chaos-<cluster>.json``.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-run kubeha_chaos_report.render lab out_dir=/srv/reports
+    """
+    paths = _paths(cluster, out_dir)
+    return _write(_load(paths["json"], cluster), paths)
+
+
+def note(cluster, out_dir, text):
+    """
+    Add a paragraph to the report's Notes (what was tuned, how the runs were made).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-run kubeha_chaos_report.note lab /srv/reports "B: 5 trials of power-off"
+    """
+    paths = _paths(cluster, out_dir)
+    report = _load(paths["json"], cluster)
+    report.setdefault("notes", []).append(str(text))
+    return _write(report, paths)
+
+
+def reset(cluster, out_dir):
+    """
+    Start a new report: remove ``chaos-<cluster>.*`` in ``out_dir``.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-run kubeha_chaos_report.reset lab out_dir=/srv/reports
+    """
+    removed = [str(p) for p in Path(out_dir).glob(f"chaos-{cluster}*") if p.is_file()]
+    for path in removed:
+        Path(path).unlink()
+    return {"removed": removed}

@@ -1,0 +1,345 @@
+"""
+What a chaos run measured, computed from the raw records of the probe (``chaos_probe``) and
+the node watchers (``chaos_watch``), and the verdicts against the SLOs. Pure functions; the
+``kubeha_chaos`` runner calls them through ``__utils__["chaos_analysis.*"]``.
+
+Definitions (docs/pillar.md, ``slo:``):
+
+- **failed**: requests of the open loop that got no 2xx answer, by cause;
+- **TTFB** p50/p95/p99/max of the successful ones: nearest-rank percentiles (every value is
+  a request that was made), over the whole run and over the requests *sent* in the fault
+  window [fault, revert];
+- **longest stall**: the longest time one request waited without an answer, from when it
+  was due (open loop: not when a busy prober got to it) to its first byte or its error;
+  **longest gap**: the longest time with no successful answer at all;
+- **VIP failover**: from the fault until the VIP answers from another node (the first
+  successful first byte after another node holds the VIP); **VIP moved**: until it holds it;
+- **leader failover**: from the fault to the new holder's acquire time in the Lease;
+- **writes lost**: acknowledged writes missing when read back.
+"""
+
+import datetime
+import math
+from fractions import Fraction
+
+SEQ, DUE, LATE, TTFB, MS, CODE, ERR, MAC, CONNECT = range(9)
+
+
+def percentile(sorted_values, pct):
+    """Nearest rank: the smallest value with at least ``pct`` % of the values at or below it
+    (same definition as ``apiserver.ttfb``; Fraction keeps the rank exact)."""
+    if not sorted_values:
+        return None
+    rank = max(1, math.ceil(Fraction(str(pct)) * len(sorted_values) / 100))
+    return sorted_values[rank - 1]
+
+
+def _wait_s(req):
+    """How long a request's user waited: from when it was due to its first byte or error."""
+    late = (req[LATE] or 0) / 1000.0
+    if not req[ERR] and req[TTFB] is not None:
+        return late + req[TTFB] / 1000.0
+    return late + (req[MS] or 0) / 1000.0
+
+
+def request_stats(requests, start=None, end=None):
+    """Counts, failures by cause, TTFB percentiles and stalls of the requests due in
+    [start, end] (all when None)."""
+    chosen = [
+        r for r in requests if (start is None or r[DUE] >= start) and (end is None or r[DUE] <= end)
+    ]
+    ok = sorted(r[TTFB] for r in chosen if not r[ERR] and r[TTFB] is not None)
+    causes = {}
+    for r in chosen:
+        if r[ERR]:
+            causes[r[ERR]] = causes.get(r[ERR], 0) + 1
+    answers = sorted(r[DUE] + _wait_s(r) for r in chosen if not r[ERR])
+    bounds = [start if start is not None else (chosen[0][DUE] if chosen else 0.0)]
+    bounds += answers + [end if end is not None else (chosen[-1][DUE] if chosen else 0.0)]
+    gap = max((b - a for a, b in zip(bounds, bounds[1:], strict=False)), default=0.0)
+    out = {
+        "count": len(chosen),
+        "ok": len(ok),
+        "failed": len(chosen) - len(ok),
+        "failed_by_cause": dict(sorted(causes.items())),
+        "longest_stall_s": round(max((_wait_s(r) for r in chosen), default=0.0), 3),
+        "longest_gap_s": round(max(gap, 0.0), 3),
+    }
+    for pct in (50, 95, 99):
+        value = percentile(ok, pct)
+        out[f"ttfb_p{pct}_ms"] = None if value is None else round(value, 1)
+    out["ttfb_max_ms"] = round(ok[-1], 1) if ok else None
+    return out
+
+
+def keepalive_stats(rows):
+    """[sent, ttfb, ms, code, err, new_conn] rows of the keep-alive connection."""
+    causes = {}
+    for row in rows:
+        if row[4]:
+            causes[row[4]] = causes.get(row[4], 0) + 1
+    return {
+        "count": len(rows),
+        "failed": sum(causes.values()),
+        "failed_by_cause": causes,
+        "new_connections": sum(1 for r in rows if r[5]),
+        "longest_s": round(max(((r[2] or 0) / 1000.0 for r in rows), default=0.0), 3),
+    }
+
+
+def watch_stats(probe):
+    rows = probe.get("watch") or []
+    events = [r[0] for r in rows if r[1] == "event"]
+    bounds = [probe["t0"], *events, probe["end"]]
+    delivery = sorted((probe.get("watch_delivery") or {}).values())
+    kinds = {}
+    for row in rows:
+        kinds[row[1]] = kinds.get(row[1], 0) + 1
+    return {
+        "events": len(events),
+        "opened": kinds.get("open", 0),
+        "relists": kinds.get("list", 0),
+        "ended": {k: v for k, v in kinds.items() if k not in ("event", "open", "list")},
+        "longest_silence_s": round(max(b - a for a, b in zip(bounds, bounds[1:], strict=False)), 3),
+        "delivery_p99_s": percentile(delivery, 99),
+        "delivery_max_s": delivery[-1] if delivery else None,
+        "missed": len(probe.get("watch_missed") or []),
+    }
+
+
+def write_stats(probe):
+    rows = probe.get("writes") or []
+    back = probe.get("readback") or {}
+    causes = {}
+    for row in rows:
+        if row[4]:
+            causes[row[4]] = causes.get(row[4], 0) + 1
+    lost = back.get("lost")
+    return {
+        "sent": len(rows),
+        "acknowledged": back.get("acked", len(rows) - sum(causes.values())),
+        "refused": sum(causes.values()),
+        "refused_by_cause": causes,
+        "lost": None if lost is None else len(lost),
+        "lost_seqs": lost,
+        "readback_error": back.get("error"),
+        "unacknowledged_but_applied": len(back.get("unacked_but_applied") or []),
+    }
+
+
+def _series(watch, kind):
+    """{node: [[t, value], ...]} of one kind of the node watchers' records."""
+    return {n: [[r["t"], r["v"]] for r in recs if r["k"] == kind] for n, recs in watch.items()}
+
+
+def _last_seen(watch):
+    return {n: max((r["t"] for r in recs), default=None) for n, recs in watch.items()}
+
+
+def vip_timeline(watch, dead=None):
+    """[[t, holders]] at every change: who holds the VIP, from every node's own view.
+    ``dead``: {node: t} from when a node is off (power-off) whatever it last said."""
+    dead = dead or {}
+    events = sorted((t, n, v) for n, rows in _series(watch, "vip").items() for t, v in rows)
+    events += sorted((t, n, False) for n, t in dead.items())
+    state, out = {}, []
+    for t, node, value in sorted(events):
+        if node in dead and t > dead[node] and value:
+            continue  # a record after the power went is the next boot's; not this run's
+        state[node] = bool(value)
+        holders = sorted(n for n, v in state.items() if v)
+        if not out or out[-1][1] != holders:
+            out.append([round(t, 4), holders])
+    return out
+
+
+def holders_at(timeline, t):
+    current = []
+    for when, holders in timeline:
+        if when > t:
+            break
+        current = holders
+    return current
+
+
+def vip_failover(timeline, requests, fault_at, targets):
+    """When the VIP moved off the targets and when it first answered from its new holder."""
+    before = holders_at(timeline, fault_at - 0.001)  # the dead are dead from the fault on
+    out = {"before": before, "moved_to": None, "moved_s": None, "failover_s": None}
+    if not set(before) & set(targets):
+        out["note"] = "the VIP was not on a target: it was not expected to move"
+        return out
+    for t, holders in timeline:
+        others = [h for h in holders if h not in targets]
+        if t >= fault_at and others:
+            out["moved_to"], out["moved_s"] = others, round(t - fault_at, 3)
+            # The VIP answers from the new holder when a TLS handshake through it completes
+            # (its HAProxy and an apiserver behind it); a request's HTTP answer may wait
+            # longer, e.g. for an etcd election when the old holder was the etcd leader.
+            shakes = sorted(
+                r[DUE] + ((r[LATE] or 0) + r[CONNECT]) / 1000.0
+                for r in requests
+                if len(r) > CONNECT and r[CONNECT] is not None
+            )
+            answers = sorted(r[DUE] + _wait_s(r) for r in requests if not r[ERR])
+            shake = next((a for a in shakes if a >= t), None)
+            first = next((a for a in answers if a >= t), None)
+            out["failover_s"] = None if shake is None else round(shake - fault_at, 3)
+            out["first_answer_s"] = None if first is None else round(first - fault_at, 3)
+            return out
+    out["note"] = "the VIP did not move off the target during the run"
+    return out
+
+
+def haproxy_timelines(watch):
+    """{haproxy node: {server: [[t, "STATUS/CHECK"], ...]}} at every change."""
+    out = {}
+    for node, rows in _series(watch, "hap").items():
+        servers = {}
+        for t, value in rows:
+            if not isinstance(value, dict):
+                for line in servers.values():
+                    if line[-1][1] != "unreadable":
+                        line.append([t, "unreadable"])
+                continue
+            for name, status in value.items():
+                line = servers.setdefault(name, [])
+                if not line or line[-1][1] != status:
+                    line.append([t, status])
+        out[node] = servers
+    return out
+
+
+def detection(timelines, fault_at, targets):
+    """{haproxy node: {target: seconds from the fault until it marked the target DOWN}}."""
+    out = {}
+    for node, servers in timelines.items():
+        for target in targets:
+            for t, status in servers.get(target, []):
+                if t >= fault_at and status.startswith("DOWN"):
+                    out.setdefault(node, {})[target] = round(t - fault_at, 3)
+                    break
+    return out
+
+
+def spurious_down(timelines, targets):
+    """{haproxy node: {server: times marked DOWN}} for servers the fault did not touch:
+    a check too eager for a loaded machine, or a shared dependency (etcd) failing all."""
+    out = {}
+    for node, servers in timelines.items():
+        if node in targets:
+            continue  # a target's own HAProxy: cut off or powered off, its view is the fault's
+        for server, points in servers.items():
+            if server in targets:
+                continue
+            downs = sum(1 for _, status in points if status.startswith("DOWN"))
+            if downs:
+                out.setdefault(node, {})[server] = downs
+    return out
+
+
+def _epoch(stamp):
+    if not stamp:
+        return None
+    try:
+        return datetime.datetime.fromisoformat(str(stamp).replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
+
+
+def lease_stats(rows, fault_at, end):
+    """Per Lease: holder timeline, failover after the fault, transitions during the run."""
+    out = {}
+    for name in sorted({r["lease"] for r in rows}):
+        seen = [r for r in rows if r["lease"] == name and "holder" in r]
+        timeline = [[r["t"], (r["holder"] or "").split("_")[0], r["transitions"]] for r in seen]
+        before = next((r for r in reversed(seen) if r["t"] <= fault_at), seen[0] if seen else None)
+        new = next((r for r in seen if r["t"] > fault_at and before
+                    and r["holder"] != before["holder"]), None)  # fmt: skip
+        acquired = _epoch(new["acquire"]) if new else None
+        transitions = [r["transitions"] for r in seen if r["transitions"] is not None]
+        out[name] = {
+            "before": (before or {}).get("holder", "").split("_")[0] if before else None,
+            "after": timeline[-1][1] if timeline else None,
+            "failover_s": round(acquired - fault_at, 3) if acquired else None,
+            "new_holder_seen_s": round(new["t"] - fault_at, 3) if new else None,
+            "transitions": (transitions[-1] - transitions[0]) if transitions else 0,
+            "errors": sum(1 for r in rows if r["lease"] == name and "err" in r),
+            "timeline": timeline,
+        }
+    return out
+
+
+def etcd_timeline(watch):
+    """[[t, leader node or None]] from the members' own metrics, at every change."""
+    events = sorted((t, n, v) for n, rows in _series(watch, "etcd").items() for t, v in rows)
+    state, out = {}, []
+    for t, node, value in events:
+        state[node] = isinstance(value, dict) and value.get("leader")
+        leaders = sorted(n for n, v in state.items() if v)
+        leader = leaders[0] if len(leaders) == 1 else None
+        if not out or out[-1][1] != leader:
+            out.append([round(t, 4), leader])
+    return out
+
+
+def measure(probe, watch, fault):
+    """Everything a run measured. ``fault``: {scenario, targets, at, reverted_at, dead}."""
+    at, reverted = fault["at"], fault.get("reverted_at") or fault["at"]
+    requests = probe.get("requests") or []
+    timeline = vip_timeline(watch, fault.get("dead"))
+    haproxy = haproxy_timelines(watch)
+    etcd = etcd_timeline(watch)
+    return {
+        "requests": {
+            "overall": request_stats(requests),
+            "fault_window": request_stats(requests, at, reverted),
+        },
+        "keepalive": keepalive_stats(probe.get("keepalive") or []),
+        "watch": watch_stats(probe),
+        "writes": write_stats(probe),
+        "vip": {**vip_failover(timeline, requests, at, fault["targets"]), "timeline": timeline},
+        "haproxy": {
+            "detection_s": detection(haproxy, at, fault["targets"]),
+            "spurious_down": spurious_down(haproxy, fault["targets"]),
+            "timeline": haproxy,
+        },
+        "leases": lease_stats(probe.get("leases") or [], at, probe.get("end")),
+        "etcd": {"leader_timeline": etcd, "leader_changes": max(0, len(etcd) - 1)},
+        "last_seen": _last_seen(watch),
+    }
+
+
+def _judge(goal, measured, limit, unit=""):
+    passed = measured is not None and measured <= limit
+    shown = "none" if measured is None else f"{measured:g}{unit}"
+    return {"goal": f"{goal} <= {limit:g}{unit}", "measured": shown, "pass": passed}
+
+
+def verdicts(measured, slo, scenario, lease_name="kube-controller-manager"):
+    """One verdict per SLO that applies to ``scenario`` (``slo[scenario]`` + global ones)."""
+    goals = (slo or {}).get(scenario) or {}
+    req = measured["requests"]["overall"]
+    out = []
+    if goals.get("failed") is not None:
+        out.append(_judge("failed requests", req["failed"], goals["failed"]))
+    if goals.get("stall_s") is not None:
+        out.append(_judge("longest stall", req["longest_stall_s"], goals["stall_s"], " s"))
+    if goals.get("ttfb_p95_ms") is not None:
+        p95 = measured["requests"]["fault_window"]["ttfb_p95_ms"]
+        out.append(_judge("TTFB p95 in the fault window", p95, goals["ttfb_p95_ms"], " ms"))
+    if goals.get("vip_failover_s") is not None:
+        out.append(
+            _judge("VIP failover", measured["vip"]["failover_s"], goals["vip_failover_s"], " s")
+        )
+    lease = measured["leases"].get(lease_name) or {}
+    if goals.get("leader_failover_s") is not None:
+        out.append(_judge(f"{lease_name} leader failover", lease.get("failover_s"),
+                          goals["leader_failover_s"], " s"))  # fmt: skip
+    if goals.get("transitions") is not None:
+        worst = max((x["transitions"] for x in measured["leases"].values()), default=0)
+        out.append(_judge("leader transitions (spurious)", worst, goals["transitions"]))
+    lost_limit = (slo or {}).get("writes_lost")
+    if lost_limit is not None:
+        out.append(_judge("acknowledged writes lost", measured["writes"]["lost"], lost_limit))
+    return out

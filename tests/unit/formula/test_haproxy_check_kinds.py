@@ -1,0 +1,102 @@
+"""
+haproxy.cfg's health check in each of its three forms, rendered with Salt's own Jinja from the
+model's defaults and checked with `haproxy -c` (issue 12):
+
+- local etcd (the default): a TCP connect to the node's etcd client port, then TLS
+  `GET /readyz` without etcd's own checks (`tcp-check`);
+- every apiserver on every etcd member: `http-check` of `/readyz` only;
+- the runbook's access layer (`kind: tcp`): a TCP connect only.
+"""
+
+from __future__ import annotations
+
+import copy
+import shutil
+import subprocess
+
+import pytest
+import salt.config
+import salt.utils.templates
+import yaml
+
+from tests.conftest import REPO
+
+TEMPLATE = REPO / "salt/kubeha/files/haproxy/haproxy.cfg.jinja"
+DEFAULTS = yaml.safe_load((REPO / "salt/kubeha/parameters/defaults.yaml").read_text())["values"]
+
+
+def _model(**changes) -> dict:
+    model = copy.deepcopy(DEFAULTS)
+    model["control_plane"] = [{"name": f"cp-{i}", "ip": f"192.168.1.1{i}"} for i in (1, 2, 3)]
+    model["vip"]["address"] = "192.168.1.10"
+    model["derived"] = {"lb_bind_address": "*"}
+    for path, value in changes.items():
+        section, key = path.split("__")
+        target = model["haproxy"]["check"] if section == "check" else model[section]
+        target[key] = value
+    return model
+
+
+def _render(tmp_path, model) -> str:
+    opts = salt.config.minion_config(None)
+    opts["file_client"] = "local"
+    salt_funcs = {"file.file_exists": lambda path: False}
+    text = salt.utils.templates.render_jinja_tmpl(
+        TEMPLATE.read_text(),
+        {"opts": opts, "saltenv": "base", "kubeha": model, "salt": salt_funcs},
+    )
+    if shutil.which("haproxy"):
+        cfg = tmp_path / "haproxy.cfg"
+        cfg.write_text(text)
+        proc = subprocess.run(["haproxy", "-c", "-f", str(cfg)], capture_output=True,
+                              text=True, timeout=60, check=False)  # fmt: skip
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        assert "[WARNING]" not in proc.stdout + proc.stderr, proc.stdout + proc.stderr
+    return text
+
+
+def _backend(text: str) -> str:
+    return text.split("\nbackend kube-apiserver\n", 1)[1].split("\nfrontend", 1)[0]
+
+
+def test_default_checks_the_local_etcd_member_then_readyz(tmp_path):
+    backend = _backend(_render(tmp_path, _model()))
+    steps = [line.strip() for line in backend.splitlines() if line.strip().startswith("tcp-check")]
+    assert steps == [
+        "tcp-check connect port 2379",
+        "tcp-check connect ssl",
+        'tcp-check send "GET /readyz?exclude=etcd&exclude=etcd-readiness HTTP/1.0\\r\\n'
+        'Host: kube-apiserver\\r\\n\\r\\n"',
+        'tcp-check expect rstring "^HTTP/1\\.[01] 200"',
+    ]
+    assert "balance leastconn" in backend and "on-marked-down shutdown-sessions" in backend
+    assert "inter 500ms fastinter 200ms downinter 1s fall 2 rise 2" in backend
+
+
+def test_apiservers_on_every_member_use_an_http_check_of_readyz(tmp_path):
+    model = _model(apiserver__etcd_servers="all")
+    backend = _backend(_render(tmp_path, model))
+    assert "option httpchk" in backend and "http-check connect ssl" in backend
+    assert "tcp-check connect port 2379" not in backend
+    assert "uri /readyz?exclude=etcd&exclude=etcd-readiness" in backend
+
+
+def test_the_full_readyz_without_exclusions(tmp_path):
+    backend = _backend(_render(tmp_path, _model(check__exclude=[], check__etcd_port=0)))
+    assert "http-check send meth GET uri /readyz\n" in backend
+
+
+def test_the_runbooks_tcp_check(tmp_path):
+    model = _model(check__kind="tcp", check__inter="2s", check__fall=3)
+    backend = _backend(_render(tmp_path, model))
+    assert "option tcp-check\n    tcp-check connect\n" in backend
+    assert "readyz" not in backend and "check-ssl" not in backend
+
+
+@pytest.mark.skipif(not shutil.which("haproxy"), reason="haproxy is not installed")
+def test_the_validator_is_real(tmp_path):
+    text = _render(tmp_path, _model()).replace("tcp-check connect ssl", "tcp-check conect ssl")
+    cfg = tmp_path / "broken.cfg"
+    cfg.write_text(text)
+    proc = subprocess.run(["haproxy", "-c", "-f", str(cfg)], capture_output=True, check=False)
+    assert proc.returncode != 0

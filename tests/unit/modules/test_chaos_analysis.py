@@ -1,0 +1,167 @@
+"""What a chaos run measured (_utils/chaos_analysis.py), from records shaped as the probe
+and the node watchers write them: failures by cause, nearest-rank TTFB percentiles, stalls
+counted from when a request was due, VIP failover from the watchers' VIP timeline, HAProxy
+detection, Lease failover, and the verdicts against pillar SLOs."""
+
+import pytest
+
+from tests.unit.modules.khm_load import load
+
+analysis = load("_utils", "chaos_analysis")
+T0 = 1_000_000.0
+
+
+def req(seq, due, ttfb=20.0, err="", *, late=0.0, ms=None, connect=None):
+    """[seq, due, late_ms, ttfb_ms, ms, code, err, mac, connect_ms] as chaos_probe records it
+    (connect_ms: TCP + TLS handshake; by default most of the TTFB)."""
+    shake = connect if connect is not None else (None if err else ttfb * 0.8)
+    return [seq, due, late, None if err else ttfb, ms if ms is not None else (ttfb or 0) + 5,
+            None if err else 200, err, "02:00:00:00:00:0b", shake]  # fmt: skip
+
+
+def test_percentiles_are_nearest_rank_samples():
+    values = sorted(float(v) for v in range(1, 101))
+    assert analysis.percentile(values, 50) == 50.0
+    assert analysis.percentile(values, 95) == 95.0
+    assert analysis.percentile(values, 99) == 99.0
+    assert analysis.percentile([3.0, 7.0], 50) == 3.0  # not the mean of the two
+    assert analysis.percentile([], 95) is None
+
+
+def test_failures_are_counted_by_cause_and_excluded_from_ttfb():
+    rows = [req(i, T0 + i * 0.1, ttfb=10.0 + i) for i in range(20)]
+    rows[5] = req(5, T0 + 0.5, err="reset", ms=300)
+    rows[6] = req(6, T0 + 0.6, err="response timeout", ms=10_000)
+    rows[7] = req(7, T0 + 0.7, err="reset", ms=200)
+    stats = analysis.request_stats(rows)
+    assert (stats["count"], stats["ok"], stats["failed"]) == (20, 17, 3)
+    assert stats["failed_by_cause"] == {"reset": 2, "response timeout": 1}
+    assert stats["ttfb_max_ms"] == 29.0 and stats["ttfb_p50_ms"] == 21.0  # 9th of 17
+    # The longest wait is the timed-out request: 10 s from when it was due.
+    assert stats["longest_stall_s"] == 10.0
+
+
+def test_stall_counts_from_when_a_request_was_due_not_when_it_left():
+    """A prober that fell behind (late) must not shorten what the user waited."""
+    rows = [req(0, T0, ttfb=100.0, late=1400.0)]
+    assert analysis.request_stats(rows)["longest_stall_s"] == 1.5
+
+
+def test_fault_window_selects_requests_by_due_time():
+    rows = [req(i, T0 + i, ttfb=10.0 if i < 5 else 900.0) for i in range(10)]
+    window = analysis.request_stats(rows, T0 + 5, T0 + 9)
+    assert window["count"] == 5 and window["ttfb_p95_ms"] == 900.0
+
+
+def test_longest_gap_is_the_time_without_any_successful_answer():
+    rows = [req(i, T0 + i * 0.1) for i in range(10)]
+    rows += [req(10 + i, T0 + 1.0 + i * 0.1, err="connect timeout", ms=50) for i in range(12)]
+    rows += [req(30, T0 + 2.3)]
+    gap = analysis.request_stats(rows)["longest_gap_s"]
+    assert 1.3 < gap < 1.45
+
+
+def _vip(node, *points):
+    return [{"t": t, "k": "vip", "v": v} for t, v in points]
+
+
+def test_vip_failover_is_the_first_answer_after_another_node_holds_it():
+    watch = {
+        "cp-1": _vip("cp-1", (T0, True)),
+        "cp-2": _vip("cp-2", (T0, False), (T0 + 10.6, True)),
+        "cp-3": _vip("cp-3", (T0, False)),
+    }
+    timeline = analysis.vip_timeline(watch, dead={"cp-1": T0 + 10.0})
+    assert analysis.holders_at(timeline, T0 + 9.9) == ["cp-1"]
+    assert analysis.holders_at(timeline, T0 + 10.3) == []
+    assert analysis.holders_at(timeline, T0 + 10.7) == ["cp-2"]
+    # A request sent in the gap is answered once the VIP answers again (SYN retransmit): its
+    # TLS handshake ends at +11.0, its HTTP answer waits for an etcd election (+11.5).
+    rows = [req(i, T0 + 9.0 + i * 0.1) for i in range(10)]
+    rows += [req(20, T0 + 10.2, ttfb=1300.0, connect=800.0), req(21, T0 + 10.8, ttfb=900.0)]
+    got = analysis.vip_failover(timeline, rows, T0 + 10.0, ["cp-1"])
+    assert got["before"] == ["cp-1"] and got["moved_to"] == ["cp-2"]
+    assert got["moved_s"] == 0.6
+    assert got["failover_s"] == pytest.approx(1.0, abs=1e-3)  # the VIP answered (TLS)
+    assert got["first_answer_s"] == pytest.approx(1.5, abs=1e-3)  # the API answered
+
+
+def test_vip_on_another_node_is_not_expected_to_move():
+    watch = {"cp-1": _vip("cp-1", (T0, True)), "cp-2": _vip("cp-2", (T0, False))}
+    got = analysis.vip_failover(analysis.vip_timeline(watch), [], T0 + 1, ["cp-2"])
+    assert got["failover_s"] is None and "not expected to move" in got["note"]
+
+
+def test_haproxy_detection_per_load_balancer():
+    watch = {
+        "cp-2": [
+            {"t": T0, "k": "hap", "v": {"cp-1": "UP/L7OK", "cp-2": "UP/L7OK"}},
+            {"t": T0 + 2.4, "k": "hap", "v": {"cp-1": "DOWN/L4TOUT", "cp-2": "UP/L7OK"}},
+        ],
+        "cp-3": [{"t": T0, "k": "hap", "v": "unreadable: CommandExecutionError"}],
+    }
+    timelines = analysis.haproxy_timelines(watch)
+    assert timelines["cp-2"]["cp-1"] == [[T0, "UP/L7OK"], [T0 + 2.4, "DOWN/L4TOUT"]]
+    assert analysis.detection(timelines, T0 + 1.0, ["cp-1"]) == {"cp-2": {"cp-1": 1.4}}
+
+
+def test_leader_failover_is_the_new_holders_acquire_time():
+    rows = [
+        {"t": T0, "lease": "kube-controller-manager", "holder": "cp-1_a", "transitions": 4,
+         "acquire": "1970-01-12T13:46:40.000000Z"},
+        {"t": T0 + 7.0, "lease": "kube-controller-manager", "holder": "cp-3_b", "transitions": 5,
+         "acquire": "1970-01-12T13:46:46.250000Z"},
+        {"t": T0 + 3.0, "lease": "kube-controller-manager", "err": "response timeout"},
+    ]  # fmt: skip
+    got = analysis.lease_stats(rows, T0 + 1.0, T0 + 30)["kube-controller-manager"]
+    assert (got["before"], got["after"]) == ("cp-1", "cp-3")
+    assert got["failover_s"] == 5.25 and got["new_holder_seen_s"] == 6.0
+    assert got["transitions"] == 1 and got["errors"] == 1
+
+
+def _measured(failed=0, stall=0.4, failover=0.6, lost=0, transitions=0):
+    return {
+        "requests": {"overall": {"failed": failed, "longest_stall_s": stall},
+                     "fault_window": {"ttfb_p95_ms": 40.0}},
+        "vip": {"failover_s": failover},
+        "leases": {"kube-controller-manager": {"failover_s": 5.5, "transitions": transitions}},
+        "writes": {"lost": lost},
+    }  # fmt: skip
+
+
+SLO = {
+    "writes_lost": 0,
+    "power-off": {"failed": 0, "stall_s": 1.5, "vip_failover_s": 1},
+    "netem": {"ttfb_p95_ms": None, "transitions": 0},
+}
+
+
+def test_verdicts_follow_the_scenarios_slo():
+    got = {v["goal"]: v for v in analysis.verdicts(_measured(), SLO, "power-off")}
+    assert set(got) == {
+        "failed requests <= 0",
+        "longest stall <= 1.5 s",
+        "VIP failover <= 1 s",
+        "acknowledged writes lost <= 0",
+    }
+    assert all(v["pass"] for v in got.values())
+
+
+@pytest.mark.parametrize(
+    ("measured", "failing"),
+    [
+        (_measured(failed=1), "failed requests <= 0"),
+        (_measured(stall=1.51), "longest stall <= 1.5 s"),
+        (_measured(failover=None), "VIP failover <= 1 s"),  # never moved: fails, not skipped
+        (_measured(lost=1), "acknowledged writes lost <= 0"),
+        (_measured(lost=None), "acknowledged writes lost <= 0"),  # no read-back: not a pass
+    ],
+)
+def test_a_missed_goal_fails_its_verdict(measured, failing):
+    bad = [v["goal"] for v in analysis.verdicts(measured, SLO, "power-off") if not v["pass"]]
+    assert bad == [failing]
+
+
+def test_null_goals_are_reported_not_judged():
+    goals = [v["goal"] for v in analysis.verdicts(_measured(transitions=2), SLO, "netem")]
+    assert goals == ["leader transitions (spurious) <= 0", "acknowledged writes lost <= 0"]

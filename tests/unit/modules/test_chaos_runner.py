@@ -1,0 +1,106 @@
+"""A refused chaos run changes nothing and says why (runner kubeha_chaos): chaos not allowed
+by the cluster's pillar, an unhealthy cluster (the final gate), a fault below etcd quorum,
+an unresolvable target, a bad pillar. Nothing is started on any minion in each case."""
+
+import copy
+
+import pytest
+
+from tests.unit.modules.khm_load import load, utils
+
+runner = load("_runners", "kubeha_chaos")
+
+MODEL = {
+    "control_plane": [{"name": f"cp-{i}", "ip": f"198.18.0.1{i}"} for i in (1, 2, 3)],
+    "vip": {"address": "198.18.0.10", "lb_port": 8443, "interface": "ens160"},
+    "vrrp": {"instance": "VI_1"},
+    "chaos": {"enabled": True, "probe_minion": "client", "max_duration": 900, "lead_in": 5,
+              "settle": 15, "power_off": [], "power_on": [],
+              "probe_kubeconfig": "/root/.kube/config"},
+    "probe": {"rate": 10, "timeout": 10},
+}  # fmt: skip
+SNAPSHOT = {
+    "vip": {"holders": ["cp-1"]},
+    "etcd": [{"endpoint": f"https://198.18.0.1{i}:2379", "is_leader": i == 2, "errors": []}
+             for i in (1, 2, 3)],
+    "leases": [{"name": "kube-controller-manager", "holder_node": "cp-3"}],
+}  # fmt: skip
+
+
+@pytest.fixture
+def calls(monkeypatch):
+    """Every minion call the runner makes; none may happen in a refused run."""
+    made = []
+
+    def forbidden(*args, **kwargs):
+        made.append((args, kwargs))
+        raise AssertionError(f"a refused run reached a minion: {args}")
+
+    monkeypatch.setattr(runner, "_start", forbidden)
+    monkeypatch.setattr(runner, "_ask", forbidden)
+    runner.__utils__ = utils("chaos_plan")
+    return made
+
+
+def _salt(model=None, gate=None):
+    model = copy.deepcopy(MODEL if model is None else model)
+    gate = gate or {"result": True, "snapshot": SNAPSHOT, "comment": "healthy"}
+
+    def kubeha_model(cluster):
+        if isinstance(model, Exception):
+            raise model
+        return model
+
+    return {"kubeha.model": kubeha_model, "kubeha_gate.final": lambda cluster, wait: gate}
+
+
+def _refused(ret):
+    assert ret["result"] is False and ret["retcode"] == 1 and ret["changed"] is False
+    assert ret["Error"].startswith("chaos run refused, nothing was changed: ")
+    return ret["Error"]
+
+
+def test_not_allowed_by_pillar(calls):
+    model = copy.deepcopy(MODEL)
+    model["chaos"]["enabled"] = False
+    runner.__salt__ = _salt(model)
+    assert "kubeha:chaos:enabled is false" in _refused(runner.run("prod", "apiserver-stop"))
+    assert calls == []
+
+
+def test_unhealthy_cluster(calls):
+    gate = {"result": False, "comment": "final: HAProxy on cp-1 sees backends not UP: [...]"}
+    runner.__salt__ = _salt(gate=gate)
+    why = _refused(runner.run("lab", "apiserver-hang", "vip-holder", 20))
+    assert "must be healthy first" in why and "not UP" in why
+    assert calls == []
+
+
+def test_below_quorum_unless_forced(calls):
+    runner.__salt__ = _salt()
+    why = _refused(runner.run("lab", "etcd-stop", "cp-1,cp-2", 15))
+    assert "leaves 1 of 3 etcd members" in why and "force=true" in why
+    assert calls == []
+
+
+def test_every_control_plane_at_once(calls):
+    runner.__salt__ = _salt()
+    why = _refused(runner.run("lab", "apiserver-hang", "cp-1,cp-2,cp-3", 15))
+    assert "every control plane" in why
+
+
+def test_unknown_target_and_bad_pillar(calls):
+    runner.__salt__ = _salt()
+    assert "neither a control plane" in _refused(runner.run("lab", "netem", "cp-7"))
+    runner.__salt__ = _salt(RuntimeError("kubeha: the cluster model in pillar has 1 problem(s)"))
+    assert "the cluster model in pillar" in _refused(runner.run("lab", "netem"))
+    assert calls == []
+
+
+def test_plan_says_what_would_be_hit(calls):
+    runner.__salt__ = _salt()
+    ret = runner.plan("lab", "etcd-stop")
+    assert ret["result"] and ret["targets"] == ["cp-2"]
+    assert "etcd stopped" in ret["comment"]
+    ret = runner.plan("lab", "leader-kill")
+    assert ret["targets"] == ["cp-3"]

@@ -1,0 +1,87 @@
+"""vip_probe's packet handling: ICMP echo requests that the kernel would accept (checksum),
+replies matched to our identifier only, VRRP adverts of our VRID only, and the local-address
+reading of /proc/net/fib_trie. A loopback ICMP round trip runs where raw sockets are allowed
+(root)."""
+
+from __future__ import annotations
+
+import os
+import socket
+import struct
+
+import pytest
+
+from tests.unit.modules.khm_load import load
+
+probe = load("_modules", "vip_probe")
+FIB = """Main:
+  +-- 0.0.0.0/0 3 0 5
+     +-- 198.18.0.0/24 2 0 2
+        |-- 198.18.0.0
+           /24 link UNICAST
+        +-- 198.18.0.8/29 2 0 2
+           |-- 198.18.0.10
+              /32 host LOCAL
+           |-- 198.18.0.11
+              /32 host LOCAL
+        |-- 198.18.0.255
+           /32 link BROADCAST
+"""
+
+
+def test_fib_trie_lists_local_addresses_only():
+    assert probe._holds("198.18.0.10", FIB) is True
+    assert probe._holds("198.18.0.255", FIB) is False
+    assert probe._holds("198.18.0.12", FIB) is False
+
+
+def test_echo_request_has_a_valid_checksum_and_carries_the_send_time():
+    packet = probe._echo_request(0x1234, 7, 1_700_000_000_123_456_789)
+    assert probe._checksum(packet) == 0  # a correct ICMP checksum sums to zero
+    kind, code, _sum, ident, seq = struct.unpack("!BBHHH", packet[:8])
+    assert (kind, code, ident, seq) == (8, 0, 0x1234, 7)
+    # The reply the peer sends back (type 0, same id, seq, payload) behind an IP header.
+    reply = b"\x45" + b"\0" * 19 + bytes([0, 0]) + packet[2:]
+    assert probe._parse_reply(reply, 0x1234) == (7, 1_700_000_000_123_456_789)
+    assert probe._parse_reply(reply, 0x4321) is None  # another process's ping
+    assert probe._parse_reply(b"\x45" + b"\0" * 19 + packet, 0x1234) is None  # a request
+
+
+def test_vrrp_adverts_of_our_vrid_only_are_heard():
+    heard: dict = {}
+    handle = probe._vrrp_handler(heard, 51)
+    ip = b"\x45" + b"\0" * 19
+    handle(ip + bytes([0x31, 51, 254, 1]), 5_000_000_000, "198.18.0.11")  # v3 advert
+    handle(ip + bytes([0x31, 52, 200, 1]), 5_000_000_000, "198.18.0.13")  # another VRID
+    handle(ip + bytes([0x32, 51, 200, 1]), 5_000_000_000, "198.18.0.12")  # not an advert
+    assert heard == {"198.18.0.11": {"at": 5.0, "priority": 254}}
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="raw sockets need root (CAP_NET_RAW)")
+def test_a_real_round_trip_over_loopback():
+    probe.__context__ = {}
+    ctx = probe._ctx()
+    icmp = probe._socket(ctx, "icmp", socket.IPPROTO_ICMP)
+    out = probe._paths(ctx, (icmp, None), {"self": "127.0.0.1"}, 3, 0.3)
+    assert out["self"]["sent"] == 3 and out["self"]["answered"] == 3
+    assert all(0 <= rtt < 50 for rtt in out["self"]["rtt_ms"]), out
+
+
+def test_background_probes_keep_salts_loader_context(tmp_path):
+    """HAProxy's view is read in a worker thread through __salt__: Salt keeps loader
+    globals in context variables, which a bare thread would not see."""
+    import salt.config
+    import salt.loader
+
+    from tests.conftest import REPO
+
+    opts = salt.config.minion_config(None)
+    opts.update(file_client="local", cachedir=str(tmp_path), grains={},
+                extension_modules=str(tmp_path / "extmods"),
+                module_dirs=[str(REPO / "_modules")], utils_dirs=[str(REPO / "_utils")],
+                haproxy_runtime={"socket": str(tmp_path / "no.sock")})  # fmt: skip
+    funcs = salt.loader.minion_mods(opts, utils=salt.loader.utils(opts))
+    out = funcs["vip_probe.sample"]({}, vip="127.0.0.1", lb_port=1, apiserver_port=1,
+                                    http_timeout=1.0, wait=True)  # fmt: skip
+    assert "no.sock does not exist" in out["haproxy"]["error"], out["haproxy"]
+    assert out["vip"]["ok"] is False and out["apiserver"]["ok"] is False

@@ -1,0 +1,264 @@
+"""The kubeha_vip runner on a simulated cluster: three nodes whose keepalived follows the
+tracked files (the highest effective priority takes a released VIP, nopreempt otherwise),
+reports as the beacons send them, a fake clock. It checks the order of a move (priorities
+first, then the release, then the release lifted), one decision at a time, observe mode,
+refusals, pin/unpin and the undo rule through tick."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+
+from tests.unit.modules.khm_load import load, utils
+from tests.unit.vip.test_decide import NODES, healthy, impaired
+
+BASE = {"cp-1": 150, "cp-2": 140, "cp-3": 130}
+
+
+class Clock:
+    def __init__(self):
+        self.now = 1_000_000.0
+
+    def time(self):
+        return self.now
+
+    def monotonic(self):
+        return self.now
+
+    def sleep(self, seconds):
+        self.now += seconds
+
+
+class Cluster:
+    """keepalived on three nodes as far as the runner can tell."""
+
+    def __init__(self, holder="cp-1"):
+        self.nodes = {n: {"priority": 0, "release": 0, "holds": n == holder} for n in NODES}
+        self.calls: list[tuple] = []
+
+    def effective(self, node):
+        return min(254, max(1, BASE[node] + self.nodes[node]["priority"]))
+
+    def _vrrp(self):
+        if not any(x["holds"] for x in self.nodes.values()):
+            live = [n for n in NODES if not self.nodes[n]["release"]]
+            if live:
+                self.nodes[max(live, key=self.effective)]["holds"] = True
+
+    def _write(self, node, entry):
+        x = self.nodes[node]
+        old = {"priority": x["priority"], "release": x["release"]}
+        x.update({k: v for k, v in entry.items() if v is not None})
+        if x["release"]:
+            x["holds"] = False
+        self._vrrp()
+        state = "FAULT" if x["release"] else ("MASTER" if x["holds"] else "BACKUP")
+        return {"old": old, "new": {k: x[k] for k in old}, "holds_vip": x["holds"],
+                "state": state}  # fmt: skip
+
+    def ask(self, opts, nodes, fun, *args, timeout=30, **kwargs):
+        nodes = [nodes] if isinstance(nodes, str) else list(nodes)
+        self.calls.append((fun, tuple(nodes), args, kwargs))
+        out = {}
+        for node in nodes:
+            if self.nodes[node].get("off"):
+                out[node] = (False, f"{node} did not answer {fun}")
+            elif fun == "keepalived_track.apply":
+                out[node] = (True, self._write(node, args[0].get(node) or {}))
+            elif fun == "keepalived_track.write":
+                entry = {k: kwargs.get(k) for k in ("priority", "release")}
+                out[node] = (True, self._write(node, entry))
+            elif fun == "vip_probe.holds":
+                out[node] = (True, self.nodes[node]["holds"])
+            elif fun == "vip_probe.last_view":
+                out[node] = (True, None)  # no newer report than what the master has
+            else:
+                raise AssertionError(fun)
+        return out
+
+    def holders(self):
+        return [n for n in NODES if self.nodes[n]["holds"]]
+
+
+@pytest.fixture
+def rig(tmp_path, monkeypatch):
+    runner = load("_runners", "kubeha_vip")
+    clock, cluster, fired = Clock(), Cluster(), []
+    heal = {"mode": "act", "margin": 50, "cooldown": 60, "recover_after": 30}
+    model = {"control_plane": [{"name": n} for n in NODES],
+             "vip": {"address": "198.18.0.10", "provider": "keepalived-haproxy"},
+             "vrrp": {"instance": "VI_1", "advert_int": 0.2}, "vip_heal": heal}  # fmt: skip
+    monkeypatch.setattr(runner, "time", clock)
+    runner.__opts__ = {"cachedir": str(tmp_path)}
+    monkeypatch.setattr(load("_utils", "kubeha_vip_act"), "time", clock)
+    runner.__utils__ = {**utils("kubeha_vip_store", "kubeha_vip_decide", "kubeha_vip_act"),
+                        "kubeha_minions.ask": cluster.ask}  # fmt: skip
+    runner.__salt__ = {"kubeha.model": lambda c: copy.deepcopy(model),
+                       "event.send": lambda tag, data: fired.append((tag, data))}  # fmt: skip
+    runner.clock, runner.cluster, runner.fired, runner.heal = clock, cluster, fired, heal
+    store = load("_utils", "kubeha_vip_store")
+    runner.store = store
+    return runner
+
+
+def report(rig, views: dict, node: str, seq: int, reason="change") -> dict:
+    event = {
+        "cluster": "lab",
+        "node": node,
+        "seq": seq,
+        "boot": f"{node}-1",
+        "at": rig.clock.now,
+        "reason": reason,
+        "changed": ["peers"],
+        "view": views[node],
+    }
+    return rig.react("lab", minion=node, event=event)
+
+
+def test_an_impaired_holder_is_moved_priorities_first_then_released(rig):
+    for seq, node in enumerate(NODES, 1):
+        assert report(rig, healthy(), node, seq, "first")["decisions"][0]["action"] == "none"
+    rig.cluster.calls.clear()
+    views = impaired("cp-1")
+    report(rig, views, "cp-2", 10)  # one voice: not yet
+    assert rig.cluster.calls == []
+    out = report(rig, views, "cp-1", 11)  # the holder sees everyone bad: a second voice
+    (decision,) = out["decisions"]
+    assert decision["action"] == "move" and decision["target"] == "cp-2", decision
+    assert decision["moved"] and decision["from"] == "cp-1"
+    funs = [(c[0], c[1], c[3].get("release")) for c in rig.cluster.calls]
+    # The other nodes first (the impaired holder would slow that call), then the holder's
+    # priority and release together.
+    assert funs[0][0] == "keepalived_track.apply" and funs[0][1] == ("cp-2", "cp-3")
+    assert funs[1] == ("keepalived_track.write", ("cp-1",), 1)
+    assert rig.cluster.calls[1][3]["priority"] == -253
+    assert funs[-1] == ("keepalived_track.write", ("cp-1",), 0)
+    assert rig.cluster.holders() == ["cp-2"]
+    assert {n: rig.cluster.effective(n) for n in NODES} == {"cp-1": 1, "cp-2": 254, "cp-3": 130}
+    assert rig.cluster.nodes["cp-1"]["release"] == 0
+    assert rig.fired[-1][0] == "kubeha/vip/lab/decision"
+    history = rig.history("lab")
+    assert [h["action"] for h in history] == ["none"] * 4 + ["move"]
+    assert rig.status("lab")["override"]["kind"] == "move"
+
+
+def test_the_moves_own_reports_do_not_trigger_another(rig):
+    views = impaired("cp-1")
+    for seq, node in enumerate(NODES, 1):
+        report(rig, views, node, seq)
+    assert rig.cluster.holders() == ["cp-2"]
+    moved = copy.deepcopy(views)
+    moved["cp-1"]["holds_vip"], moved["cp-1"]["keepalived"] = False, "BACKUP"
+    moved["cp-2"]["holds_vip"], moved["cp-2"]["keepalived"] = True, "MASTER"
+    rig.cluster.calls.clear()
+    for seq, node in enumerate(NODES, 10):
+        out = report(rig, moved, node, seq)
+        assert out["decisions"][0]["action"] == "none", out
+    # The old holder reported first: for a moment no report said who holds the VIP; a
+    # read of the live holders settles it, and nothing is written.
+    assert {c[0] for c in rig.cluster.calls} <= {"vip_probe.holds"}
+    assert "holds the VIP now" in rig.history("lab")[-3]["reason"]
+
+
+def test_a_report_during_a_decision_is_kept_and_looked_at_after_it(rig):
+    for seq, node in enumerate(NODES, 1):
+        report(rig, healthy(), node, seq, "first")
+    views = impaired("cp-1")
+    report(rig, views, "cp-2", 10)
+    with rig.store.locked(rig.__opts__, "lab", "decide") as got:
+        assert got
+        busy = report(rig, views, "cp-3", 11)
+    assert "in progress" in busy["comment"] and rig.cluster.holders() == ["cp-1"]
+    assert rig.tick("lab")["lab"].startswith("move")
+    assert rig.cluster.holders() == ["cp-2"]
+
+
+def test_observe_mode_decides_and_records_but_changes_nothing(rig):
+    rig.heal["mode"] = "observe"
+    views = impaired("cp-1")
+    for seq, node in enumerate(NODES, 1):
+        report(rig, views, node, seq)
+    last = rig.history("lab")[-1]
+    assert last["action"] == "move" and last["observed_only"] is True
+    assert rig.cluster.calls == [] and rig.cluster.holders() == ["cp-1"]
+
+
+def test_a_report_about_another_node_or_a_stranger_is_refused(rig):
+    out = rig.react("lab", minion="cp-2", event={"node": "cp-1", "view": {}})
+    assert out["result"] is False and "not a control plane" in out["comment"]
+    assert rig.react("lab", minion="w-1", event={"node": "w-1"})["result"] is False
+    assert rig.history("lab") == []
+
+
+def test_an_override_is_undone_by_tick_once_clear_for_recover_after(rig):
+    views = impaired("cp-1")
+    for seq, node in enumerate(NODES, 1):
+        report(rig, views, node, seq)
+    good = healthy("cp-2")
+    for seq, node in enumerate(NODES, 10):
+        report(rig, good, node, seq)
+    assert rig.status("lab")["override"]["clear_since"] == rig.clock.now
+    rig.clock.now += 29
+    rig.tick("lab")
+    assert rig.status("lab")["override"] is not None
+    rig.clock.now += 2
+    assert rig.tick("lab")["lab"].startswith("undo")
+    assert rig.status("lab")["override"] is None
+    assert {n: rig.cluster.nodes[n]["priority"] for n in NODES} == dict.fromkeys(NODES, 0)
+    assert rig.cluster.holders() == ["cp-2"]  # undoing never moves the VIP
+
+
+def test_pin_moves_the_vip_and_unpin_lifts_every_override(rig):
+    out = rig.pin("lab", "cp-3")
+    assert out["moved"] and rig.cluster.holders() == ["cp-3"]
+    assert rig.status("lab")["override"]["kind"] == "operator"
+    out = rig.unpin("lab")
+    assert out["holders"] == ["cp-3"] and rig.status("lab")["override"] is None
+    assert {n: rig.cluster.nodes[n]["priority"] for n in NODES} == dict.fromkeys(NODES, 0)
+    with pytest.raises(Exception, match="not a control plane"):
+        rig.pin("lab", "w-9")
+
+
+def test_a_split_keeps_one_holder_and_releases_the_other_until_it_hears_it(rig):
+    for seq, node in enumerate(NODES, 1):
+        report(rig, healthy("cp-1"), node, seq, "first")
+    rig.cluster.nodes["cp-2"]["holds"] = True  # VRRP between cp-1 and cp-2 is cut
+    split = healthy("cp-1")
+    split["cp-2"] = {**split["cp-2"], "holds_vip": True, "keepalived": "MASTER", "vrrp_from": []}
+    (decision,) = report(rig, split, "cp-2", 10)["decisions"]
+    assert decision["action"] == "split" and decision["target"] == "cp-1"
+    assert rig.cluster.holders() == ["cp-1"] and rig.cluster.nodes["cp-2"]["release"] == 1
+    assert rig.cluster.nodes["cp-3"]["priority"] == 0  # lowered only during the release
+    released = copy.deepcopy(split)
+    released["cp-2"].update(holds_vip=False, keepalived="FAULT")
+    report(rig, released, "cp-2", 11)
+    rig.clock.now += 100
+    rig.tick("lab")
+    assert rig.cluster.nodes["cp-2"]["release"] == 1  # still deaf to cp-1: stays released
+    released["cp-2"]["vrrp_from"] = ["cp-1"]
+    report(rig, released, "cp-2", 12)
+    rig.clock.now += 31
+    assert rig.tick("lab")["lab"].startswith("undo")
+    assert rig.cluster.nodes["cp-2"]["release"] == 0 and rig.cluster.holders() == ["cp-1"]
+
+
+def test_a_dead_nodes_last_report_stops_counting_once_it_does_not_answer(rig):
+    for seq, node in enumerate(NODES, 1):
+        report(rig, healthy("cp-1"), node, seq, "first")
+    # cp-1 loses its power: VRRP moves the VIP to cp-2, whose report says so; cp-1's last
+    # report still says it holds the VIP.
+    rig.cluster.nodes["cp-1"].update(off=True, holds=False)
+    rig.cluster.nodes["cp-2"]["holds"] = True
+    moved = healthy("cp-2")
+    moved["cp-2"]["peers"]["cp-1"]["state"] = "bad"
+    (decision,) = report(rig, moved, "cp-2", 10)["decisions"]
+    assert decision["action"] == "none" and "holds the VIP now" in decision["reason"]
+    status = rig.status("lab")
+    assert status["scores"]["cp-1"]["score"] is None  # no longer counted, no candidate
+    assert status["views"]["cp-1"]["holds"] is None
+    # It comes back and reports: counted again.
+    rig.cluster.nodes["cp-1"].update(off=False)
+    rig.clock.now += 5
+    report(rig, healthy("cp-2"), "cp-1", 2, "first")
+    assert rig.status("lab")["scores"]["cp-1"]["score"] == 0
