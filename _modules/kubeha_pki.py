@@ -107,7 +107,9 @@ def inventory(pki_dir=PKI_DIR, kubeconfig_dir=KUBECONFIG_DIR, kubelet_cert=KUBEL
     return {"certificates": out, "errors": errors}
 
 
-def expiring(renew_before_days=30, **kwargs):
+def expiring(
+    renew_before_days=30, pki_dir=PKI_DIR, kubeconfig_dir=KUBECONFIG_DIR, kubelet_cert=KUBELET_CERT
+):
     """
     The certificates with fewer than ``renew_before_days`` days left, by what can be done:
     ``renewable`` (``kubeadm certs renew``), ``ca`` (report only: a CA is never renewed
@@ -119,7 +121,8 @@ def expiring(renew_before_days=30, **kwargs):
 
         salt 'cp-*' kubeha_pki.expiring 30
     """
-    inv = inventory(**kwargs)
+    # Named, not **kwargs: Salt hands a function that takes **kwargs its __pub_* job data.
+    inv = inventory(pki_dir=pki_dir, kubeconfig_dir=kubeconfig_dir, kubelet_cert=kubelet_cert)
     limit = float(renew_before_days)
     groups = {"renewable": [], "ca": [], "kubelet": []}
     for cert in inv["certificates"]:

@@ -1,7 +1,8 @@
 """
 The cluster's security objects built from the model: the admission policy that refuses
-unpinned images, and (``kubeha_rbac``) the teams' RBAC. The ``kubeha.security`` states
-apply them with ``kube_objects.applied``; this module only shapes objects.
+unpinned images (the teams' RBAC from pillar is not built yet: issue 16, item 2). The
+``kubeha.security`` states apply them with ``kube_objects.applied``; this module only
+shapes objects.
 
 The image policy is a ValidatingAdmissionPolicy + binding (admissionregistration.k8s.io/v1,
 GA and on by default from Kubernetes 1.30; docs/facts.md, runbook step 11): a Pod, a

@@ -30,6 +30,7 @@ CLI Example:
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import logging
@@ -144,14 +145,16 @@ def pick_member(cluster: str, model: dict | None = None) -> dict:
     return {"node": node, "leader": members[node]["leader"], "members": members}
 
 
-def _push(node: str, path: str, sha256: str) -> Path:
-    """cp.push ``path`` from ``node`` to the master's cache; check it arrived whole."""
+def _push(node: str, path: str, sha256: str, copies: list[Path]) -> Path:
+    """cp.push ``path`` from ``node`` to the master's cache; check it arrived whole. The
+    copy joins ``copies`` before any check, so that it is removed whatever happens next."""
+    local = Path(__opts__["cachedir"]) / "minions" / node / "files" / path.lstrip("/")
+    copies.append(local)
     if not _ask(node, "cp.push", path, timeout=1800):
         raise CommandExecutionError(
             f"cp.push {path} from {node} was refused: the master needs file_recv: True "
             "(docs/examples/master.d/kubeha.conf) and file_recv_max_size above the file"
         )
-    local = Path(__opts__["cachedir"]) / "minions" / node / "files" / path.lstrip("/")
     local.chmod(0o600)
     digest = hashlib.sha256()
     with local.open("rb") as handle:
@@ -165,6 +168,8 @@ def _push(node: str, path: str, sha256: str) -> Path:
 def _clean(node: str | None, folder: str | None, copies: list[Path]) -> None:
     for local in copies:
         local.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            local.parent.rmdir()  # the set's folder in the master's cache, once empty
     if node and folder:
         try:
             _ask(node, "file.remove", folder, timeout=60)
@@ -211,8 +216,8 @@ def take(cluster: str, node: str | None = None, reason: str = "manual") -> dict:
                 )
             pki = _ask(node, "kubeha_archive.pki", f"{folder}/pki.tar.gz.enc", f"{cluster}/{stamp}")
             t0 = time.monotonic()
-            copies.append(_push(node, snap["path"], snap["sha256"]))
-            copies.append(_push(node, pki["path"], pki["sha256"]))
+            _push(node, snap["path"], snap["sha256"], copies)
+            _push(node, pki["path"], pki["sha256"], copies)
             push_s = time.monotonic() - t0
             meta = {
                 "sha256": snap["sha256"],

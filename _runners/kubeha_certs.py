@@ -119,7 +119,7 @@ def _renew_node(cluster: str, model: dict, node: str) -> dict:
     before = _ask(node, "kubeha_pki.expiring", cfg["renew_before_days"])
     served_before = _served(model, node)
     leader = __salt__["kubeha_node.etcd_leader_away"](cluster, node)["comment"]
-    __salt__["kubeha_node.lb_out"](cluster, node, drain_timeout=cfg["drain"])
+    __salt__["kubeha_node.lb_out"](cluster, node, wait=cfg["drain"])
     out_at = time.monotonic()
     try:
         _ask(node, "kubeadm_certs.renew", "all", timeout=360)

@@ -125,7 +125,7 @@ def _one(cluster: str, model: dict, member: dict) -> dict:
     # the others were defragmented. A no-op for a follower.
     moved = __salt__["kubeha_node.etcd_leader_away"](cluster, node)["comment"]
     steps = {"leader_away": moved}
-    __salt__["kubeha_node.lb_out"](cluster, node, drain_timeout=cfg["drain"])
+    __salt__["kubeha_node.lb_out"](cluster, node, wait=cfg["drain"])
     out_at = time.monotonic()
     try:
         before = _ask(node, "etcdctl.endpoint_status", "https://127.0.0.1:2379", False)[0]

@@ -276,8 +276,9 @@ def final(cluster: str, wait: float = 300) -> dict:
     """
     The cluster as the pillar describes it: the API answers through the VIP, one node holds
     the VIP, every HAProxy sees every apiserver UP, etcd has all members and a leader, all
-    Nodes are Ready at the pillar's version, and the controller-manager and scheduler
-    Leases have holders. Returns the snapshot it passed on.
+    Nodes are Ready at the version each should run (pillar's, or the newer one an upgrade
+    recorded on the node: kubeha_status.wanted_versions), and the controller-manager and
+    scheduler Leases have holders. Returns the snapshot it passed on.
 
     CLI Example:
 
@@ -293,10 +294,12 @@ def final(cluster: str, wait: float = 300) -> dict:
         if missing:
             raise GateFailed("; ".join(missing))
         holders = {lease["name"]: lease["holder_node"] for lease in snap["leases"]}
+        wanted = __salt__["kubeha_status.wanted_versions"](model, snap)
+        versions = ", ".join(sorted(set(wanted.values())))
         return {
             "comment": f"cluster {cluster} healthy: VIP answers, "
             f"{len(model['control_plane'])} etcd members, all Nodes Ready at "
-            f"v{model['kubernetes']['version']}, Lease holders {holders}",
+            f"{versions}, Lease holders {holders}",
             "snapshot": snap,
         }
 

@@ -52,7 +52,9 @@ def _each(nodes, fun: str, *args, timeout: float = 60, **kwargs) -> dict:
 
 
 def _until(what: str, check, wait: float):
-    """check() until it returns something true; CommandExecutionError at the deadline."""
+    """check() until it returns something true; CommandExecutionError naming `what` at the deadline.
+    (A loop of its own in each runner: a check handed to a ``__utils__`` function would run
+    in the utils loader's context, where this runner's ``__utils__`` is not packed.)"""
     deadline = time.monotonic() + float(wait)
     last = None
     while time.monotonic() < deadline:

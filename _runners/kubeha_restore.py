@@ -204,8 +204,10 @@ def run(cluster: str, stamp=None, confirm=False, bump_revision=DEFAULT_BUMP) -> 
     steps: list[dict] = []
     changed = False
     paths: dict = {}
+    doing = ["precheck"]  # the step under way: the one a failure names
 
     def step(name: str, fun, *args):
+        doing[0] = name
         t = time.monotonic()
         out = fun(*args)
         steps.append({"step": name, "seconds": round(time.monotonic() - t, 2)})
@@ -254,14 +256,14 @@ def run(cluster: str, stamp=None, confirm=False, bump_revision=DEFAULT_BUMP) -> 
     except CommandExecutionError as err:
         if _u("kubeha_day2.is_busy")(err):
             return _u("kubeha_day2.skipped")(err, "manual")
-        where = steps[-1]["step"] if steps else "precheck"
+        where = doing[0]
         hint = (
             f" The old data directories are at {paths['old_data']} and the stopped manifests "
             f"in {paths['parking']} on each control plane."
             if changed
             else " Nothing was changed."
         )
-        message = f"etcd restore of {cluster} from {stamp} stopped after '{where}': {err}.{hint}"
+        message = f"etcd restore of {cluster} from {stamp} stopped at '{where}': {err}.{hint}"
         _u("kubeha_day2.record")(
             __opts__, cluster, "restore", {"result": False, "error": message, "steps": steps}
         )

@@ -71,7 +71,40 @@ def snapshot(cluster: str) -> dict:
     _, out["etcd"] = _first_answer(cps, "etcdctl.endpoint_status")
     _, out["nodes"] = _first_answer(cps, "apiserver.nodes")
     _, out["leases"] = _first_answer(cps, "apiserver.leases")
+    # The version an upgrade recorded on each node (orch.upgrade sets it as the node's
+    # kubelet moves): a node upgraded ahead of pillar is where it should be.
+    nodes = cps + [n["name"] for n in model.get("workers") or []]
+    recorded = _ask(nodes, "grains.get", "kubeha_kubernetes_version", timeout=15)
+    out["upgraded"] = {n: v for n, v in recorded.items() if v and isinstance(v, str)}
     out["day2"] = day2(cluster, model)
+    return out
+
+
+def wanted_versions(model: dict, snap: dict) -> dict:
+    """
+    The kubelet version each node should run: pillar's ``kubernetes:version``, or the newer
+    one the upgrade recorded on the node (its ``kubeha_kubernetes_version`` grain, in the
+    snapshot's ``upgraded``), as ``kubeha_model.derive`` picks the node's packages.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-run kubeha_status.wanted_versions "$(salt-run kubeha.model lab --out=json)" \
+            "$(salt-run kubeha_status.snapshot lab --out=json)"
+    """
+    as_tuple = __utils__["kubeha_values.version_tuple"]
+    pillar_version = str(model["kubernetes"]["version"]).lstrip("v")
+    out = {}
+    for node in model["control_plane"] + (model.get("workers") or []):
+        name, version = node["name"], pillar_version
+        recorded = (snap.get("upgraded") or {}).get(name)
+        try:
+            if recorded and as_tuple(recorded) > as_tuple(pillar_version):
+                version = str(recorded).lstrip("v")
+        except ValueError:
+            pass  # not a version: pillar's stands (kubeha_model warns about it)
+        out[name] = f"v{version}"
     return out
 
 
@@ -165,10 +198,11 @@ def problems(cluster: str, snap: dict, model: dict) -> list[str]:
     if isinstance(nodes, dict):
         out.append(f"Nodes cannot be listed: {nodes.get('error')}")
     else:
-        version = f"v{model['kubernetes']['version']}"
+        wanted = wanted_versions(model, snap)
         seen = {n["name"]: n for n in nodes}
         for name in want_nodes:
             node = seen.get(name)
+            version = wanted[name]
             if node is None:
                 out.append(f"Node {name} is not registered")
             elif not node["ready"] or node["kubelet_version"] != version:

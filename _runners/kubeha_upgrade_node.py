@@ -2,9 +2,11 @@
 Upgrade one node of a kubeha cluster to a Kubernetes version, and roll it back when it fails
 its gate: what ``orch/upgrade.sls`` runs for each node, one at a time.
 
-A control plane leaves every HAProxy's pool and hands over the VIP and etcd leadership before
-anything restarts on it (kubeadm's own upgrade stalls requests otherwise:
-https://github.com/kubernetes/kubeadm/issues/2991), then: the target minor's repository and
+A control plane leaves every HAProxy's pool and hands over etcd leadership before anything
+restarts on it (kubeadm's own upgrade stalls requests otherwise:
+https://github.com/kubernetes/kubeadm/issues/2991); the VIP stays where it is (nothing of the
+upgrade touches HAProxy or keepalived, and moving it would cut the connections in flight:
+kubeha_upgrade_plan.CONTROL_PLANE_STEPS), then: the target minor's repository and
 kubeadm; ``kubeadm upgrade apply`` on the first control plane, ``kubeadm upgrade node`` on
 the others (docs/facts.md #2); its static pods at the new version and ready; cordon and
 drain; kubelet and kubectl; Node Ready at the new version; uncordon; the cluster gate; back
@@ -73,7 +75,9 @@ def _ask(node: str, fun: str, *args, timeout: float = 60, **kwargs):
 
 
 def _until(what: str, check, wait: float):
-    """check() until it returns something true; StepFailed naming `what` at the deadline."""
+    """check() until it returns something true; StepFailed naming `what` at the deadline.
+    (A loop of its own in each runner: a check handed to a ``__utils__`` function would run
+    in the utils loader's context, where this runner's ``__utils__`` is not packed.)"""
     deadline = time.monotonic() + float(wait)
     last = None
     while time.monotonic() < deadline:
@@ -84,7 +88,8 @@ def _until(what: str, check, wait: float):
         if got:
             return got
         time.sleep(POLL_S)
-    raise StepFailed(f"{what} not reached within {wait:g} s" + (f" (last: {last})" if last else ""))
+    tail = f" (last: {last})" if last else ""
+    raise StepFailed(f"{what} not reached within {wait:g} s{tail}")
 
 
 def _state(node: str, fun: str, *args, what: str, timeout: float, **kwargs) -> dict:
@@ -190,6 +195,21 @@ def _current(node: str, control_plane: bool) -> str | None:
     return _ask(node, "grains.get", VERSION_GRAIN, timeout=30) or None
 
 
+def _kubelet_ready_uncordoned(cluster, node, version, *, timeline, reached, helper, wait):
+    """The last steps of every node's pass: the version grain, kubelet and kubectl at the
+    new version, kubelet restarted, Node Ready at the new version, uncordoned."""
+    with timeline.step("kubelet-kubectl"):
+        _ask(node, "grains.setval", VERSION_GRAIN, str(version).lstrip("v"))
+        reached.append("grain")
+        _packages(node, None, "kubelet and kubectl packages")
+        _ask(node, "service.restart", "kubelet", timeout=120)
+    with timeline.step("node-ready"):
+        _until(f"Node {node} Ready at {_v(version)}",
+               lambda: _node("ready_at", cluster, node, version, via=helper), wait)  # fmt: skip
+    with timeline.step("uncordon"):
+        _node("uncordon", cluster, node, via=helper)
+
+
 def control_plane(cluster: str, node: str, version: str, first: bool = False, wait=300):
     """
     Upgrade control plane ``node`` to ``version`` (``first``: ``kubeadm upgrade apply``,
@@ -209,13 +229,10 @@ def control_plane(cluster: str, node: str, version: str, first: bool = False, wa
         timeline.steps.append({"node": node, "step": "already", "started": time.time()})
         return {"result": True, "comment": f"{node} already runs {old}", "steps": []}
     helper = next(n for n in cps if n != node)
-    stopped_keepalived = False
     reached = []
     try:
         with timeline.step("lb-drain"):
             _node("lb_out", cluster, node)
-        with timeline.step("vip-away"):
-            stopped_keepalived = _node("vip_away", cluster, node)["stopped"]
         with timeline.step("etcd-leader-away"):
             _node("etcd_leader_away", cluster, node)
         revision = model["kubernetes"]["package_revision"]
@@ -246,26 +263,17 @@ def control_plane(cluster: str, node: str, version: str, first: bool = False, wa
             )
         with timeline.step("cordon-drain"):
             _node("drain", cluster, node, via=helper)
-        with timeline.step("kubelet-kubectl"):
-            _ask(node, "grains.setval", VERSION_GRAIN, str(version).lstrip("v"))
-            reached.append("grain")
-            _packages(node, None, "kubelet and kubectl packages")
-            _ask(node, "service.restart", "kubelet", timeout=120)
-        with timeline.step("node-ready"):
-            _until(f"Node {node} Ready at {_v(version)}",
-                   lambda: _node("ready_at", cluster, node, version, via=helper), wait)  # fmt: skip
-        with timeline.step("uncordon"):
-            _node("uncordon", cluster, node, via=helper)
+        _kubelet_ready_uncordoned(
+            cluster, node, version, timeline=timeline, reached=reached, helper=helper, wait=wait
+        )
         with timeline.step("gate"):
             gate = __salt__["kubeha_gate.control_plane_ready"](cluster, cps, wait=wait)
             if not gate.get("result"):
                 raise StepFailed(gate.get("comment"))
         with timeline.step("lb-back"):
             _node("lb_in", cluster, node)
-            if stopped_keepalived:
-                _ask(node, "service.start", "keepalived", timeout=60)
-    except StepFailed as err:
-        log.error("kubeha upgrade: %s failed: %s; rolling back to %s", node, err, old)
+    except Exception as err:  # noqa: BLE001 - whatever stopped the pass, the node goes back
+        log.exception("kubeha upgrade: %s failed: %s; rolling back to %s", node, err, old)
         back = _roll_back(
             model,
             cluster,
@@ -311,17 +319,11 @@ def worker(cluster: str, node: str, version: str, wait=300):
         with timeline.step("kubeadm-upgrade"):
             _state(node, "state.single", "kubeadm.upgraded", _v(version),
                    what="kubeadm upgrade node", timeout=1900)  # fmt: skip
-        with timeline.step("kubelet-kubectl"):
-            _ask(node, "grains.setval", VERSION_GRAIN, str(version).lstrip("v"))
-            reached.append("grain")
-            _packages(node, None, "kubelet and kubectl packages")
-            _ask(node, "service.restart", "kubelet", timeout=120)
-        with timeline.step("node-ready"):
-            _until(f"Node {node} Ready at {_v(version)}",
-                   lambda: _node("ready_at", cluster, node, version, via=helper), wait)  # fmt: skip
-        with timeline.step("uncordon"):
-            _node("uncordon", cluster, node, via=helper)
-    except StepFailed as err:
+        _kubelet_ready_uncordoned(
+            cluster, node, version, timeline=timeline, reached=reached, helper=helper, wait=wait
+        )
+    except Exception as err:  # noqa: BLE001 - whatever stopped the pass, the node goes back
+        log.exception("kubeha upgrade: %s failed: %s; rolling back to %s", node, err, old)
         back = _roll_back(
             model,
             cluster,
@@ -362,13 +364,12 @@ def _roll_back(model, cluster, node, *, old, reached, timeline, helper, wait) ->
                 if not gate.get("result"):
                     raise StepFailed(gate.get("comment"))
                 _node("lb_in", cluster, node)
-                _ask(node, "service.start", "keepalived", timeout=60)
         else:
             with timeline.step("rollback-node-ready"):
                 _until(f"Node {node} Ready at {old}",
                        lambda: _node("ready_at", cluster, node, old, via=helper), wait)  # fmt: skip
                 _node("uncordon", cluster, node, via=helper)
-    except StepFailed as err:
-        log.error("kubeha upgrade: rolling %s back failed: %s", node, err)
+    except Exception as err:  # noqa: BLE001 - reported as "rolling back failed too"
+        log.exception("kubeha upgrade: rolling %s back failed: %s", node, err)
         return False
     return True

@@ -8,15 +8,25 @@ Salt's own error text maps to ``(False, message)``. Runners use it as
 """
 
 import salt.client
+import salt.utils.user
 
 # What Salt returns instead of raising when a function is missing or failed on the minion.
 ERROR_PREFIXES = ("ERROR", "Traceback", "The minion function", "Minion did not return")
 
 
+def _client(opts):
+    """A LocalClient that authenticates as the process it runs in. An orchestration started
+    by the reactor runs with ``opts["user"] = "Reactor"`` (salt/runners/state.py,
+    orchestrate: ``__opts__["user"] = __user__``), so LocalClient would read the master key
+    of a user "Reactor" that does not exist and every publish would fail with "Master runs
+    as 'root', but user in payload is 'root'"."""
+    return salt.client.get_local_client(mopts={**opts, "user": salt.utils.user.get_user()})
+
+
 def ask(opts, nodes, fun, *args, timeout=30, **kwargs):
     """{node: (ok, return)} for ``fun(*args, **kwargs)`` on each of ``nodes``."""
     nodes = [nodes] if isinstance(nodes, str) else list(nodes)
-    client = salt.client.get_local_client(mopts=opts)
+    client = _client(opts)
     try:
         res = client.cmd(
             nodes,
@@ -51,7 +61,7 @@ def start(opts, nodes, fun, *args, **kwargs):
     """Start ``fun(*args, **kwargs)`` on ``nodes`` without waiting (``salt --async``); the
     job id. For what runs longer than a call should wait: probes, watchers."""
     nodes = [nodes] if isinstance(nodes, str) else list(nodes)
-    client = salt.client.get_local_client(mopts=opts)
+    client = _client(opts)
     try:
         jid = client.cmd_async(nodes, fun, arg=list(args), kwarg=kwargs, tgt_type="list")
     finally:

@@ -15,7 +15,10 @@ import re
 # Steps of each kind of node, in order; the runner records a duration for each.
 CONTROL_PLANE_STEPS = (
     "lb-drain",  # out of every HAProxy's pool, sessions ended
-    "vip-away",  # keepalived stopped here: the VIP moves on a priority-0 advert
+    # No VIP move: the VIP holder's HAProxy and keepalived are not touched by the upgrade
+    # (keepalived tracks HAProxy's /healthz, which stays UP through the other apiservers),
+    # and a move cuts every connection in flight on the old holder (measured on the lab:
+    # a request sent 1 s before the move timed out). `kubeha_node.vip_away` stays a tool.
     "etcd-leader-away",  # etcd leadership handed to another member
     "kubeadm-package",  # the target minor's repository, kubeadm installed and held
     "kubeadm-upgrade",  # `kubeadm upgrade apply` (first) or `kubeadm upgrade node`
@@ -25,7 +28,7 @@ CONTROL_PLANE_STEPS = (
     "node-ready",  # the Node Ready with the new kubelet version
     "uncordon",
     "gate",  # every etcd member healthy, every apiserver /readyz, Leases held
-    "lb-back",  # back in every pool, keepalived running (nopreempt: the VIP stays put)
+    "lb-back",  # back in every pool
 )
 WORKER_STEPS = (
     "cordon-drain",

@@ -64,7 +64,7 @@ def markdown(data: dict) -> str:
         f"Started {when.isoformat(timespec='seconds')}; {summ['nodes']} node passes in "
         f"{summ['total_seconds']:.0f} s: {summ['kubeadm_seconds']:.0f} s in kubeadm "
         f"({summ['kubeadm_share']:.0%}), {summ['kubeha_seconds']:.0f} s in kubeha's own "
-        "steps (pools, VIP, etcd leadership, packages, drains, gates).",
+        "steps (pools, etcd leadership, packages, drains, gates).",
         "",
         "| node | version | outcome | seconds |",
         "|---|---|---|---|",

@@ -24,7 +24,10 @@ BACKUP, is no candidate):
 3. no holder: the runner confirms it live and lifts every release it made;
 4. fewer than half of the apiservers ready, at least one ready, and every other one failed
    after it had served (a node still being built has not failed): pin the VIP on a ready
-   one (the holder if it is ready), as the runbook's rollback asks;
+   one that scores below ``margin`` (the holder if it is one), as the runbook's rollback
+   asks. A ready node with a bad path or no apiserver behind its HAProxy is no place for
+   the VIP: an impaired etcd leader keeps its own ``/readyz`` fast while the others' time
+   out (measured on the lab: C on a non-holder that led etcd pinned the VIP on it);
 5. the holder scores ``margin`` or more above the best candidate: move the VIP there,
    unless a move happened less than ``cooldown`` seconds ago.
 
@@ -155,7 +158,9 @@ def decide(nodes: list[str], views: dict, state: dict, cfg: dict, now: float) ->
     holder = holders[0]
     ready, minority = ready_minority(views, nodes, state.get("served"))
     if minority and pinned not in ready:
-        target = holder if holder in ready else best(ready, table, nodes)
+        fit = [n for n in ready if table[n]["score"] is not None
+               and table[n]["score"] < cfg["margin"]]  # fmt: skip
+        target = holder if holder in fit else best(fit, table, nodes)
         why = f"only {', '.join(ready)} of {len(nodes)} apiservers ready"
         if target and target != holder and cooling:
             return {**out, "action": "none", "reason": f"{why}; {cooling}"}

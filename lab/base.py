@@ -20,7 +20,7 @@ from pathlib import Path
 from lab import wheels
 from lab.config import BASE_MOUNT, CACHE
 from lab.hostenv import apt_proxy_env, debian_mirror
-from lab.run import LabError, run, step
+from lab.run import LabError, run, say, step
 
 # What every machine has before Salt touches it: what an Ubuntu/Debian server install has.
 BASE_PACKAGES = [
@@ -126,14 +126,24 @@ def ensure_base() -> Path:
     _tidy(rootfs)
     with step("packing the base image (squashfs, lz4)"):
         partial = image.with_suffix(".partial")
-        run(
-            ["mksquashfs", rootfs, partial, "-noappend", "-comp", "lz4", "-quiet", "-no-progress"],
-            timeout=900,
-        )
+        _pack(rootfs, partial)
         partial.rename(image)
     shutil.rmtree(build)
     _prune_old_bases(keep=image)
     return image
+
+
+def _pack(rootfs: Path, partial: Path) -> None:
+    """mksquashfs, once more single-threaded if it hangs: squashfs-tools 4.5.1 (Debian 12)
+    was seen here stuck for good with every thread in a futex wait and nothing written
+    (upstream has open reports of such hangs, plougher/squashfs-tools#326). The packing
+    takes well under a minute when it works."""
+    argv = ["mksquashfs", rootfs, partial, "-noappend", "-comp", "lz4", "-quiet", "-no-progress"]
+    try:
+        run(argv, timeout=300)
+    except LabError as err:
+        say(f"mksquashfs failed or hung ({str(err)[:200]}); packing again with one processor")
+        run([*argv, "-processors", "1"], timeout=900)
 
 
 def mount_base(image: Path) -> Path:

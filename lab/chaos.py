@@ -283,7 +283,8 @@ def main() -> int:
                 use_profile(lab, "kubeha"), leader_profiles(lab, args.soak, reports)))  # fmt: skip
         if "heal" in parts:
             steps.run("the self-healing VIP: C on holder and non-holder, jitter soak",
-                      lambda: (use_profile(lab, "kubeha"), healthy(lab),
+                      lambda: (use_profile(lab, "kubeha"),
+                               static_pods(lab, model_etcd, _model_leader()), healthy(lab),
                                heal(lab, args.soak, reports)))  # fmt: skip
         steps.run("kubeha's defaults back", lambda: (
             use_profile(lab, "kubeha"), static_pods(lab, model_etcd, _model_leader()),

@@ -4,14 +4,17 @@
 
 Steps (each printed with its elapsed time): lab up (cold or warm), sync the modules, converge
 the control planes (`salt 'cp-*' state.apply`), `salt-run state.orch orch.bootstrap`, a
-second `state.apply` that must change nothing, a kubeconfig for the client machine, then a
-steady-state probe from the client through the VIP and the report under reports/. The lab
-stays up afterwards for exploring; `make lab-down` removes it.
+second `state.apply` that must change nothing, a kubeconfig for the client machine, a
+steady-state probe from the client through the VIP and its report, then the rolling upgrade
+to the pillar's `upgrade:target_version` (`salt-run state.orch orch.upgrade`, the probe
+watching) and its report, all under reports/. `--no-upgrade` stops after the steady state.
+The lab stays up afterwards for exploring; `make lab-down` removes it.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from pathlib import Path
@@ -77,13 +80,34 @@ def _report(lab: Lab, reports: Path, duration: int) -> dict:
     return ret
 
 
+def _upgrade(lab: Lab, reports: Path) -> dict:
+    steps, text = formula.upgrade(lab, report_dir=str(reports))
+    if not steps:
+        raise LabError(f"orch.upgrade was refused: {text[-1500:]}")
+    for step in steps:
+        mark = "ok " if step.result else "FAILED"
+        print(f"[demo]   {mark} {step.id} ({step.seconds}s): {step.comment[:160]}")
+    report = json.loads((reports / f"upgrade-{formula.CLUSTER}.json").read_text())
+    probe = report.get("probe") or {}
+    print(
+        f"[demo]   through the VIP during the upgrade: {probe.get('count')} requests, "
+        f"{probe.get('failed')} failed, p95 {probe.get('ttfb_p95_ms')} ms, longest stall "
+        f"{probe.get('longest_stall_s')} s, writes lost {(probe.get('writes') or {}).get('lost')}"
+    )
+    failed = [s for s in steps if not s.result]
+    if failed:
+        raise LabError(f"orch.upgrade stopped at {failed[0].id}: {failed[0].comment}")
+    return report
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--duration", type=int, default=60, help="steady-state probe, seconds")
     parser.add_argument("--reports", default=str(REPO / "reports"))
+    parser.add_argument("--no-upgrade", action="store_true", help="stop after the steady state")
     args = parser.parse_args()
     reports = Path(args.reports).resolve()
-    steps = Steps(7)
+    steps = Steps(7 if args.no_upgrade else 8)
     try:
         lab = steps.run("lab up (cp-1..3 + client)", lambda: Lab.up(client=True))
         steps.run("sync kubeha's modules to minions and master", lambda: formula.sync(lab))
@@ -97,6 +121,11 @@ def main() -> int:
             f"{args.duration}s steady-state probe through the VIP + report",
             lambda: _report(lab, reports, args.duration),
         )
+        if not args.no_upgrade:
+            steps.run(
+                "salt-run state.orch orch.upgrade (to upgrade:target_version, probe on)",
+                lambda: _upgrade(lab, reports),
+            )
     except LabError as err:
         print(f"[demo] FAILED: {err}", file=sys.stderr)
         return 1

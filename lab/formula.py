@@ -116,6 +116,22 @@ def bootstrap(lab: Lab, **pillar: Any) -> list[OrchStep]:
     return orch_steps(lab.salt_run("state.orch", "orch.bootstrap", arg, timeout=2400))
 
 
+def upgrade(lab: Lab, timeout: float = 3600, **pillar: Any) -> tuple[list[OrchStep], str]:
+    """`salt-run state.orch orch.upgrade`: its steps (empty when it was refused while
+    rendering) and everything it printed, which says why."""
+    import json  # noqa: PLC0415
+
+    arg = "pillar=" + json.dumps({"cluster": CLUSTER, **pillar})
+    proc = lab.salt_cli(
+        "salt-run", "--out=json", "state.orch", "orch.upgrade", arg, timeout=timeout
+    )
+    try:
+        steps = orch_steps(json.loads(proc.stdout))
+    except (json.JSONDecodeError, KeyError, TypeError, LabError):
+        steps = []
+    return steps, proc.stdout + proc.stderr
+
+
 def kubeconfig_to_client(lab: Lab, source: str = "cp-1", client: str = "client") -> None:
     """Copy the admin kubeconfig to the client machine (an operator's laptop), mode 0600."""
     text = lab.exec(source, "cat", "/etc/kubernetes/admin.conf").stdout

@@ -220,7 +220,7 @@ def _ensure_services(record: state.LabRecord) -> None:
             record.services["s3-moto"] = s3server.start()
             say(f"S3 object store serving {s3server.ENDPOINT} (bucket {s3server.BUCKET})")
         else:
-            say("no S3 object store: moto[server] is not installed (requirements/s3.txt)")
+            say("no S3 object store: moto[server] is not installed (requirements/s3-lab.txt)")
     master = record.services.get("salt-master")
     changed = saltmaster.write_config()
     if master and procs.alive(master) and changed:

@@ -2,12 +2,12 @@
 
 http://198.18.0.1:9000, bound to the bridge address only (like the apt mirror), started in
 the kha-services cgroup so `down` finds it, data in memory (gone with the process). `up`
-creates the lab's bucket with the lab's own credentials, the ones pillar/kubeha/backup-lab.sls
+creates the lab's bucket with the lab's own credentials, the ones pillar/kubeha/day2-lab.sls
 gives the cluster (the master's runners are its only client: kubeha backs up through the
 master). moto does not check signatures unless told to, so a wrong key is not refused here
 as AWS, MinIO or Ceph RGW would refuse it; docs/lab.md says so.
 
-moto[server] comes from requirements/s3.txt (make venv). Without it `up` says so and goes
+moto[server] comes from requirements/s3-lab.txt (make venv). Without it `up` says so and goes
 on without an object store: only the day-2 tests need one.
 """
 
@@ -22,7 +22,7 @@ from lab.config import HOST_IP, S3_PORT, SERVICES_CGROUP, STATE
 from lab.run import LabError, wait_for
 
 ENDPOINT = f"http://{HOST_IP}:{S3_PORT}"
-# The lab cluster's object storage, as pillar/kubeha/backup-lab.sls names it.
+# The lab cluster's object storage, as pillar/kubeha/day2-lab.sls names it.
 BUCKET = "kubeha-lab"
 REGION = "us-east-1"
 ACCESS_KEY = "kubeha-lab-access"

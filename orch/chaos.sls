@@ -10,7 +10,8 @@
 # leader-kill. Targets: a control plane's name, vip-holder, etcd-leader, lease-holder,
 # random, or several joined by commas. Optional: force (below etcd quorum), component
 # (leader-kill: kube-controller-manager or kube-scheduler), delay/jitter/loss (netem),
-# label and profile (report row), out_dir.
+# label and profile (report row), out_dir, lead_in and settle (seconds probed before and
+# after the fault; default kubeha:chaos:lead_in/settle).
 # Everything happens in the kubeha_chaos runner: it refuses (changing nothing) unless the
 # cluster's pillar allows chaos, the cluster passes the final gate and etcd keeps quorum;
 # every fault is undone by its node after the duration even if this run dies; the run ends
@@ -21,7 +22,7 @@
 {{- raise('orch.chaos: say which cluster and scenario: salt-run state.orch orch.chaos pillar=\'{"cluster": "<name>", "scenario": "apiserver-stop"}\'') }}
 {%- endif %}
 {%- set options = {} %}
-{%- for key in ('target', 'duration', 'force', 'component', 'delay', 'jitter', 'loss', 'label', 'profile', 'out_dir') %}
+{%- for key in ('target', 'duration', 'force', 'component', 'delay', 'jitter', 'loss', 'label', 'profile', 'out_dir', 'lead_in', 'settle') %}
 {%-   if key in pillar %}
 {%-     do options.update({key: pillar[key]}) %}
 {%-   endif %}

@@ -104,6 +104,9 @@
   salt.runner:
     - name: kubeha_upgrade_run.report
     - cluster: {{ cluster }}
+{%- if pillar.get('report_dir') %}
+    - out_dir: {{ pillar.report_dir | tojson }}
+{%- endif %}
     - require:
       - salt: {{ prefix }}-start
 {%- endif %}

@@ -55,7 +55,7 @@ def cluster(lab: Lab) -> Iterator[Lab]:
     """The built cluster, healthy, modules synced, the object store up and this cluster's
     backups in it removed (a clean start for the retention count)."""
     if not s3server.serving():
-        pytest.fail("the lab's S3 server is not running: moto[server] (requirements/s3.txt)")
+        pytest.fail("the lab's S3 server is not running: moto[server] (requirements/s3-lab.txt)")
     formula.sync(lab)
     gate = lab.salt_run("kubeha_gate.final", CLUSTER, "wait=120", timeout=400)
     assert gate.get("result"), f"the lab has no healthy cluster (run test_bootstrap.py): {gate}"
@@ -111,7 +111,10 @@ def test_the_drill_restores_the_newest_backup(cluster: Lab):
     cmp_ = report["comparison"]
     assert cmp_["mismatched"] == [] and cmp_["matched"] > 0
     assert cmp_["matched"] + cmp_["changed_since"] + cmp_["deleted_since"] == report["sample"]
-    assert report["restored_count"] > 50
+    # Not empty; how many depends on the cluster (kubesim's holds a few dozen /registry
+    # objects, a real kubeadm cluster hundreds): the equality with the live count below is
+    # the check.
+    assert report["restored_count"] > 0
     if not report["compacted"]:
         assert report["live_count"] == report["restored_count"]
     # The scratch etcd and its files are gone from the drill host.

@@ -80,9 +80,16 @@ class Probe:
         raise AssertionError(f"the probe {self.run_id} did not start")
 
     def result(self, wait: float) -> dict:
+        # --timeout: the salt CLI's own 5 s (then find_job polls) gave up on a client busy
+        # probing, and the answer was missing (KeyError 'client').
         got = self.lab.salt(
-            "client", "chaos_probe.fetch", self.run_id, f"wait={wait}", timeout=wait + 120
-        )["client"]
+            f"--timeout={int(wait) + 60}",
+            "client",
+            "chaos_probe.fetch",
+            self.run_id,
+            f"wait={wait}",
+            timeout=wait + 120,
+        ).get("client")
         assert isinstance(got, dict) and "requests" in got, got
         return {
             "requests": analysis.request_stats(got["requests"]),

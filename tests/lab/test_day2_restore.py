@@ -32,10 +32,13 @@ def _record(job: str) -> dict:
 
 
 def _configmap(lab: Lab, verb: str, name: str, check: bool = True):
-    args = {
-        "create": ["create", "configmap", name, "--from-literal=k=v"],
-        "get": ["get", "configmap", name, "-o", "name"],
-    }[verb]
+    if verb == "create":
+        # A manifest on stdin (`create -f -`): what kubectl and kubesim's kubectl both take.
+        doc = {"apiVersion": "v1", "kind": "ConfigMap", "data": {"k": "v"},
+               "metadata": {"name": name, "namespace": "default"}}  # fmt: skip
+        script = f"echo '{json.dumps(doc)}' | {' '.join(KUBECTL)} create -f -"
+        return lab.sh("cp-1", script, check=check, timeout=60)
+    args = ["get", "configmap", name, "-o", "name"]
     return lab.exec("cp-1", *KUBECTL, "-n", "default", *args, check=check, timeout=60)
 
 
@@ -103,6 +106,15 @@ def test_disaster_restore_after_wiping_etcd_on_every_control_plane(cluster: Lab)
     members = cluster.salt("cp-1", "etcdctl.member_list", timeout=60)["cp-1"]
     assert sorted(m["name"] for m in members) == sorted(cluster.control_planes)
     assert cluster.salt_run("kubeha_gate.final", CLUSTER, "wait=120", timeout=400)["result"]
+    # The old data directories were kept aside, as the runner says; removed here so that
+    # repeated runs do not pile them up on the lab's machines.
+    for node in cluster.control_planes:
+        cluster.sh(node, f"test -d {outcome['old_data']}", timeout=60)
+        cluster.sh(
+            node,
+            f"rm -rf {outcome['old_data']}; rmdir /etc/kubernetes/kubeha-restore-{stamp}",
+            timeout=60,
+        )
     cluster.exec(
         "cp-1",
         *KUBECTL,

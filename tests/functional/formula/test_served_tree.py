@@ -8,7 +8,17 @@ from __future__ import annotations
 
 import pytest
 
-ALLOWED_TOPS = {"top.sls", "kubeha", "_modules", "_states", "_runners", "_utils", "orch"}
+ALLOWED_TOPS = {
+    "top.sls",
+    "kubeha",
+    "_modules",
+    "_states",
+    "_runners",
+    "_utils",
+    "_beacons",
+    "orch",
+    "reactor",
+}
 # Paths a minion must not get, whatever the spelling.
 FORBIDDEN = (
     "pillar/top.sls",

@@ -136,6 +136,23 @@ def test_two_apiservers_down_pin_the_vip_on_the_survivor():
     assert not d.cause_active(state["override"], pinned, NODES, CFG)
 
 
+def test_the_only_ready_apiserver_on_an_impaired_node_gets_no_pin():
+    """Measured on the lab: C on a non-holder that led etcd; its own /readyz stayed fast
+    while the others' timed out. Pinning the VIP there moved it onto the impaired node."""
+    views = healthy("cp-1")
+    views["cp-1"] = view("cp-1", holds=True, bad_peers=["cp-2"], api="bad")
+    views["cp-2"] = view("cp-2", bad_peers=["cp-1", "cp-3"], heard=["cp-1"])
+    views["cp-3"] = view("cp-3", bad_peers=["cp-2"], api="bad", heard=["cp-1"])
+    out = d.decide(NODES, views, {"served": NODES}, CFG, T0)
+    assert out["scores"]["cp-2"]["score"] == 100, out["scores"]
+    assert out["action"] == "none", out
+    # The same minority on a node whose paths are fine is pinned as before.
+    views["cp-2"] = view("cp-2", heard=["cp-1"])
+    views["cp-1"]["peers"]["cp-2"]["state"] = views["cp-3"]["peers"]["cp-2"]["state"] = "good"
+    out = d.decide(NODES, views, {"served": NODES}, CFG, T0)
+    assert out["action"] == "pin" and out["target"] == "cp-2", out
+
+
 def test_survivor_holding_already_is_pinned_without_a_move():
     views = healthy("cp-3")
     views["cp-1"] = view("cp-1", api="bad")
