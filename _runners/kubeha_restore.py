@@ -248,8 +248,11 @@ def run(cluster: str, stamp=None, confirm=False, bump_revision=DEFAULT_BUMP) -> 
                 __salt__["kubeha_gate.apiservers_ready"](cluster, cps, wait=300)))  # fmt: skip
             for manifest in ("kube-controller-manager.yaml", "kube-scheduler.yaml"):
                 step(f"start {manifest}", _unpark, cps, paths, manifest)
+            # Every kubelet, the workers' too: none may keep state newer than the snapshot.
+            every_node = cps + [n["name"] for n in model.get("workers") or []]
             step("restart kubelets", lambda: [
-                _ask(n, "service.restart", "kubelet", timeout=120) for n in cps])  # fmt: skip
+                _ask(n, "service.restart", "kubelet", timeout=120) for n in every_node
+            ])  # fmt: skip
             step("final gate", lambda: _gate(__salt__["kubeha_gate.final"](cluster, wait=300)))
             for node in cps:
                 _ask(node, "file.remove", str(Path(paths["snapshot"]).parent), timeout=60)

@@ -172,7 +172,7 @@ def report(cluster: str, out_dir: str | None = None) -> dict:
                 "t0": got["t0"],
                 "writes": got["readback"],
                 # [seconds after t0 the request was due, TTFB ms or None, error or ""]
-                "timeline": [[r[1], r[3], r[6]] for r in got["requests"]],
+                "timeline": [[round(r[1] - got["t0"], 3), r[3], r[6]] for r in got["requests"]],
             }
         else:
             data["probe"] = {**probe, "error": str(got)}

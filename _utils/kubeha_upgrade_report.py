@@ -138,7 +138,7 @@ def gantt(data: dict, path: str) -> bool:
     ax.set_yticks(range(len(passes)), [f"{p['node']} → {p['version']}" for p in passes])
     ax.invert_yaxis()
     ax.set_title(f"kubeha {data.get('cluster')}: upgrade to {data.get('target')}")
-    ax.legend(loc="lower right", fontsize=7, ncol=3)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=7)  # beside, not on a bar
     if timeline:
         shift = probe["t0"] - origin
         low = axes[1][0]

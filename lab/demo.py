@@ -94,6 +94,7 @@ def _upgrade(lab: Lab, reports: Path) -> dict:
         f"{probe.get('failed')} failed, p95 {probe.get('ttfb_p95_ms')} ms, longest stall "
         f"{probe.get('longest_stall_s')} s, writes lost {(probe.get('writes') or {}).get('lost')}"
     )
+    print(f"[demo]   report: {reports}/upgrade-{formula.CLUSTER}.{{json,md,png}}")
     failed = [s for s in steps if not s.result]
     if failed:
         raise LabError(f"orch.upgrade stopped at {failed[0].id}: {failed[0].comment}")

@@ -50,6 +50,7 @@ from lab.base import ensure_base
 from lab.config import CACHE, DEBIAN_SUITE, DISK_ROOT, PREFIX, REPO, STATE
 from lab.debmirror import ensure_debian_mirror
 from lab.hostenv import MIRROR_ENV, debian_mirror
+from lab.kubesim import build
 from lab.run import LabError, run, say, wait_for
 
 NAME = "sdhost"
@@ -83,8 +84,14 @@ class Host:
 
     def lab_env(self) -> dict[str, str]:
         """What `python -m lab` inside needs: the cache key's Debian mirror (this host's),
-        no bytecode writes into the read-only repository."""
-        return {MIRROR_ENV: self.mirror_uri, "PYTHONDONTWRITEBYTECODE": "1"}
+        no bytecode writes into the read-only repository, and kubesim's vendored packages
+        (cel-python and its dependencies) from this host's venv as the repository shows it
+        (the base image's Python has none of them)."""
+        env = {MIRROR_ENV: self.mirror_uri, "PYTHONDONTWRITEBYTECODE": "1"}
+        site = build.vendor_root(build.VENDORED[0]).parent
+        if site.is_relative_to(REPO):
+            env[build.VENDOR_PATH_ENV] = str(INNER_REPO / site.relative_to(REPO))
+        return env
 
     def lab(self, *args: str, timeout: float = 600, check: bool = True):
         """`python -m lab ARGS` in the host machine, from the repository it sees."""

@@ -99,18 +99,30 @@ def etcd_binaries() -> dict[str, Path]:
 # the machines' /usr/share/zoneinfo (Debian's tzdata, in every base).
 VENDORED = ("celpy", "lark", "pendulum", "dateutil")
 VENDORED_SKIP = (".so", ".pyc", ".pyi")
+# A site-packages directory to take them from instead of this Python's: the lab run inside
+# the systemd host machine (lab.sdhost) runs on the base image's Python, which has none of
+# them, and reads the outer venv's copies through the read-only repository.
+VENDOR_PATH_ENV = "KUBESIM_VENDOR_PATH"
+
+
+def vendor_root(name: str) -> Path:
+    """Where package ``name`` of VENDORED is: $KUBESIM_VENDOR_PATH, else this Python's."""
+    extra = os.environ.get(VENDOR_PATH_ENV)
+    if extra and (Path(extra) / name / "__init__.py").is_file():
+        return Path(extra) / name
+    spec = importlib.util.find_spec(name)
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError(
+            f"kubesim build: {name} is not installed; install the pinned test "
+            "dependencies into .venv (make venv)"
+        )
+    return Path(next(iter(spec.submodule_search_locations)))
 
 
 def vendored_sources() -> dict[str, Path]:
     out = {}
     for name in VENDORED:
-        spec = importlib.util.find_spec(name)
-        if spec is None or not spec.submodule_search_locations:
-            raise RuntimeError(
-                f"kubesim build: {name} is not installed; install the pinned test "
-                "dependencies into .venv (make venv)"
-            )
-        root = Path(next(iter(spec.submodule_search_locations)))
+        root = vendor_root(name)
         for path in sorted(root.rglob("*")):
             wanted = "__pycache__" not in path.parts and not path.name.endswith(VENDORED_SKIP)
             if wanted and path.is_file():

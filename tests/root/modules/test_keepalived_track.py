@@ -195,7 +195,12 @@ def peers(request):
     while _holders(nodes) != [1]:
         assert time.monotonic() < deadline, f"no single VIP holder after 20 s: {_holders(nodes)}"
         time.sleep(0.1)
-    time.sleep(1)  # the backups settle (BACKUP state recorded by the notify script)
+    # The backups settle: their BACKUP state recorded by the notify script (a fixed 1 s
+    # was not always enough on a loaded 2-core host; node3 still read MASTER once).
+    others = [i for i in PEERS if i != 1]
+    while any(nodes[i].keepalived_track.write()["state"] != "BACKUP" for i in others):
+        assert time.monotonic() < deadline + 15, "the backups never recorded BACKUP"
+        time.sleep(0.2)
     nodes["log"] = log
     return nodes
 
