@@ -87,7 +87,8 @@ def _upgrade(lab: Lab, reports: Path) -> dict:
     for step in steps:
         mark = "ok " if step.result else "FAILED"
         print(f"[demo]   {mark} {step.id} ({step.seconds}s): {step.comment[:160]}")
-    report = json.loads((reports / f"upgrade-{formula.CLUSTER}.json").read_text())
+    written = reports / f"upgrade-{formula.CLUSTER}.json"
+    report = json.loads(written.read_text()) if written.exists() else {}
     probe = report.get("probe") or {}
     print(
         f"[demo]   through the VIP during the upgrade: {probe.get('count')} requests, "
