@@ -7,6 +7,7 @@ kubeconfig to the client machine, which stands in for an operator's laptop. Used
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -110,8 +111,6 @@ def highstate(lab: Lab, target: str = "cp-*") -> StateRun:
 
 
 def bootstrap(lab: Lab, **pillar: Any) -> list[OrchStep]:
-    import json  # noqa: PLC0415
-
     arg = "pillar=" + json.dumps({"cluster": CLUSTER, **pillar})
     return orch_steps(lab.salt_run("state.orch", "orch.bootstrap", arg, timeout=2400))
 
@@ -119,8 +118,6 @@ def bootstrap(lab: Lab, **pillar: Any) -> list[OrchStep]:
 def upgrade(lab: Lab, timeout: float = 3600, **pillar: Any) -> tuple[list[OrchStep], str]:
     """`salt-run state.orch orch.upgrade`: its steps (empty when it was refused while
     rendering) and everything it printed, which says why."""
-    import json  # noqa: PLC0415
-
     arg = "pillar=" + json.dumps({"cluster": CLUSTER, **pillar})
     proc = lab.salt_cli(
         "salt-run", "--out=json", "state.orch", "orch.upgrade", arg, timeout=timeout

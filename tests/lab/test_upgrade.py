@@ -47,10 +47,6 @@ def _packages(lab: Lab) -> dict:
     return lab.salt("cp-*", "pkg.version", "kubeadm", "kubelet", "kubectl")
 
 
-def _upgrade(lab: Lab, **pillar) -> tuple[list[formula.OrchStep], str]:
-    return formula.upgrade(lab, **pillar)
-
-
 def _report() -> dict:
     """The last orch.upgrade's report (kubeha_upgrade_run.report, in the master's cache)."""
     return json.loads((STATE / "master/cache/kubeha/reports/upgrade-lab.json").read_text())
@@ -87,16 +83,16 @@ def old_cluster(lab: Lab) -> Iterator[Lab]:
 def test_refusals_change_nothing(old_cluster: Lab):
     before = (_versions(old_cluster), _packages(old_cluster))
     assert set(before[0].values()) == {"v1.29.15"}, before
-    _, text = _upgrade(old_cluster, version="1.28.0")
+    _, text = formula.upgrade(old_cluster, version="1.28.0")
     assert "kubeadm does not downgrade" in text, text[-2000:]
-    _, text = _upgrade(old_cluster, version="1.31.7")
+    _, text = formula.upgrade(old_cluster, version="1.31.7")
     assert "1.31.7 is not in the 1.31 package repository" in text, text[-2000:]
     # An unhealthy cluster: the precheck's final gate refuses while cp-1's HAProxy has
     # cp-3's apiserver in maintenance (a leftover of someone's work; cheaper to undo in a
     # test than a powered-off node, which the bootstrap tests already cover).
     old_cluster.salt("cp-1", "haproxy_runtime.disable_server", "cp-3")
     try:
-        steps, text = _upgrade(old_cluster, version="1.31.0")
+        steps, text = formula.upgrade(old_cluster, version="1.31.0")
         by_id = {s.id.removeprefix(P): s for s in steps}
         assert not by_id["precheck"].result, text[-2000:]
         assert "not healthy" in by_id["precheck"].comment
@@ -110,7 +106,7 @@ def test_refusals_change_nothing(old_cluster: Lab):
 
 
 def test_dry_run_prints_the_hops_and_changes_nothing(old_cluster: Lab):
-    steps, text = _upgrade(old_cluster, version="1.31.0", dry_run=True)
+    steps, text = formula.upgrade(old_cluster, version="1.31.0", dry_run=True)
     assert [s.id for s in steps] == [f"{P}plan"], text[-2000:]
     plan = steps[0].comment
     assert "v1.29.15 -> 1.31.0" in plan, plan
@@ -122,7 +118,7 @@ def test_dry_run_prints_the_hops_and_changes_nothing(old_cluster: Lab):
 
 
 def test_a_node_the_new_version_refuses_is_rolled_back_and_the_run_stops(old_cluster: Lab):
-    steps, text = _upgrade(old_cluster, version="1.31.0")
+    steps, text = formula.upgrade(old_cluster, version="1.31.0")
     by_id = {s.id.removeprefix(P): s for s in steps}
     hop1 = sorted(k for k in by_id if k.startswith("1.30.") and not k.endswith("-budget"))
     assert len(hop1) == 3 and all(by_id[k].result for k in hop1), {k: by_id[k] for k in hop1}
@@ -148,7 +144,7 @@ def test_a_node_the_new_version_refuses_is_rolled_back_and_the_run_stops(old_clu
 def test_without_the_flag_the_same_command_finishes_and_clients_saw_nothing(old_cluster):
     _profiles(old_cluster, ["v1-29"])  # the operator drops the flag from pillar
     started = time.monotonic()
-    steps, text = _upgrade(old_cluster, version="1.31.0")
+    steps, text = formula.upgrade(old_cluster, version="1.31.0")
     took = time.monotonic() - started
     failed = [s for s in steps if not s.result]
     assert not failed, text[-3000:]
