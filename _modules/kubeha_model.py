@@ -47,6 +47,7 @@ RULE_SETS = (
     "kubeha_rules_kubeadm",
     "kubeha_rules_chaos",
     "kubeha_rules_security",
+    "kubeha_rules_rbac",
     "kubeha_rules_day2",
     "kubeha_rules_vip",
 )

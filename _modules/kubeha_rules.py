@@ -285,14 +285,7 @@ def _components(model: dict) -> list[str]:
                 f"kubeha:apiserver:cert_sans: {san!r} is neither an IPv4 address nor a DNS "
                 "name; list the extra names and addresses of the API certificate."
             )
-    oidc = api.get("oidc") or {}
-    if oidc.get("issuer_url"):
-        if not str(oidc["issuer_url"]).startswith("https://"):
-            out.append(
-                "kubeha:apiserver:oidc:issuer_url: kube-apiserver accepts only https:// issuers."
-            )
-        if not oidc.get("client_id"):
-            out.append("kubeha:apiserver:oidc:client_id: required when issuer_url is set.")
+    # apiserver:oidc is checked by kubeha_rules_security (upstream's issuer URL validation).
     return out
 
 

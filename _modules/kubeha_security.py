@@ -1,6 +1,6 @@
 """
 The cluster's security objects built from the model: the admission policy that refuses
-unpinned images (the teams' RBAC from pillar is not built yet: issue 16, item 2). The
+unpinned images (the teams' RBAC from ``security:teams`` is ``kubeha_rbac``). The
 ``kubeha.security`` states apply them with ``kube_objects.applied``; this module only
 shapes objects.
 

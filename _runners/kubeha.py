@@ -45,6 +45,7 @@ MODEL_MODULES = [
     "kubeha_rules_kubeadm",
     "kubeha_rules_chaos",
     "kubeha_rules_security",
+    "kubeha_rules_rbac",
     "kubeha_rules_day2",
     "kubeha_rules_vip",
 ]

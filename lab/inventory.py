@@ -32,9 +32,16 @@ class Inventory:
 
 
 def lab_mounts() -> list[str]:
-    """Mount points the lab made: overlays named kha-*, or anything under its folders."""
+    """Mount points the lab made: overlays named kha-*, or anything under its folders (the
+    base image's build folders included: an interrupted debootstrap leaves its /proc
+    mounted there, and the next build of that recipe would refuse to start)."""
     found = []
-    roots = (str(MOUNT_ROOT) + "/", str(STATE) + "/", str(DISK_ROOT) + "/")
+    roots = (
+        str(MOUNT_ROOT) + "/",
+        str(STATE) + "/",
+        str(DISK_ROOT) + "/",
+        str(CACHE / "base") + "/",
+    )
     for line in Path("/proc/self/mountinfo").read_text().splitlines():
         fields = line.split()
         point = fields[4]

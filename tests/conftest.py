@@ -135,3 +135,16 @@ def pytest_sessionfinish(session, exitstatus):
     import logging
 
     logging.raiseExceptions = False
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_unconfigure(config):
+    """After the summary: name what would keep this run from ending (a process holding the
+    output pipe, a non-daemon thread); CI once timed out 28 minutes after the summary."""
+    from tests.leftovers import lingering_threads, pipe_holders
+
+    lines = [f"  pid {pid}: {cmd}" for fd in (1, 2) for pid, cmd in pipe_holders(fd)]
+    lines += [f"  thread {name}" for name in lingering_threads()]
+    if lines:
+        text = "\n".join(["[leftovers] still running after the tests ended:", *sorted(set(lines))])
+        os.write(2, (text + "\n").encode())

@@ -154,10 +154,11 @@ def duration(text: str) -> float:
     return total + (float(number) if number else 0.0)
 
 
-def klog_time(run: Runner, node: str, log: str, needle: str) -> float:
-    """Epoch seconds of the first klog line containing `needle` (klog writes the node's
-    local time, `E1128 08:19:42.934080`, without year or zone: both come from the node)."""
-    line = next((x for x in log.splitlines() if needle in x), None)
+def klog_time(run: Runner, node: str, log: str, needle: str, skip: int = 0) -> float:
+    """Epoch seconds of the first klog line containing `needle` after the first `skip`
+    such lines (klog writes the node's local time, `E1128 08:19:42.934080`, without year
+    or zone: both come from the node)."""
+    line = next(iter([x for x in log.splitlines() if needle in x][skip:]), None)
     if line is None:
         raise AssertionError(f"no log line with {needle!r} in:\n{log[-2000:]}")
     stamp = line[1:21]

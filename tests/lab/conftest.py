@@ -16,8 +16,8 @@ Every test marked `lab` is skipped, with the reason, on a host that cannot run t
 (lab.lifecycle.host_problem: cgroup v2 only, a kernel without overlay/br_netfilter); under
 CI=true each such skip is a failure with the same reason (tests/conftest.py, ci_failure):
 CI's machine must run the lab, so a host problem there turns the run red.
-test_lab_down.py runs last in the session, whatever else is collected, since it takes
-the lab down.
+Lab tests run after every other tier, and test_lab_down.py last in the session, whatever
+else is collected, since it takes the lab down.
 """
 
 from __future__ import annotations
@@ -37,12 +37,15 @@ DESTROY_OK = "KHA_LAB_DESTROY_OK"
 
 
 def pytest_collection_modifyitems(config, items):
-    """Move the `down` tests to the very end: every other lab user runs before them.
-    Skip every lab test, saying why, where the host cannot run the lab at all."""
-    last = [i for i in items if Path(str(i.fspath)).name == LAST]
-    if last:
-        items[:] = [i for i in items if i not in last] + last
+    """Lab tests run after every other tier, and the `down` tests at the very end: the fast
+    tiers report first, and no root or unit test shares the 2 cores with a running lab
+    (a root keepalived test once timed out so). Skip every lab test, saying why, where the
+    host cannot run the lab at all."""
     lab_items = [i for i in items if i.get_closest_marker("lab") is not None]
+    last = [i for i in lab_items if Path(str(i.fspath)).name == LAST]
+    first = [i for i in lab_items if i not in last]
+    others = [i for i in items if i.get_closest_marker("lab") is None]
+    items[:] = others + first + last
     problem = lifecycle.host_problem() if lab_items else None
     if problem:
         skip = pytest.mark.skip(reason=f"this host cannot run the lab: {problem}")

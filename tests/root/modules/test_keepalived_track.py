@@ -23,6 +23,7 @@ import pytest
 from khm_support import loaders, netns_delete, sh, stop_pid
 
 from tests.conftest import require_binary
+from tests.keepalived_notify import wrapper
 
 pytestmark = pytest.mark.root
 
@@ -30,14 +31,6 @@ BR = "khm-kt-br"
 PEERS = {1: "198.18.0.221", 2: "198.18.0.222", 3: "198.18.0.223"}
 VIP = "198.18.0.220"
 PRIORITIES = {1: 150, 2: 140, 3: 130}
-NOTIFY = """\
-#!/bin/sh
-dir="$(dirname "$0")/notify"
-mkdir -p "$dir"
-printf '{"instance": "%s", "state": "%s", "priority": %s, "time": %s}\\n' \
-    "$2" "$3" "${4:-0}" "$(date +%s.%N)" >"$dir/$2.json.tmp"
-mv "$dir/$2.json.tmp" "$dir/$2.json"
-"""
 LINE = re.compile(r"^\[(?P<ts>[^\]]+)\] (?P<deleted>Deleted )?\d+: \S+\s+inet (?P<addr>[\d.]+)/")
 
 
@@ -152,8 +145,7 @@ def peers(request):
         d = base / f"node{i}"
         (d / "tmp").mkdir(parents=True)
         (d / "track").mkdir()
-        (d / "notify.sh").write_text(NOTIFY)
-        (d / "notify.sh").chmod(0o755)
+        wrapper(d)  # d/notify.sh: the formula's kubeha-notify.sh, recording under d/run
         conf = d / "keepalived.conf"
         conf.write_text(_conf(i, d))
         out = (d / "keepalived.log").open("wb")
@@ -184,7 +176,7 @@ def peers(request):
             "config": str(conf),
             "pid_file": str(d / "keepalived.pid"),
             "dump_dir": str(d / "tmp"),
-            "notify_dir": str(d / "notify"),
+            "notify_dir": str(d / "run/keepalived"),
             "track_dir": str(d / "track"),
             "netns": ns,
         }
@@ -199,7 +191,10 @@ def peers(request):
     # was not always enough on a loaded 2-core host; node3 still read MASTER once).
     others = [i for i in PEERS if i != 1]
     while any(nodes[i].keepalived_track.write()["state"] != "BACKUP" for i in others):
-        assert time.monotonic() < deadline + 15, "the backups never recorded BACKUP"
+        if time.monotonic() > deadline + 15:
+            states = {i: nodes[i].keepalived_track.write()["state"] for i in others}
+            logs = {i: (base / f"node{i}/keepalived.log").read_text()[-1500:] for i in others}
+            raise AssertionError(f"the backups never recorded BACKUP: {states}\n{logs}")
         time.sleep(0.2)
     nodes["log"] = log
     return nodes

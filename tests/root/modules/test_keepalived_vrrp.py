@@ -18,6 +18,7 @@ import pytest
 from khm_support import loaders, netns_delete, sh, stop_pid
 
 from tests.conftest import require_binary
+from tests.keepalived_notify import wrapper
 
 pytestmark = pytest.mark.root
 
@@ -25,17 +26,6 @@ BR = "khm-ka-br"
 PEERS = {1: "198.18.0.211", 2: "198.18.0.212", 3: "198.18.0.213"}
 VIP = "198.18.0.210"
 PRIORITIES = {1: 100, 2: 90, 3: 80}
-
-# The formula's notify contract: /run/kubeha/keepalived/<instance>.json on every transition.
-NOTIFY = """\
-#!/bin/sh
-# keepalived calls: <script> INSTANCE|GROUP <name> <state> <priority>
-dir="$(dirname "$0")/notify"
-mkdir -p "$dir"
-printf '{"instance": "%s", "state": "%s", "priority": %s, "time": %s}\\n' \
-    "$2" "$3" "${4:-0}" "$(date +%s.%N)" >"$dir/$2.json.tmp"
-mv "$dir/$2.json.tmp" "$dir/$2.json"
-"""
 
 
 def _conf(i: int, notify: Path) -> str:
@@ -117,9 +107,7 @@ def vrrp(tmp_path_factory, request):
         sh("ip", "-n", ns, "link", "set", "eth0", "up")
         d = base / f"node{i}"
         (d / "tmp").mkdir(parents=True)
-        notify = d / "notify.sh"
-        notify.write_text(NOTIFY)
-        notify.chmod(0o755)
+        notify = wrapper(d)  # the formula's kubeha-notify.sh, recording under d/run
         conf = d / "keepalived.conf"
         conf.write_text(_conf(i, notify))
         pid = d / "keepalived.pid"
@@ -152,7 +140,7 @@ def vrrp(tmp_path_factory, request):
             "config": str(conf),
             "pid_file": str(pid),
             "dump_dir": str(d / "tmp"),
-            "notify_dir": str(d / "notify"),
+            "notify_dir": str(d / "run/keepalived"),
             "netns": ns,
         }
         both = loaders(d / "salt", keepalived=settings)
@@ -188,7 +176,7 @@ def test_states_and_vip_holder_read_from_keepalived(vrrp):
     assert not (vrrp[1].dir / "tmp" / "keepalived.json").exists()
     assert _holders(vrrp) == [1]
     # The notify script saw the same transitions.
-    notified = json.loads((vrrp[1].dir / "notify" / "VI_1.json").read_text())
+    notified = json.loads((vrrp[1].dir / "run/keepalived/VI_1.json").read_text())
     assert notified["instance"] == "VI_1" and notified["state"] == "MASTER"
     assert notified["priority"] == 100
 
@@ -245,4 +233,4 @@ def test_notify_files_are_the_fallback_when_keepalived_is_down(vrrp, tmp_path):
     assert [(i["name"], i["state"], i["effective_priority"]) for i in inst] == [
         ("VI_1", "BACKUP", 80)
     ]
-    assert inst[0]["source"].endswith("notify/VI_1.json")
+    assert inst[0]["source"].endswith("run/keepalived/VI_1.json")

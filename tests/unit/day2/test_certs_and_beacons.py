@@ -21,10 +21,10 @@ from tests.unit.modules.khm_load import load
 pki_mod = load("_modules", "kubeha_pki")
 certs_beacon = load("_beacons", "kubeha_certs")
 frag_beacon = load("_beacons", "kubeha_etcd_frag")
-NOW = dt.datetime.now(dt.UTC)
 
 
 def _cert(cn: str, days: float, ca: bool = False, issuer=None) -> tuple[bytes, object]:
+    now = dt.datetime.now(dt.UTC)  # read per certificate: unit tests run late in CI
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
     builder = (
@@ -33,8 +33,8 @@ def _cert(cn: str, days: float, ca: bool = False, issuer=None) -> tuple[bytes, o
         .issuer_name(issuer[0].subject if issuer else name)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
-        .not_valid_before(NOW - dt.timedelta(days=1))
-        .not_valid_after(NOW + dt.timedelta(days=days))
+        .not_valid_before(now - dt.timedelta(days=1))
+        .not_valid_after(now + dt.timedelta(days=days))
         .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
     )
     cert = builder.sign(issuer[1] if issuer else key, hashes.SHA256())

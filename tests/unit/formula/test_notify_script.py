@@ -13,31 +13,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
-import salt.config
-import salt.utils.templates
 
-from tests.conftest import REPO
-
-TEMPLATE = REPO / "salt/kubeha/files/keepalived/kubeha-notify.sh.jinja"
-# Valid under kubeha_rules_strings, and shaped like trouble: leading digits, double dashes,
-# a prefix with several parts.
-MODEL = {
-    "cluster": {"name": "rm-rf--x"},
-    "derived": {"node": {"name": "0-cp"}},
-    "vrrp": {"notify_event_prefix": "kubeha/vrrp/x-1"},
-}
-
-
-def _render(tmp_path: Path) -> Path:
-    opts = salt.config.minion_config(None)
-    opts["file_client"] = "local"
-    out = salt.utils.templates.render_jinja_tmpl(
-        TEMPLATE.read_text(), {"opts": opts, "saltenv": "base", "kubeha": MODEL}
-    )
-    script = tmp_path / "kubeha-notify.sh"
-    script.write_text(out)
-    script.chmod(0o700)
-    return script
+from tests.keepalived_notify import render
 
 
 def _fake_salt_call(bindir: Path, record: Path) -> None:
@@ -51,7 +28,7 @@ def _fake_salt_call(bindir: Path, record: Path) -> None:
 def test_rendered_script_is_valid_shell(tmp_path, shell):
     if shutil.which(shell) is None:
         pytest.fail(f"{shell} is not installed")
-    script = _render(tmp_path)
+    script = render(tmp_path)
     check = subprocess.run([shell, "-n", str(script)], capture_output=True, text=True, check=False)
     assert check.returncode == 0, check.stderr
 
@@ -81,7 +58,7 @@ def _wait_for(path: Path) -> list[str]:
 
 
 def test_script_passes_pillar_values_as_plain_arguments(tmp_path):
-    script = _render(tmp_path)
+    script = render(tmp_path)
     proc, record = _run(script, tmp_path, "INSTANCE", "VI_1", "MASTER", "150")
     assert proc.returncode == 0, proc.stderr
     args = _wait_for(record)
@@ -93,7 +70,7 @@ def test_script_passes_pillar_values_as_plain_arguments(tmp_path):
 
 def test_hostile_arguments_from_the_caller_run_nothing(tmp_path):
     """Whatever reaches the script's arguments is data: nothing is created or run."""
-    script = _render(tmp_path)
+    script = render(tmp_path)
     pwned = tmp_path / "pwned"
     for args in (
         ("INSTANCE", "$(touch pwned)", "MASTER", "1"),
@@ -105,7 +82,40 @@ def test_hostile_arguments_from_the_caller_run_nothing(tmp_path):
         assert proc.returncode == 0, proc.stderr
     assert not pwned.exists()
     written = sorted(os.listdir(tmp_path / "run/keepalived")) if (tmp_path / "run").exists() else []
-    # Only the instance name keepalived can have: the priority is forced to a number.
-    assert written in ([], ["VI_1.json"]), written
+    # Only the instance name keepalived can have (and its lock, which orders the writes):
+    # the priority is forced to a number.
+    assert written in ([], [".VI_1.lock", "VI_1.json"]), written
     if written:
         assert '"priority": 0' in (tmp_path / "run/keepalived/VI_1.json").read_text()
+
+
+def _record(tmp_path: Path, pid: int, state: str = "MASTER") -> Path:
+    path = tmp_path / "run/keepalived/VI_1.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(
+        f'{{"instance": "VI_1", "type": "INSTANCE", "state": "{state}", "priority": 150, '
+        f'"time": 1.0, "pid": {pid}}}\n'
+    )
+    return path
+
+
+def test_a_script_forked_before_the_recorded_one_changes_nothing(tmp_path):
+    """Two quick transitions race (keepalived does not wait for its notify scripts): the
+    record of the later-forked script stays, whichever write finishes last."""
+    script = render(tmp_path)
+    path = _record(tmp_path, os.getpid() + 5000)  # forked "after" the script about to run
+    proc, _ = _run(script, tmp_path, "INSTANCE", "VI_1", "BACKUP", "150")
+    assert proc.returncode == 0, proc.stderr
+    assert '"state": "MASTER"' in path.read_text()
+
+
+def test_a_later_script_or_a_wrapped_pid_replaces_the_record(tmp_path):
+    script = render(tmp_path)
+    path = _record(tmp_path, 1)
+    _run(script, tmp_path, "INSTANCE", "VI_1", "BACKUP", "150")
+    assert '"state": "BACKUP"' in path.read_text()
+    pid_max = int(Path("/proc/sys/kernel/pid_max").read_text())
+    # a recorded PID far above ours: the counter wrapped since, ours is the newer script
+    _record(tmp_path, os.getpid() + pid_max // 2 + 1000)
+    _run(script, tmp_path, "INSTANCE", "VI_1", "FAULT", "150")
+    assert '"state": "FAULT"' in path.read_text()

@@ -23,7 +23,6 @@ kubeadm = load("_modules", "kubeadm")
 kubeadm_certs = load("_modules", "kubeadm_certs")
 kubeadm_upgrade = load("_modules", "kubeadm_upgrade")
 SAMPLES = Path(__file__).parent / "samples"
-NOW = dt.datetime.now(dt.UTC)
 PREAMBLE = (
     "[check-expiration] Reading configuration from the cluster...\n"
     "[check-expiration] FYI: You can look at this config file with "
@@ -60,7 +59,9 @@ def _with(run_all: RunAll):
 
 
 def _expiry(days: float) -> tuple[str, str]:
-    when = (NOW + dt.timedelta(days=days)).replace(second=0, microsecond=0)
+    # The clock is read when the output is made, right before it is parsed: a module-level
+    # "now" was 58 minutes old by the time CI reached this test (0.04 days off).
+    when = (dt.datetime.now(dt.UTC) + dt.timedelta(days=days)).replace(second=0, microsecond=0)
     # duration.ShortHumanDuration: "<n>d" under a year, "<n>y" beyond
     residual = f"{int(days)}d" if days < 365 else f"{int(days // 365)}y"
     return when.strftime("%b %d, %Y %H:%M UTC"), residual

@@ -80,10 +80,15 @@ class Api:
 
     # -- verbs ---------------------------------------------------------------------------
     def verb(self, method: str, route: Route, query: dict) -> str:
-        if method == "GET":
+        """The API verb as request/requestinfo.go derives it (RBAC matches it): GET/HEAD
+        get, list or watch; DELETE without a name deletecollection."""
+        watch = query.get("watch") in ("true", "1")
+        if method in ("GET", "HEAD"):
             if not route.name:
-                return "watch" if query.get("watch") in ("true", "1") else "list"
-            return "get"
+                return "watch" if watch else "list"
+            return "watch" if watch else "get"
+        if method == "DELETE" and not route.name:
+            return "deletecollection"
         return {"POST": "create", "PUT": "update", "PATCH": "patch", "DELETE": "delete"}.get(
             method, method.lower()
         )

@@ -23,6 +23,8 @@ from .audit import AuditLog
 from .cacher import Cache
 from .health import EtcdCheck, Health
 from .metrics import Metrics
+from .oidc import OIDCAuthenticator
+from .rbac import RBAC
 from .resources import lookup
 from .store import StatusError, Store, key_of
 
@@ -61,6 +63,17 @@ class Apiserver:
             lambda: self.cache.synced_once,
         )
         self.secrets = lookup("", "v1", "secrets")
+        # Authorization Node,RBAC: auth.py's coarse rules, then RBAC over the watch cache.
+        self.rbac = RBAC(self.cache)
+        # --oidc-issuer-url turns the OIDC token authenticator on; it discovers the issuer
+        # in the background (the apiserver starts even when the issuer is down).
+        self.oidc: OIDCAuthenticator | None = None
+        if flags.get("oidc-issuer-url"):
+            try:
+                self.oidc = OIDCAuthenticator(flags)
+            except (ValueError, OSError) as err:
+                klog.fatal(f'"command failed" err="{err}"', "run.go:74")
+            self.oidc.start()
         policy = flags.get("audit-policy-file")
         if policy and not volumes.visible(policy):
             klog.fatal(

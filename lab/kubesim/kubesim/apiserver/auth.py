@@ -7,9 +7,12 @@ expiration, user system:bootstrap:<id>, groups system:bootstrappers + auth-extra
 The Secret is read from the apiserver's informer cache (the authenticator is built on a
 SecretLister, pkg/kubeapiserver/authenticator/config.go), so a token keeps working while
 etcd is unreachable.
+OIDC ID tokens (--oidc-issuer-url set): oidc.py, tried after bootstrap tokens as in the
+union config.go builds (pkg/kubeapiserver/authenticator/config.go).
 Authorization is a simplification of the RBAC bindings kubeadm creates: admins, nodes and
 the control-plane components may do anything; bootstrappers may read what a join reads and
-create CSRs; anonymous may read cluster-info and the health/version endpoints.
+create CSRs; anonymous may read cluster-info and the health/version endpoints. Anything else
+goes to the RBAC authorizer (rbac.py) over the roles and bindings in the watch cache.
 """
 
 from __future__ import annotations
@@ -21,7 +24,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from .. import klog
 from ..etcd import EtcdError
+from .oidc import OIDCAuthenticator, TokenError
+from .rbac import RBAC, Attributes
 from .store import StatusError
 
 if TYPE_CHECKING:
@@ -117,43 +123,123 @@ def allowed(user: User, verb: str, resource: str, namespace: str, name: str, pat
 
 
 def forbidden_message(  # noqa: PLR0917 - mirrors the upstream call's parameters
-    user: User, verb: str, resource: str, group: str, namespace: str, name: str, path: str
+    user: User,
+    verb: str,
+    resource: str,
+    group: str,
+    namespace: str,
+    name: str,
+    path: str,
+    subresource: str = "",
+    reason: str = "",
 ) -> str:
+    """responsewriters.Forbidden (endpoints/handlers/responsewriters/errors.go): the
+    NewForbidden message over forbiddenMessage, then ": <reason>" when the authorizer
+    gave one; the qualified resource is `resource.group`, the verb's is resource/sub."""
+    suffix = f": {reason}" if reason else ""
     if not resource:
-        return f'forbidden: User "{user.name}" cannot {verb} path "{path}"'
-    what = f'{resource} "{name}"' if name else resource
+        return f'forbidden: User "{user.name}" cannot {verb} path "{path}"{suffix}'
+    qualified = f"{resource}.{group}" if group else resource
+    what = f'{qualified} "{name}"' if name else qualified
     scope = f'in the namespace "{namespace}"' if namespace else "at the cluster scope"
+    full = f"{resource}/{subresource}" if subresource else resource
     return (
-        f'{what} is forbidden: User "{user.name}" cannot {verb} resource "{resource}" '
-        f'in API group "{group}" {scope}'
+        f'{what} is forbidden: User "{user.name}" cannot {verb} resource "{full}" '
+        f'in API group "{group}" {scope}{suffix}'
     )
 
 
-def authenticate(secrets: SecretGetter, authorization: str, cert: dict | None) -> User:
-    """The request's user (filters/authentication.go): a bearer token must be valid (401
-    otherwise, no fallback), else the client certificate, else anonymous."""
+def from_oidc(oidc: OIDCAuthenticator | None, token: str) -> User | None:
+    """An ID token's user (oidc.py) plus system:authenticated (AuthenticatedGroupAdder);
+    None when it is not this issuer's JWT; a rejected one is logged as upstream does."""
+    if oidc is None:
+        return None
+    try:
+        found = oidc.authenticate(token)
+    except TokenError as err:
+        klog.error(f'"Unable to authenticate the request" err="{err}"', "authentication.go:73")
+        return None
+    if found is None:
+        return None
+    name, groups = found
+    return User(name, groups + ["system:authenticated"])
+
+
+def authenticate(
+    secrets: SecretGetter,
+    authorization: str,
+    cert: dict | None,
+    oidc: OIDCAuthenticator | None = None,
+) -> User:
+    """The request's user (filters/authentication.go): a bearer token must be valid for
+    one of the token authenticators, bootstrap then OIDC (401 otherwise, no fallback), else
+    the client certificate, else anonymous."""
     if authorization.startswith("Bearer "):
-        user = from_token(secrets, authorization[7:].strip())
+        token = authorization[7:].strip()
+        user = from_token(secrets, token) or from_oidc(oidc, token)
         if user is None:
             raise StatusError(401, "Unauthorized", "Unauthorized")
         return user
     return from_cert(cert) or ANONYMOUS
 
 
-def authorize(user: User, verb: str, route: Route | None, path: str) -> None:
-    """403 with upstream's message unless `user` may do `verb` (filters/authorization.go)."""
+def authorize(
+    user: User, verb: str, route: Route | None, path: str, rbac: RBAC | None = None
+) -> None:
+    """403 with upstream's message unless `user` may do `verb` (filters/authorization.go):
+    the coarse rules above first, then RBAC when the app has it."""
     res = route.res if route is not None else None
     if res is None:
-        if not allowed(user, verb, "", "", "", path):
-            raise StatusError(403, "Forbidden", forbidden_message(user, verb, "", "", "", "", path))
+        if allowed(user, verb, "", "", "", path):
+            return
+        ok, reason = False, ""
+        if rbac is not None:
+            ok, reason = rbac.authorize(Attributes(user.name, user.groups, verb, False, path=path))
+        if not ok:
+            message = forbidden_message(user, verb, "", "", "", "", path, reason=reason)
+            raise StatusError(403, "Forbidden", message)
         return
     if allowed(user, verb, res.plural, route.namespace, route.name, path):
         return
+    # request/requestinfo.go: /api/v1/namespaces/<name> is in the namespace <name>
+    namespace = route.namespace if res.namespaced else ""
+    if res.plural == "namespaces" and route.name:
+        namespace = route.name
+    reason = ""
+    if rbac is not None:
+        attrs = Attributes(
+            user.name,
+            user.groups,
+            verb,
+            True,
+            route.group,
+            res.plural,
+            route.subresource,
+            namespace,
+            route.name,
+            path,
+        )
+        ok, reason = rbac.authorize(attrs)
+        if ok:
+            return
+    details = {"name": route.name} if route.name else {}
+    details |= {"group": route.group} if route.group else {}
+    details["kind"] = res.plural
     raise StatusError(
         403,
         "Forbidden",
-        forbidden_message(user, verb, res.plural, route.group, route.namespace, route.name, path),
-        {"name": route.name, "kind": res.plural} if route.name else {"kind": res.plural},
+        forbidden_message(
+            user,
+            verb,
+            res.plural,
+            route.group,
+            namespace,
+            route.name,
+            path,
+            route.subresource,
+            reason,
+        ),
+        details,
     )
 
 
@@ -165,6 +251,7 @@ __all__ = [
     "authorize",
     "forbidden_message",
     "from_cert",
+    "from_oidc",
     "from_token",
     "EtcdError",
 ]

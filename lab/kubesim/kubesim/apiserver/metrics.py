@@ -37,6 +37,7 @@ METRIC_VERB = {
     "update": "PUT",
     "patch": "PATCH",
     "delete": "DELETE",
+    "deletecollection": "DELETE",  # the method, as upstream's CleanVerb
 }
 LATENCY = [0.005, 0.025, 0.05, 0.1, 0.2, 0.4, 0.6, 0.8, 1.0, 1.25, 1.5, 2, 3, 4, 5, 6, 8, 10]
 LATENCY += [15, 20, 30, 45, 60]

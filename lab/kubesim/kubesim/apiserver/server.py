@@ -23,7 +23,7 @@ import ssl
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 from .. import flags as flagutil
 from .. import klog
@@ -120,7 +120,9 @@ class Handler(BaseHTTPRequestHandler):
         return Exchange(
             method=method,
             uri=self.path,
-            path=split.path,
+            # decoded, as Go's url.URL.Path that requestinfo.go splits: client-go sends
+            # "system:..." as is, a percent-encoding client (kubesim's kubectl) %3A
+            path=unquote(split.path),
             query=dict(parse_qsl(split.query, keep_blank_values=True)),
             raw_query=split.query,
             body=self.rfile.read(length) if length else b"",
@@ -208,7 +210,7 @@ class Handler(BaseHTTPRequestHandler):
         try:
             self.authenticate(ex)
             ex.verb = "watch"
-            auth.authorize(ex.user, ex.verb, ex.route, ex.path)
+            auth.authorize(ex.user, ex.verb, ex.route, ex.path, app.rbac)
             app.metrics.longrunning_delta(ex, 1)
             self.life.watches_delta(1)
             try:
@@ -227,7 +229,7 @@ class Handler(BaseHTTPRequestHandler):
     def authenticate(self, ex: Exchange) -> None:
         cert = self.connection.getpeercert() if isinstance(self.connection, ssl.SSLSocket) else None
         ex.user = auth.authenticate(
-            self.app.token_secret, self.headers.get("Authorization", ""), cert
+            self.app.token_secret, self.headers.get("Authorization", ""), cert, self.app.oidc
         )
 
     def serve(self, ex: Exchange) -> None:
@@ -238,13 +240,13 @@ class Handler(BaseHTTPRequestHandler):
             ex.route = parse_path(ex.path)
         route = ex.route
         if route is None or route.res is None:
-            auth.authorize(ex.user, ex.verb, None, ex.path)
+            auth.authorize(ex.user, ex.verb, None, ex.path, app.rbac)
             ex.code, ex.out, ex.ctype = nonresource.handle(app, ex.path, ex.raw_query)
             return
         if not admission.served(route.res, app.version):
             raise StatusError(404, "NotFound", "the server could not find the requested resource")
         ex.verb = app.api.verb(ex.method, route, ex.query)
-        auth.authorize(ex.user, ex.verb, route, ex.path)
+        auth.authorize(ex.user, ex.verb, route, ex.path, app.rbac)
         ctype = self.headers.get("Content-Type", "application/json")
         notes = admission.RequestNotes(user={"username": ex.user.name, "groups": ex.user.groups})
         token = admission.CURRENT.set(notes)

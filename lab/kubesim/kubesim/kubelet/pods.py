@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import re
 import subprocess
 import threading
 import time
@@ -26,6 +27,28 @@ from .probes import Prober, ProbeState
 
 BACKOFF_INITIAL = 10.0
 BACKOFF_MAX = 300.0
+LOG_ROOT = Path("/var/log/pods")
+RESTART_LOG = re.compile(r"^(\d+)\.log(\..*)?")
+
+
+def restart_count_from_logs(path: Path) -> int:
+    """The restart count of a container the runtime has no record of: one more than the
+    highest ``<n>.log`` in its log directory, 0 if there is none.
+
+    pkg/kubelet/kuberuntime/kuberuntime_container.go calcRestartCountByLogDir: "When nodes
+    are rebooted some container runtimes clear their state which causes the restartCount
+    to be reset to 0. This causes the logfile to start at 0.log, which either overwrites
+    or appends to the already existing log." (the lab's power-off clears /run, and with
+    it kubesim's container records, exactly so).
+    """
+    if not path.is_dir():
+        return 0
+    count = 0
+    for entry in path.iterdir():
+        match = RESTART_LOG.match(entry.name)
+        if match and not entry.is_dir():
+            count = max(count, int(match.group(1)) + 1)
+    return count
 
 
 def rfc3339(ns: int) -> str:
@@ -171,16 +194,17 @@ class PodRuntime(Prober):
         return mine[-1] if mine else None
 
     def start_container(
-        self, pod: Pod, sandbox: cri.Sandbox, spec: dict, attempt: int
+        self, pod: Pod, sandbox: cri.Sandbox, spec: dict, attempt: int | None
     ) -> cri.Container:
+        """attempt None: the runtime knows no earlier container of this name (a fresh pod,
+        or a node whose runtime state went with a reboot); the count then comes from the
+        log directory, as upstream does, so 0.log of a pod that ran before is not appended to."""
         argv, env = launch.program_for(spec)
         cid = cri.new_id()
-        log = (
-            Path("/var/log/pods")
-            / f"{pod.namespace}_{pod.name}_{pod.uid}"
-            / spec["name"]
-            / f"{attempt}.log"
-        )
+        logs = LOG_ROOT / f"{pod.namespace}_{pod.name}_{pod.uid}" / spec["name"]
+        if attempt is None:
+            attempt = restart_count_from_logs(logs)
+        log = logs / f"{attempt}.log"
         c = cri.Container(
             id=cid,
             pod_sandbox_id=sandbox.id,
@@ -261,7 +285,7 @@ class PodRuntime(Prober):
                 self.probe(pod, spec, current, track)
                 continue
             if current is None:
-                self.start_container(pod, sandbox, spec, 0)
+                self.start_container(pod, sandbox, spec, None)
                 continue
             if restart == "Never" or (restart == "OnFailure" and current.exit_code == 0):
                 continue
