@@ -70,6 +70,8 @@ NUMBERS = {
 }
 WHOLE = {"lb_port", "apiserver_port", "vrid", "probes", "window", "fall", "rise", "first_after"}
 TEXT = {"cluster": NAME, "node": NAME, "instance": WORD}
+# etcd's metrics listener, read only by vip_heal:move_etcd_leader (kubeadm's default).
+URL = re.compile(r"https?://[A-Za-z0-9.:\[\]-]+(/[A-Za-z0-9._/-]*)?")
 STATE_FILE = "/run/kubeha/vip-beacon.json"
 CTX = "kubeha_vip.beacon"
 
@@ -87,7 +89,7 @@ def validate(config):
     if not isinstance(config, list):
         return False, "Configuration for kubeha_vip beacon must be a list of dicts."
     cfg = salt.utils.beacons.list_to_dict(config)
-    known = {*NUMBERS, *TEXT, "vip", "peers", "state_file", *SALT_KEYS}
+    known = {*NUMBERS, *TEXT, "vip", "peers", "state_file", "etcd_metrics", *SALT_KEYS}
     if unknown := sorted(set(cfg) - known):
         return False, f"kubeha_vip beacon: unknown option(s) {unknown}"
     for key in ("cluster", "node", "vip", "peers"):
@@ -131,6 +133,9 @@ def validate(config):
     interval = cfg.get("interval", 1)
     if not _number(interval) or c["probe_timeout"] > 0.8 * max(float(interval), 1.0):
         return False, "kubeha_vip beacon: probe_timeout must leave room in the interval (80 %)"
+    metrics = cfg.get("etcd_metrics")
+    if metrics and not (isinstance(metrics, str) and URL.fullmatch(metrics)):
+        return False, f"kubeha_vip beacon: etcd_metrics {metrics!r} is not an http(s) URL"
     if "state_file" in cfg and not str(cfg["state_file"]).startswith("/"):
         return False, "kubeha_vip beacon: state_file must be an absolute path"
     return True, "Valid beacon configuration."
@@ -143,6 +148,7 @@ def _config(config) -> dict:
     out["instance"] = cfg.get("instance", "VI_1")
     out["state_file"] = cfg.get("state_file", STATE_FILE)
     out["interval"] = float(cfg.get("interval") or 1)
+    out["etcd_metrics"] = cfg.get("etcd_metrics") or None
     return out
 
 
@@ -233,12 +239,19 @@ def assess(st: dict, raw: dict, cfg: dict) -> dict:
                                if n in cfg["peers"] and h.get("age_s", quiet) < quiet)  # fmt: skip
     view["vrrp_priority"] = {n: vrrp[n].get("priority") for n in view["vrrp_from"]}
     view["errors"] = raw.get("errors") or []
+    if cfg.get("etcd_metrics"):
+        # read every few samples (vip_probe.ETCD_EVERY_S): the last answer stands between
+        etcd = raw.get("etcd")
+        if isinstance(etcd, dict):
+            st["etcd_leader"] = etcd.get("leader")
+        view["etcd_leader"] = st.get("etcd_leader")
     return view
 
 
 def signature(view: dict) -> dict:
-    """What an event is sent for: states only, never numbers or overrides."""
-    return {
+    """What an event is sent for: states only, never numbers or overrides (and whether
+    the local etcd member leads, where vip_heal:move_etcd_leader has the beacon read it)."""
+    sig = {
         "holds_vip": view.get("holds_vip"),
         "keepalived": view.get("keepalived"),
         "apiserver": (view.get("apiserver") or {}).get("state"),
@@ -247,6 +260,9 @@ def signature(view: dict) -> dict:
         "peers": {n: p.get("state") for n, p in sorted((view.get("peers") or {}).items())},
         "vrrp_from": list(view.get("vrrp_from") or []),
     }
+    if "etcd_leader" in view:
+        sig["etcd_leader"] = view["etcd_leader"]
+    return sig
 
 
 def _known(sig: dict) -> bool:
@@ -318,7 +334,7 @@ def beacon(config):
         cfg["peers"], vip=cfg["vip"], lb_port=cfg["lb_port"],
         apiserver_port=cfg["apiserver_port"], instance=cfg["instance"], vrid=cfg["vrid"],
         probes=cfg["probes"], timeout=cfg["probe_timeout"], http_timeout=cfg["http_timeout"],
-        wait=False,
+        wait=False, etcd_metrics=cfg["etcd_metrics"],
     )  # fmt: skip
     view = assess(st, raw, cfg)
     events = report(st, view, cfg, time.time())

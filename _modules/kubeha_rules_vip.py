@@ -110,6 +110,11 @@ def problems(model: dict) -> list[str]:
     if not isinstance(heal, dict):
         return ["kubeha:vip_heal: must be a mapping (docs/pillar.md, Self-healing VIP)."]
     out = _numbers(heal) + _relations(heal)
+    if not isinstance(heal.get("move_etcd_leader", False), bool):
+        out.append(
+            f"kubeha:vip_heal:move_etcd_leader: {heal['move_etcd_leader']!r} is not true or "
+            "false; use true to keep etcd's leader off the VIP holder and off impaired nodes."
+        )
     vrrp = model.get("vrrp") or {}
     provider = (model.get("vip") or {}).get("provider")
     if (

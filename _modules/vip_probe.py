@@ -17,8 +17,9 @@ A sample reads, without forking anything:
 - in the background (never waited for by the beacon): ``GET /readyz`` of the local
   apiserver and through the VIP on the LB port (TLS, anonymous: kubeadm's
   system:public-info-viewer lets anyone read it), and HAProxy's view of every apiserver
-  (runtime API). Each result is reported by the sample that finds it finished; ``wait=True``
-  (the CLI default) waits for them, each bounded by ``http_timeout``.
+  (runtime API), and with ``etcd_metrics`` every ``etcd_every`` seconds whether the local
+  etcd member leads. Each result is reported by the sample that finds it finished;
+  ``wait=True`` (the CLI default) waits for them, each bounded by ``http_timeout``.
 
 Sockets and the background work live in ``__context__``, so the minion's beacon loop
 reuses them; every wait is bounded. Root (or CAP_NET_RAW) is needed for the raw sockets;
@@ -39,6 +40,7 @@ import socket
 import ssl
 import struct
 import time
+import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -50,6 +52,7 @@ ICMP_ECHO, ICMP_REPLY = 8, 0
 VRRP_PROTO = 112
 SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)
 CTX = "vip_probe"
+ETCD_EVERY_S = 5.0
 
 
 def __virtual__():
@@ -276,6 +279,29 @@ def readyz(host, port, timeout=1.0):
     return out
 
 
+def etcd_leader(url, timeout=1.0):
+    """
+    Whether the local etcd member leads: ``etcd_server_is_leader`` from its metrics
+    listener (kubeadm: ``--listen-metrics-urls=http://127.0.0.1:2381``), read line by line
+    and no further than that metric (the exposition is sorted by name, far from the
+    large ``go_*``/``grpc_*`` families). ``{"leader": bool or None, "error"}``.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt cp-1 vip_probe.etcd_leader http://127.0.0.1:2381/metrics
+    """
+    try:
+        with urllib.request.urlopen(str(url), timeout=float(timeout)) as resp:  # noqa: S310 - a configured http(s) URL
+            for raw in resp:
+                if raw.startswith(b"etcd_server_is_leader "):
+                    return {"leader": float(raw.split()[1]) == 1.0, "error": ""}
+        return {"leader": None, "error": "no etcd_server_is_leader"}
+    except (OSError, ValueError) as err:
+        return {"leader": None, "error": (str(err) or type(err).__name__)[:120]}
+
+
 def _haproxy() -> dict:
     try:
         servers = __salt__["haproxy_runtime.servers"]()
@@ -318,7 +344,8 @@ def _background(ctx: dict, jobs: dict, wait: bool, timeout: float) -> dict:
 
 
 def sample(peers, *, vip=None, lb_port=8443, apiserver_port=6443, instance="VI_1", vrid=None,
-           probes=3, timeout=0.3, http_timeout=2.0, wait=True):  # fmt: skip
+           probes=3, timeout=0.3, http_timeout=2.0, wait=True, etcd_metrics=None,
+           etcd_every=ETCD_EVERY_S):  # fmt: skip
     """
     One sample of what this node sees (see the module's doc). ``peers`` maps the other
     control planes' names to their addresses. ``timeout`` bounds the ICMP part (the only
@@ -342,6 +369,10 @@ def sample(peers, *, vip=None, lb_port=8443, apiserver_port=6443, instance="VI_1
             "haproxy": (_haproxy, ())}  # fmt: skip
     if vip:
         jobs["vip"] = (readyz, (vip, lb_port, float(http_timeout)))
+    if etcd_metrics and time.monotonic() >= ctx.get("etcd_due", 0.0):
+        # who leads etcd changes rarely: every few samples is enough (vip_heal:move_etcd_leader)
+        ctx["etcd_due"] = time.monotonic() + float(etcd_every)
+        jobs["etcd"] = (etcd_leader, (etcd_metrics, float(http_timeout)))
     by_ip = {ip: name for name, ip in dict(peers).items()}
     out = {
         "at": round(at, 3),

@@ -94,6 +94,8 @@ def _settings(cluster: str, max_age: float = MODEL_TTL_S) -> dict:
         "margin": heal["margin"],
         "cooldown": heal["cooldown"],
         "recover_after": heal["recover_after"],
+        "move_etcd_leader": bool(heal.get("move_etcd_leader")),
+        "etcd_cooldown": heal["cooldown"],
     }
     _s("write")(__opts__, cluster, "model", out)
     return out
@@ -222,7 +224,31 @@ def _once(cluster: str, s: dict, trigger: str, record_none: bool) -> dict:
             log.warning("kubeha_vip: could not fire the decision event: %s", err)
     if decision["action"] != "none" or record_none:
         _s("append")(__opts__, cluster, "history", entry)
+    if decision["action"] == "none" and not due:
+        entry["etcd"] = _etcd_leader(cluster, s, state, views, trigger=trigger, now=now)
     _s("write")(__opts__, cluster, "state", state)
+    return entry
+
+
+def _etcd_leader(cluster: str, s: dict, state: dict, views: dict, *, trigger: str, now: float):
+    """etcd's leadership off the VIP holder and off an impaired node, when nothing else is
+    to be done (``vip_heal:move_etcd_leader``, ``kubeha_vip_decide.etcd_leader_move``);
+    recorded and fired like a VIP decision. A handover starts the cooldown whether or not
+    it worked, so a failing one is not retried on every report."""
+    move = _d("etcd_leader_move")(s["nodes"], views, state, s, now)
+    if move is None:
+        return None
+    entry = {"at": round(now, 3), "trigger": trigger, "action": "etcd-leader", **move}
+    if s["mode"] == "observe":
+        entry["observed_only"] = True
+    else:
+        entry.update(_a("move_etcd_leader")(s, move["target"]))
+    state["last_etcd_move_at"] = now
+    try:
+        __salt__["event.send"](f"kubeha/vip/{cluster}/etcd-leader", entry)
+    except Exception as err:  # noqa: BLE001 - the event is a courtesy; the record stays
+        log.warning("kubeha_vip: could not fire the etcd-leader event: %s", err)
+    _s("append")(__opts__, cluster, "history", entry)
     return entry
 
 

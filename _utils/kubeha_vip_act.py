@@ -146,3 +146,15 @@ def no_holder(ask, s: dict, state: dict) -> dict:
         "comment": "no holder and no release of ours: keepalived (or "
         "HAProxy's health) fails on every node; see keepalived_track.read, keepalived.state",
     }
+
+
+def move_etcd_leader(ask, s: dict, target: str) -> dict:
+    """Hand etcd's leadership to ``target`` (``etcdctl.move_leader``,
+    asked of the target: it finds the leader's endpoint itself, and the target is the
+    healthy end). Bounded; a failure is a result, never an exception (the VIP's own
+    decisions must not wait on etcd)."""
+    ok, ret = ask([target], "etcdctl.move_leader", target, timeout=20)[target]
+    if not ok:
+        return {"result": False, "moved": False, "error": str(ret)[:300]}
+    now = (ret.get("leader") or {}).get("name")
+    return {"result": now == target, "moved": bool(ret.get("changed")), "leads": now}

@@ -240,3 +240,39 @@ def undo_due(
         return False, None
     since = override.get("clear_since") or now
     return now - since >= cfg["recover_after"], since
+
+
+def etcd_leader_move(nodes: list[str], views: dict, state: dict, cfg: dict, now: float):
+    """Where etcd's leadership should go, or None (``vip_heal:move_etcd_leader``).
+
+    Every write waits for the leader: when the leader is the VIP holder and the holder dies
+    (B), every apiserver waits for etcd's election (1-2 s) before it answers; when the leader
+    is an impaired node (C), every write crosses the impaired link even after the VIP left
+    it. So the leader belongs on a node that scores 0 (nothing wrong seen) and does not hold
+    the VIP; with no such node, or inside ``etcd_cooldown`` of the last handover, it stays.
+    ``views[n]["etcd_leader"]``: the beacon's reading of etcd_server_is_leader (None where
+    not known). Returns {"leader", "target", "reason"}.
+    """
+    if not cfg.get("move_etcd_leader"):
+        return None
+    table = scores(views, nodes)
+    leaders = [n for n in nodes if (views.get(n) or {}).get("etcd_leader") is True]
+    if len(leaders) != 1:
+        return None  # no leader known (an election, an external etcd) or stale reports
+    leader = leaders[0]
+    holds = bool((views.get(leader) or {}).get("holds_vip"))
+    impaired = table.get(leader, {}).get("score") not in (0, None)
+    if not holds and not impaired:
+        return None
+    last = state.get("last_etcd_move_at")
+    if last is not None and now - last < cfg.get("etcd_cooldown", 60):
+        return None
+    fit = [n for n in nodes if n != leader and table.get(n, {}).get("score") == 0
+           and table[n]["available"] and not (views.get(n) or {}).get("holds_vip")
+           and (views.get(n) or {}).get("etcd_leader") is False]  # fmt: skip
+    if not fit:
+        return None
+    target = min(fit, key=nodes.index)
+    why = "holds the VIP" if holds else f"is impaired ({', '.join(table[leader]['why'])})"
+    return {"leader": leader, "target": target,
+            "reason": f"etcd's leader {leader} {why}: leadership to {target}"}  # fmt: skip

@@ -2,7 +2,7 @@
 the leader-election profiles, into reports/chaos-lab.{json,md,png}.
 
     python -m lab.chaos [--fresh] [--reports reports/] [--trials 5] [--soak 600]
-                        [--parts kubeha,runbook,leader] [--commit]
+                        [--parts kubeha,runbook,etcd-leader,leader,heal] [--commit]
 
 Steps (each printed with its elapsed time): lab up and a built cluster (`--fresh`: the
 machines rebuilt from the base image, converged and bootstrapped as `make demo` does), the
@@ -14,6 +14,8 @@ report started anew, then per part:
 - runbook: the same scenarios with the runbook's access layer (pillar profile
   lab-runbook, kubeha_profile grain) and the runbook's kubeadm defaults in the static pods
   (local etcd only, leader election 15/10/2);
+- etcd-leader: kubeha's defaults plus vip_heal:move_etcd_leader (profile etcd-leader):
+  B `--trials` times and C on the VIP holder, etcd's leader kept off the holder;
 - leader: for each Lease timer profile, SIGKILL of the KCM and scheduler leaders and a
   `--soak` seconds netem run (C) on the control plane holding the KCM Lease, counting Lease
   transitions (any is spurious: nothing else failed).
@@ -125,8 +127,8 @@ def static_pods(lab: Lab, etcd_servers: str, leader: tuple) -> list[str]:
 def use_profile(lab: Lab, profile: str) -> None:
     """The access layer of `profile` (kubeha's pillar, or the runbook's lab profile):
     keepalived and HAProxy (`state.apply kubeha.lb`)."""
-    if profile == "runbook":
-        lab.salt("cp-*", "grains.setval", "kubeha_profile", "runbook")
+    if profile in ("runbook", "etcd-leader"):
+        lab.salt("cp-*", "grains.setval", "kubeha_profile", profile)
     else:
         lab.salt("cp-*", "grains.delkey", "kubeha_profile", "force=True")
     lab.salt("cp-*", "saltutil.refresh_pillar", "wait=True")
@@ -180,6 +182,33 @@ def scenarios(lab: Lab, profile: str, trials: int, reports: Path) -> None:
     two = [n for n in lab.control_planes if n != healthy(lab)["snapshot"]["vip"]["holders"][0]]
     chaos(lab, "etcd-stop", target=",".join(two), duration=15, force=True,
           label="etcd-stop@2-of-3 (quorum lost, forced)", **common)  # fmt: skip
+
+
+def _etcd_leader_node(lab: Lab, snap: dict) -> str | None:
+    for member in snap.get("etcd") or []:
+        if isinstance(member, dict) and member.get("is_leader"):
+            url = str(member.get("endpoint", ""))
+            return next((n for n in lab.control_planes if f"//{lab.ip(n)}:" in url), None)
+    return None
+
+
+def etcd_leader(lab: Lab, trials: int, reports: Path) -> None:
+    """vip_heal:move_etcd_leader on (profile etcd-leader): the runner's model compiled anew
+    (unpin does, and lifts nothing on a healthy cluster), etcd's leader seen leaving the VIP
+    holder, then B `trials` times and C on the holder, against the kubeha part's rows."""
+    lab.salt_run("kubeha_vip.unpin", CLUSTER)
+    deadline = time.monotonic() + 60
+    while True:
+        snap = healthy(lab)["snapshot"]
+        leader = _etcd_leader_node(lab, snap)
+        if leader not in snap["vip"]["holders"] or time.monotonic() > deadline:
+            break
+        time.sleep(2)
+    print(f"[chaos]   etcd leader {leader}, VIP on {snap['vip']['holders']}", flush=True)
+    common = {"profile": "kubeha+etcd-leader", "out_dir": str(reports)}
+    for _ in range(trials):
+        chaos(lab, "power-off", target="vip-holder", duration=20, **common)
+    chaos(lab, "netem", target="vip-holder", duration=40, **common)
 
 
 def leader_profiles(lab: Lab, soak: int, reports: Path) -> None:
@@ -259,7 +288,7 @@ def main() -> int:
     parser.add_argument("--reports", default=str(REPO / "reports"))
     parser.add_argument("--trials", type=int, default=5, help="B (power-off) trials")
     parser.add_argument("--soak", type=int, default=600, help="seconds of C per timer profile")
-    parser.add_argument("--parts", default="kubeha,runbook,leader,heal")
+    parser.add_argument("--parts", default="kubeha,runbook,etcd-leader,leader,heal")
     parser.add_argument("--commit", action="store_true", help="git commit the report files")
     args = parser.parse_args()
     reports = Path(args.reports).resolve()
@@ -278,6 +307,10 @@ def main() -> int:
             steps.run("the runbook's access layer: every scenario", lambda: (
                 use_profile(lab, "runbook"), static_pods(lab, "local", (15, 10, 2)),
                 healthy(lab), scenarios(lab, "runbook", args.trials, reports)))  # fmt: skip
+        if "etcd-leader" in parts:
+            steps.run("kubeha + vip_heal:move_etcd_leader: B and C on the holder", lambda: (
+                use_profile(lab, "etcd-leader"), healthy(lab),
+                etcd_leader(lab, args.trials, reports)))  # fmt: skip
         if "leader" in parts:
             steps.run("leader-election profiles", lambda: (
                 use_profile(lab, "kubeha"), leader_profiles(lab, args.soak, reports)))  # fmt: skip

@@ -116,7 +116,7 @@ class _Item:
         self.markers.append(marker)
 
 
-def test_lab_tests_are_skipped_with_the_reason_and_down_goes_last(monkeypatch):
+def test_lab_tests_are_skipped_with_the_reason_and_run_last_down_at_the_very_end(monkeypatch):
     items = [
         _Item("test_lab_down.py", lab=True),
         _Item("test_lab_up.py", lab=True),
@@ -124,9 +124,10 @@ def test_lab_tests_are_skipped_with_the_reason_and_down_goes_last(monkeypatch):
     ]
     monkeypatch.setattr(lifecycle, "host_problem", lambda: "cgroup v2 only here")
     conftest.pytest_collection_modifyitems(None, items)
+    # every other test first (a unit test here), then the lab's, then the one taking it down
     assert [i.fspath.rsplit("/", 1)[1] for i in items] == [
-        "test_lab_up.py",
         "test_lab_config.py",
+        "test_lab_up.py",
         "test_lab_down.py",
     ]
     reasons = {i.fspath.rsplit("/", 1)[1]: [m.kwargs["reason"] for m in i.markers] for i in items}

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -89,12 +90,19 @@ def test_hostile_arguments_from_the_caller_run_nothing(tmp_path):
         assert '"priority": 0' in (tmp_path / "run/keepalived/VI_1.json").read_text()
 
 
-def _record(tmp_path: Path, pid: int, state: str = "MASTER") -> Path:
+def _pid_now() -> int:
+    """A PID handed out just now: the test process's own may be far behind the next
+    script's on a busy host (CI forks thousands of processes before it gets here)."""
+    return int(subprocess.run(["sh", "-c", "echo $$"], capture_output=True, text=True,
+                              check=True).stdout)  # fmt: skip
+
+
+def _record(tmp_path: Path, pid: int, state: str = "MASTER", age: float = 0.5) -> Path:
     path = tmp_path / "run/keepalived/VI_1.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(
         f'{{"instance": "VI_1", "type": "INSTANCE", "state": "{state}", "priority": 150, '
-        f'"time": 1.0, "pid": {pid}}}\n'
+        f'"time": {time.time() - age:.6f}, "pid": {pid}}}\n'
     )
     return path
 
@@ -103,7 +111,9 @@ def test_a_script_forked_before_the_recorded_one_changes_nothing(tmp_path):
     """Two quick transitions race (keepalived does not wait for its notify scripts): the
     record of the later-forked script stays, whichever write finishes last."""
     script = render(tmp_path)
-    path = _record(tmp_path, os.getpid() + 5000)  # forked "after" the script about to run
+    pid_max = int(Path("/proc/sys/kernel/pid_max").read_text())
+    # forked "after" the script about to run (well within half of pid_max: no wrap)
+    path = _record(tmp_path, _pid_now() + min(100_000, pid_max // 4))
     proc, _ = _run(script, tmp_path, "INSTANCE", "VI_1", "BACKUP", "150")
     assert proc.returncode == 0, proc.stderr
     assert '"state": "MASTER"' in path.read_text()
@@ -116,6 +126,10 @@ def test_a_later_script_or_a_wrapped_pid_replaces_the_record(tmp_path):
     assert '"state": "BACKUP"' in path.read_text()
     pid_max = int(Path("/proc/sys/kernel/pid_max").read_text())
     # a recorded PID far above ours: the counter wrapped since, ours is the newer script
-    _record(tmp_path, os.getpid() + pid_max // 2 + 1000)
+    _record(tmp_path, _pid_now() + pid_max // 2 + 1000)
     _run(script, tmp_path, "INSTANCE", "VI_1", "FAULT", "150")
     assert '"state": "FAULT"' in path.read_text()
+    # a higher PID written long ago: the counter wrapped in between, ours is newer
+    _record(tmp_path, _pid_now() + 1000, age=60)
+    _run(script, tmp_path, "INSTANCE", "VI_1", "BACKUP", "150")
+    assert '"state": "BACKUP"' in path.read_text()

@@ -53,6 +53,8 @@ def test_a_good_configuration_passes():
         ({"probe_timeout": 0.9}, "room in the interval"),
         ({"colour": "blue"}, "unknown option"),
         ({"state_file": "relative/x.json"}, "absolute"),
+        ({"etcd_metrics": "file:///etc/shadow"}, "etcd_metrics"),
+        ({"etcd_metrics": "http://127.0.0.1:2381/metrics; reboot"}, "etcd_metrics"),
         ({"vip": None}, "vip is required"),
     ],
 )
@@ -229,3 +231,22 @@ def test_a_restored_beacon_waits_for_its_background_results_before_comparing(tmp
 def test_the_report_carries_its_reason_for_the_runner():
     (event,) = run({"boot": "1-1"}, raw())
     assert event["tag"] == event["reason"] == "first"
+
+
+def test_etcd_leadership_is_reported_only_where_configured_and_kept_between_reads():
+    """vip_heal:move_etcd_leader: the beacon reads etcd_server_is_leader every few samples;
+    a change of leadership is an event, a sample without a reading keeps the last one."""
+    assert beacon.validate(config(etcd_metrics="http://127.0.0.1:2381/metrics"))[0]
+    st = {"boot": "1-1"}
+    assert "etcd_leader" not in run(st, raw())[0]["view"]  # not configured
+    cfg = beacon._config(config(etcd_metrics="http://127.0.0.1:2381/metrics"))
+    st = {"boot": "1-1"}
+
+    def go(sample_raw):
+        return beacon.report(st, beacon.assess(st, sample_raw, cfg), cfg, 1000.0)
+
+    first = go({**raw(), "etcd": {"leader": True, "error": ""}})
+    assert first[0]["view"]["etcd_leader"] is True
+    assert go(raw()) == []  # no reading this sample: the last one stands
+    (change,) = go({**raw(), "etcd": {"leader": False, "error": ""}})
+    assert change["changed"] == ["etcd_leader"] and change["view"]["etcd_leader"] is False

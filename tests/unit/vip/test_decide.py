@@ -209,3 +209,40 @@ def test_apiservers_not_built_yet_are_not_failed_ones():
     assert d.decide(NODES, views, state, CFG, T0)["action"] == "none"
     state["served"] = NODES
     assert d.decide(NODES, views, state, CFG, T0)["target"] == "cp-1"
+
+
+def _etcd(views: dict, leader: str | None) -> dict:
+    out = copy.deepcopy(views)
+    for n in NODES:
+        out[n]["etcd_leader"] = None if leader is None else n == leader
+    return out
+
+
+ON = {**CFG, "move_etcd_leader": True, "etcd_cooldown": 60}
+
+
+def test_etcds_leader_leaves_the_holder_and_an_impaired_node_for_a_healthy_non_holder():
+    assert d.etcd_leader_move(NODES, _etcd(healthy(), "cp-1"), {}, CFG, T0) is None  # off
+    move = d.etcd_leader_move(NODES, _etcd(healthy(), "cp-1"), {}, ON, T0)
+    assert move["leader"] == "cp-1" and move["target"] == "cp-2", move
+    assert "holds the VIP" in move["reason"]
+    # C on cp-2, a non-holder that leads etcd: its writes cross the impaired link
+    views = healthy("cp-1")
+    views["cp-1"] = view("cp-1", holds=True, bad_peers=["cp-2"])
+    views["cp-3"] = view("cp-3", bad_peers=["cp-2"], heard=["cp-1"])
+    views["cp-2"] = view("cp-2", bad_peers=["cp-1", "cp-3"], heard=["cp-1"])
+    move = d.etcd_leader_move(NODES, _etcd(views, "cp-2"), {}, ON, T0)
+    assert move["leader"] == "cp-2" and move["target"] == "cp-3", move
+    assert "impaired" in move["reason"]
+
+
+def test_etcds_leader_stays_where_it_is_fine_or_nowhere_is_better():
+    assert d.etcd_leader_move(NODES, _etcd(healthy(), "cp-2"), {}, ON, T0) is None
+    assert d.etcd_leader_move(NODES, _etcd(healthy(), None), {}, ON, T0) is None  # unknown
+    recent = {"last_etcd_move_at": T0 - 10}
+    assert d.etcd_leader_move(NODES, _etcd(healthy(), "cp-1"), recent, ON, T0) is None
+    assert d.etcd_leader_move(NODES, _etcd(healthy(), "cp-1"), recent, ON, T0 + 51) is not None
+    views = _etcd(healthy(), "cp-1")
+    for n in ("cp-2", "cp-3"):  # every other node's apiserver is down: no fit target
+        views[n]["apiserver"] = {"state": "bad"}
+    assert d.etcd_leader_move(NODES, views, {}, ON, T0) is None

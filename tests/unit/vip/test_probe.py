@@ -85,3 +85,34 @@ def test_background_probes_keep_salts_loader_context(tmp_path):
                                     http_timeout=1.0, wait=True)  # fmt: skip
     assert "no.sock does not exist" in out["haproxy"]["error"], out["haproxy"]
     assert out["vip"]["ok"] is False and out["apiserver"]["ok"] is False
+
+
+def test_etcd_leadership_is_read_from_the_metrics_listener(tmp_path):
+    """etcd_server_is_leader from an HTTP metrics page (the listener kubeadm configures);
+    a page without it, or no listener, is no answer rather than a guess."""
+    import http.server
+    import threading
+
+    pages = {"/lead": b"etcd_debugging_x 1\netcd_server_is_leader 1\ngo_goroutines 9\n",
+             "/follow": b"etcd_server_has_leader 1\netcd_server_is_leader 0\n",
+             "/none": b"go_goroutines 9\n"}  # fmt: skip
+
+    class Page(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(pages[self.path])
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Page)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        assert probe.etcd_leader(base + "/lead") == {"leader": True, "error": ""}
+        assert probe.etcd_leader(base + "/follow")["leader"] is False
+        assert probe.etcd_leader(base + "/none")["leader"] is None
+    finally:
+        server.shutdown()
+    assert probe.etcd_leader(base + "/lead", timeout=0.5)["leader"] is None  # nothing listens

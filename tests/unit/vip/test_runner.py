@@ -36,6 +36,7 @@ class Cluster:
     def __init__(self, holder="cp-1"):
         self.nodes = {n: {"priority": 0, "release": 0, "holds": n == holder} for n in NODES}
         self.calls: list[tuple] = []
+        self.etcd_leader = holder
 
     def effective(self, node):
         return min(254, max(1, BASE[node] + self.nodes[node]["priority"]))
@@ -73,6 +74,10 @@ class Cluster:
                 out[node] = (True, self.nodes[node]["holds"])
             elif fun == "vip_probe.last_view":
                 out[node] = (True, None)  # no newer report than what the master has
+            elif fun == "etcdctl.move_leader":
+                changed = self.etcd_leader != args[0]
+                self.etcd_leader = args[0]
+                out[node] = (True, {"changed": changed, "leader": {"name": args[0]}})
             else:
                 raise AssertionError(fun)
         return out
@@ -262,3 +267,35 @@ def test_a_dead_nodes_last_report_stops_counting_once_it_does_not_answer(rig):
     rig.clock.now += 5
     report(rig, healthy("cp-2"), "cp-1", 2, "first")
     assert rig.status("lab")["scores"]["cp-1"]["score"] == 0
+
+
+def _with_etcd(views: dict, leader: str) -> dict:
+    out = copy.deepcopy(views)
+    for n in NODES:
+        out[n]["etcd_leader"] = n == leader
+    return out
+
+
+def test_etcds_leader_leaves_the_vip_holder_once_per_cooldown(rig):
+    """vip_heal:move_etcd_leader: the leader on the holder is handed to a healthy node that
+    does not hold the VIP, asked of that node; recorded, fired, and not repeated within the
+    cooldown; off by default."""
+    views = _with_etcd(healthy("cp-1"), "cp-1")
+    assert report(rig, views, "cp-1", 1, "first")["decisions"][0]["etcd"] is None  # off
+    rig.heal["move_etcd_leader"] = True
+    rig.store.write(rig.__opts__, "lab", "model", {})  # compile the model again
+    for seq, node in enumerate(NODES, 2):
+        out = report(rig, views, node, seq)
+    moves = [h for h in rig.history("lab") if h["action"] == "etcd-leader"]
+    assert len(moves) == 1, moves
+    assert moves[0]["leader"] == "cp-1" and moves[0]["target"] == "cp-2" and moves[0]["result"]
+    assert rig.cluster.etcd_leader == "cp-2"
+    assert [c[1] for c in rig.cluster.calls if c[0] == "etcdctl.move_leader"] == [("cp-2",)]
+    assert rig.fired[-1][0] == "kubeha/vip/lab/etcd-leader"
+    assert out["decisions"][0]["action"] == "none"
+    # a stale report that still says cp-1 leads, inside the cooldown: nothing more
+    report(rig, views, "cp-1", 9)
+    assert len([h for h in rig.history("lab") if h["action"] == "etcd-leader"]) == 1
+    rig.clock.now += 61
+    report(rig, _with_etcd(views, "cp-2"), "cp-2", 10)  # cp-2 leads, holds nothing: stays
+    assert len([h for h in rig.history("lab") if h["action"] == "etcd-leader"]) == 1

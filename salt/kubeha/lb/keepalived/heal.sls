@@ -64,6 +64,10 @@ kubeha-lb-keepalived-heal-beacon-present:
                   'loss_bad_pct', 'loss_good_pct', 'window', 'fall', 'rise', 'interval'] %}
     - {{ key }}: {{ heal[key] | tojson }}
 {%-   endfor %}
+{%-   if heal.get('move_etcd_leader') %}
+    # read by vip_heal:move_etcd_leader only: whether this node's etcd member leads
+    - etcd_metrics: {{ kubeha.defrag.metrics_url | tojson }}
+{%-   endif %}
     - disable_during_state_run: False
     - require:
       - saltutil: kubeha-lb-keepalived-heal-beacons-synced
