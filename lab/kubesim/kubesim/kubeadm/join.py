@@ -315,6 +315,30 @@ def run(flags: dict, positional: list[str]) -> int:
     return 0
 
 
+def _member_add(etcd, peer: str, learner: bool):
+    """cmd/kubeadm/app/util/etcd/etcd.go addMember: MemberAdd (as a learner from 1.29)
+    retried every EtcdAPICallRetryInterval (500 ms) until EtcdAPICallTimeout (2 min). etcd
+    refuses a member while its leader has not been connected to every voting member for
+    5 s ("etcdserver: unhealthy cluster", the strict reconfig check): right after the
+    previous control plane joined, as a third join that follows at once meets it. An add
+    whose answer was lost may have gone through: the member list is read before a retry."""
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            return etcd.member_add([peer], learner=learner)
+        except EtcdError:
+            if time.monotonic() > deadline:
+                raise
+        try:
+            members = etcd.member_list()
+        except EtcdError:
+            members = []
+        mine = next((m for m in members if peer in m.peer_urls), None)
+        if mine is not None:
+            return mine, members
+        time.sleep(0.5)
+
+
 def join_etcd(cfg: Config, version: Version, client: Client, out) -> None:
     pki_dir = cfg.pki_dir
     etcd = kubeadm_client(str(pki_dir), etcd_endpoints(client), timeout=10)
@@ -323,7 +347,7 @@ def join_etcd(cfg: Config, version: Version, client: Client, out) -> None:
     members = etcd.member_list()
     mine = next((m for m in members if peer in m.peer_urls), None)
     if mine is None:
-        mine, members = etcd.member_add([peer], learner=learner)
+        mine, members = _member_add(etcd, peer, learner)
     initial = [(m.name, m.peer_urls[0]) for m in members if m.name and m.peer_urls]
     initial = [(n, u) for n, u in initial if u != peer] + [(cfg.node_name, peer)]
     out("[etcd] Announced new etcd member joining to the existing etcd cluster")
