@@ -57,6 +57,45 @@ def kubeconfig(lo: Loopback, port: int, path: Path) -> Path:
     return path
 
 
+def kubesim_kubectl(root: Path) -> Path:
+    """kubesim's kubectl as <root>/bin/kubectl; the directory (for PATH)."""
+    bindir = root / "bin"
+    bindir.mkdir()
+    (bindir / "kubectl").write_text(
+        f"#!{sys.executable}\nimport sys\nsys.path.insert(0, {str(KUBESIM)!r})\n"
+        "from kubesim.kubectl import main\nsys.exit(main())\n"
+    )
+    (bindir / "kubectl").chmod(0o755)
+    return bindir
+
+
+def formula_loaders(cache: Path, bindir: Path):
+    """(opts, modules, states) of the formula, with ``bindir`` first on PATH while the
+    generator is suspended (a fixture's yield)."""
+    opts = salt.config.minion_config(None)
+    opts.update(
+        {
+            "file_client": "local",
+            "cachedir": str(cache),
+            "extension_modules": str(cache / "extmods"),
+            "module_dirs": [str(REPO / "_modules")],
+            "states_dirs": [str(REPO / "_states")],
+            "utils_dirs": [str(REPO / "_utils")],
+            "grains": {},
+            "test": False,
+        }
+    )
+    utils = salt.loader.utils(opts)
+    funcs = salt.loader.minion_mods(opts, utils=utils)
+    states = salt.loader.states(opts, funcs, utils, {})
+    old_path = os.environ["PATH"]
+    os.environ["PATH"] = f"{bindir}:{old_path}"
+    try:
+        yield opts, funcs, states
+    finally:
+        os.environ["PATH"] = old_path
+
+
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
     root = tmp_path_factory.mktemp("vap")
@@ -74,41 +113,13 @@ def cluster(tmp_path_factory):
         lo.wait_ready(lo.v129)
         lo.kubeconfig = kubeconfig(lo, lo.v130.port, root / "admin.conf")
         lo.audit = root / "audit.log"
-        # kubesim's kubectl on PATH, as the machines have it
-        bindir = root / "bin"
-        bindir.mkdir()
-        (bindir / "kubectl").write_text(
-            f"#!{sys.executable}\nimport sys\nsys.path.insert(0, {str(KUBESIM)!r})\n"
-            "from kubesim.kubectl import main\nsys.exit(main())\n"
-        )
-        (bindir / "kubectl").chmod(0o755)
-        lo.bindir = bindir
+        lo.bindir = kubesim_kubectl(root)  # on PATH for the states, as the machines have it
         yield lo
 
 
 @pytest.fixture(scope="module")
 def salt_loaders(cluster, tmp_path_factory):
-    opts = salt.config.minion_config(None)
-    cache = tmp_path_factory.mktemp("cache")
-    opts.update(
-        {
-            "file_client": "local",
-            "cachedir": str(cache),
-            "extension_modules": str(cache / "extmods"),
-            "module_dirs": [str(REPO / "_modules")],
-            "states_dirs": [str(REPO / "_states")],
-            "utils_dirs": [str(REPO / "_utils")],
-            "grains": {},
-            "test": False,
-        }
-    )
-    utils = salt.loader.utils(opts)
-    funcs = salt.loader.minion_mods(opts, utils=utils)
-    states = salt.loader.states(opts, funcs, utils, {})
-    old_path = os.environ["PATH"]
-    os.environ["PATH"] = f"{cluster.bindir}:{old_path}"
-    yield opts, funcs, states
-    os.environ["PATH"] = old_path
+    yield from formula_loaders(tmp_path_factory.mktemp("cache"), cluster.bindir)
 
 
 def objects(funcs, **admission) -> list[dict]:

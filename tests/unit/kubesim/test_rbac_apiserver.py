@@ -10,16 +10,15 @@ them and its apiserver decodes the path as kube-apiserver does (server.py read_r
 from __future__ import annotations
 
 import json
-import os
-import sys
 
 import pytest
-import salt.config
-import salt.loader
 
-from lab.kubesim.loopback import KUBESIM, Loopback
-from tests.conftest import REPO
-from tests.unit.kubesim.test_admission_apiserver import kubeconfig
+from lab.kubesim.loopback import Loopback
+from tests.unit.kubesim.test_admission_apiserver import (
+    formula_loaders,
+    kubeconfig,
+    kubesim_kubectl,
+)
 
 RBAC = "/apis/rbac.authorization.k8s.io/v1"
 TEAMS = {
@@ -40,14 +39,7 @@ def cluster(tmp_path_factory):
         lo.api = lo.apiserver([0])
         lo.wait_ready(lo.api)
         lo.kubeconfig = kubeconfig(lo, lo.api.port, root / "admin.conf")
-        bindir = root / "bin"
-        bindir.mkdir()
-        (bindir / "kubectl").write_text(
-            f"#!{sys.executable}\nimport sys\nsys.path.insert(0, {str(KUBESIM)!r})\n"
-            "from kubesim.kubectl import main\nsys.exit(main())\n"
-        )
-        (bindir / "kubectl").chmod(0o755)
-        lo.bindir = bindir
+        lo.bindir = kubesim_kubectl(root)
         for ns in ("app-a", "app-a-ci"):
             doc = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}
             assert lo.call(lo.api, "POST", "/api/v1/namespaces", doc)[0] in (201, 409)
@@ -56,27 +48,8 @@ def cluster(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def loaders(cluster, tmp_path_factory):
-    opts = salt.config.minion_config(None)
-    cache = tmp_path_factory.mktemp("cache")
-    opts.update(
-        {
-            "file_client": "local",
-            "cachedir": str(cache),
-            "extension_modules": str(cache / "extmods"),
-            "module_dirs": [str(REPO / "_modules")],
-            "states_dirs": [str(REPO / "_states")],
-            "utils_dirs": [str(REPO / "_utils")],
-            "grains": {},
-            "test": False,
-        }
-    )
-    utils = salt.loader.utils(opts)
-    funcs = salt.loader.minion_mods(opts, utils=utils)
-    states = salt.loader.states(opts, funcs, utils, {})
-    old_path = os.environ["PATH"]
-    os.environ["PATH"] = f"{cluster.bindir}:{old_path}"
-    yield funcs, states
-    os.environ["PATH"] = old_path
+    for _opts, funcs, states in formula_loaders(tmp_path_factory.mktemp("cache"), cluster.bindir):
+        yield funcs, states
 
 
 def apply(loaders, cluster, teams) -> dict:
