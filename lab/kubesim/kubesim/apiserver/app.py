@@ -1,5 +1,6 @@
 """The apiserver's state: etcd clients, store and watch cache, REST API, health, audit log,
-metrics, in-flight count, TLS context and the post-start work (system namespaces).
+metrics, in-flight count, TLS context and the post-start work (system namespaces, the
+default RBAC roles, the extension-apiserver-authentication ConfigMap).
 
 Like upstream, the storage and each etcd health check get their own client over every
 --etcd-servers endpoint (factory/etcd3.go newETCD3Client, newETCD3Check).
@@ -17,6 +18,7 @@ from .. import flags as flagutil
 from .. import klog, volumes
 from ..etcdgrpc import BalancedClient
 from ..versions import Version, version_info
+from . import authinfo, reconcile
 from .admission import Admission
 from .api import Api
 from .audit import AuditLog
@@ -134,7 +136,15 @@ class Apiserver:
 
     # -- startup work (post-start hooks) ----------------------------------------------------
     def bootstrap(self) -> None:
-        """Create the system namespaces (start-system-namespaces-controller), then ready."""
+        """The post-start hooks kubesim runs, each in its own thread as RunPostStartHooks
+        starts one goroutine per hook (server/hooks.go): rbac/bootstrap-roles (reconcile.py)
+        and the system namespaces (start-system-namespaces-controller); then ready.
+        start-cluster-authentication-info-controller starts its controller and returns
+        (authinfo.py)."""
+        roles = threading.Thread(target=self.bootstrap_roles, daemon=True)
+        roles.start()
+        authinfo.start(self.store, self.flags, self.request_timeout)
+        self.health.hook_finished(authinfo.NAME)
         while True:
             try:
                 for ns in ("default", "kube-system", "kube-public", "kube-node-lease"):
@@ -144,5 +154,12 @@ class Apiserver:
                 message = err.message if isinstance(err, StatusError) else str(err)
                 klog.warning(f"unable to create system namespaces: {message}", "controller.go:96")
                 time.sleep(1)
+        self.health.hook_finished("start-system-namespaces-controller")
+        roles.join()
         self.health.hooks_done = True
         klog.info("All post-start hooks are done", "genericapiserver.go:533")
+
+    def bootstrap_roles(self) -> None:
+        """rbac/bootstrap-roles: exits the process if storage never answers (reconcile.py)."""
+        reconcile.bootstrap_roles(self.store, self.request_timeout)
+        self.health.hook_finished(reconcile.NAME)

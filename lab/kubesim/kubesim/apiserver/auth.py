@@ -12,7 +12,9 @@ union config.go builds (pkg/kubeapiserver/authenticator/config.go).
 Authorization is a simplification of the RBAC bindings kubeadm creates: admins, nodes and
 the control-plane components may do anything; bootstrappers may read what a join reads and
 create CSRs; anonymous may read cluster-info and the health/version endpoints. Anything else
-goes to the RBAC authorizer (rbac.py) over the roles and bindings in the watch cache.
+goes to the RBAC authorizer (rbac.py) over the roles and bindings in the watch cache (the
+default ones stored by reconcile.py). `decide` is that chain; requests (`authorize`) and
+SubjectAccessReviews (sar.py) both go through it.
 """
 
 from __future__ import annotations
@@ -183,6 +185,29 @@ def authenticate(
     return from_cert(cert) or ANONYMOUS
 
 
+def decide(attrs: Attributes, rbac: RBAC | None = None, reason: bool = False) -> tuple[bool, str]:
+    """The apiserver's authorizer chain on `attrs` (pkg/kubeapiserver/authorizer/config.go:
+    the system:masters authorizer, then Node, then RBAC, in a union.New): the coarse rules
+    above stand for the first two and for the bindings kubeadm and the component roles
+    give; then RBAC. (allowed, reason) as the union answers: no authorizer denies, so a
+    refusal is NoOpinion with RBAC's reason. Requests and SubjectAccessReviews share it.
+
+    With `reason` (a SubjectAccessReview shows it), a coarse allow other than
+    system:masters' (whose authorizer answers first, with no reason) asks RBAC too, so a
+    bootstrap role that grants it is named as upstream's RBAC would ("RBAC: allowed by
+    ..."); requests skip that second evaluation."""
+    user = User(attrs.user, list(attrs.groups))
+    resource = attrs.resource if attrs.resource_request else ""
+    if allowed(user, attrs.verb, resource, attrs.namespace, attrs.name, attrs.path):
+        if not reason or rbac is None or "system:masters" in user.groups:
+            return True, ""
+        ok, why = rbac.authorize(attrs)
+        return True, why if ok else ""
+    if rbac is None:
+        return False, ""
+    return rbac.authorize(attrs)
+
+
 def authorize(
     user: User, verb: str, route: Route | None, path: str, rbac: RBAC | None = None
 ) -> None:
@@ -190,38 +215,30 @@ def authorize(
     the coarse rules above first, then RBAC when the app has it."""
     res = route.res if route is not None else None
     if res is None:
-        if allowed(user, verb, "", "", "", path):
-            return
-        ok, reason = False, ""
-        if rbac is not None:
-            ok, reason = rbac.authorize(Attributes(user.name, user.groups, verb, False, path=path))
+        ok, reason = decide(Attributes(user.name, user.groups, verb, False, path=path), rbac)
         if not ok:
             message = forbidden_message(user, verb, "", "", "", "", path, reason=reason)
             raise StatusError(403, "Forbidden", message)
-        return
-    if allowed(user, verb, res.plural, route.namespace, route.name, path):
         return
     # request/requestinfo.go: /api/v1/namespaces/<name> is in the namespace <name>
     namespace = route.namespace if res.namespaced else ""
     if res.plural == "namespaces" and route.name:
         namespace = route.name
-    reason = ""
-    if rbac is not None:
-        attrs = Attributes(
-            user.name,
-            user.groups,
-            verb,
-            True,
-            route.group,
-            res.plural,
-            route.subresource,
-            namespace,
-            route.name,
-            path,
-        )
-        ok, reason = rbac.authorize(attrs)
-        if ok:
-            return
+    attrs = Attributes(
+        user.name,
+        user.groups,
+        verb,
+        True,
+        route.group,
+        res.plural,
+        route.subresource,
+        namespace,
+        route.name,
+        path,
+    )
+    ok, reason = decide(attrs, rbac)
+    if ok:
+        return
     details = {"name": route.name} if route.name else {}
     details |= {"group": route.group} if route.group else {}
     details["kind"] = res.plural
@@ -249,6 +266,7 @@ __all__ = [
     "allowed",
     "authenticate",
     "authorize",
+    "decide",
     "forbidden_message",
     "from_cert",
     "from_oidc",

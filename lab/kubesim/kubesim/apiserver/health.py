@@ -94,8 +94,16 @@ class Health:
         self.etcd_readiness = etcd_readiness
         self.informers_synced = informers_synced
         self.shutting_down = False
-        self.hooks_done = False
+        self.hooks_done = False  # every hook: the ones kubesim does not run finish with it
+        self.finished: set[str] = set()  # hooks that finished on their own (app.bootstrap)
         self.log = log
+
+    def hook_finished(self, name: str) -> None:
+        self.finished.add(name)
+
+    def _hook(self, name: str) -> Check:
+        """postStartHookHealthz (server/hooks.go): "not finished" until the hook returns."""
+        return lambda: None if self.hooks_done or name in self.finished else "not finished"
 
     def checks(self, endpoint: str) -> list[tuple[str, Check]]:
         base: list[tuple[str, Check]] = [("ping", lambda: None), ("log", lambda: None)]
@@ -105,8 +113,7 @@ class Health:
             base.append(
                 ("informer-sync", lambda: None if self.informers_synced() else "not synced")
             )
-        hook_state: Check = lambda: None if self.hooks_done else "not finished"  # noqa: E731
-        base += [(f"poststarthook/{h}", hook_state) for h in POSTSTART_HOOKS]
+        base += [(f"poststarthook/{h}", self._hook(h)) for h in POSTSTART_HOOKS]
         if endpoint != "livez":
             base.append(("autoregister-completion", lambda: None))
         if endpoint == "readyz":

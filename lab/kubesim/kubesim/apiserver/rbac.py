@@ -5,13 +5,13 @@ pkg/registry/rbac/validation/rule.go (VisitRulesFor, appliesToUser, GetRoleRefer
 and pkg/apis/rbac/v1/evaluation_helpers.go (VerbMatches, APIGroupMatches, ResourceMatches,
 ResourceNameMatches, NonResourceURLMatches).
 
-Not emulated: aggregated ClusterRoles (aggregationRule; upstream's clusterrole-aggregation
-controller in kube-controller-manager fills their rules; here only the rules stored in the
-object count) and the default roles the rbac/bootstrap-roles post-start hook creates
-upstream (cluster-admin, admin, edit, view, system:* ...): kubesim seeds no ClusterRole, so
-a binding to one of those finds no role and grants nothing (the 403 then says
-`RBAC: clusterrole.rbac.authorization.k8s.io "view" not found`, as upstream would for a
-missing role). A pillar must bind to roles it creates itself.
+The default roles (cluster-admin, admin, edit, view, system:monitoring...) are stored by the
+rbac/bootstrap-roles post-start hook (reconcile.py, bootstrappolicy.py), so bindings to them
+work as upstream. Not emulated: aggregation itself (aggregationRule; upstream's
+clusterrole-aggregation controller in kube-controller-manager fills the rules; here only the
+rules stored in the object count: the bootstrap admin/edit/view are stored already filled).
+A binding to a missing role grants nothing: the 403 then says
+`RBAC: clusterrole.rbac.authorization.k8s.io "x" not found`, as upstream's does.
 """
 
 from __future__ import annotations
@@ -106,6 +106,21 @@ def applies_to_user(attrs: Attributes, subject: dict, namespace: str) -> bool:
     return False
 
 
+def describe(binding: dict, subject: dict, namespace: str) -> str:
+    """rule.go clusterRoleBindingDescriber / roleBindingDescriber .String, describeSubject."""
+    ref = binding.get("roleRef") or {}
+    name = binding["metadata"]["name"]
+    kind = "RoleBinding" if namespace else "ClusterRoleBinding"
+    if namespace:
+        name += "/" + namespace
+    who = subject.get("name", "")
+    if subject.get("kind") == "ServiceAccount":
+        who += "/" + (subject.get("namespace") or namespace)
+    return (
+        f'{kind} "{name}" of {ref.get("kind")} "{ref.get("name")}" to {subject.get("kind")} "{who}"'
+    )
+
+
 class RBAC:
     """Reads roles and bindings from `cache` (cacher.Cache: list(prefix), get(key))."""
 
@@ -133,28 +148,38 @@ class RBAC:
             raise LookupError(f"unsupported role reference kind: {kind!r}")
         return role.get("rules") or []
 
-    def visit_rules(self, attrs: Attributes, errors: list[str]) -> Iterator[dict]:
+    def visit_rules(self, attrs: Attributes, errors: list[str]) -> Iterator[tuple[str, dict]]:
         """VisitRulesFor: ClusterRoleBindings first, then the RoleBindings of the request's
-        namespace (which may reference a Role there or a ClusterRole)."""
+        namespace (which may reference a Role there or a ClusterRole); each rule with its
+        source as rule.go's clusterRoleBindingDescriber / roleBindingDescriber name it."""
         scopes = [("clusterrolebindings", None)]
         if attrs.namespace:
             scopes.append(("rolebindings", attrs.namespace))
         for plural, namespace in scopes:
             for binding in self._list(plural, namespace):
                 subjects = binding.get("subjects") or []
-                if not any(applies_to_user(attrs, s, namespace or "") for s in subjects):
+                subject = next(
+                    (s for s in subjects if applies_to_user(attrs, s, namespace or "")), None
+                )
+                if subject is None:
                     continue
+                ref = binding.get("roleRef") or {}
                 try:
-                    yield from self._role_rules(binding.get("roleRef") or {}, namespace or "")
+                    rules = self._role_rules(ref, namespace or "")
                 except LookupError as err:
                     errors.append(str(err))
+                    continue
+                source = describe(binding, subject, namespace or "")
+                for rule in rules:
+                    yield source, rule
 
     def authorize(self, attrs: Attributes) -> tuple[bool, str]:
-        """(allowed, reason): the reason lists lookup errors as rbac.go does ("RBAC: ...")."""
+        """(allowed, reason) as rbac.go's authorizingVisitor: allowed with
+        "RBAC: allowed by <source>", else the lookup errors ("RBAC: ...") or ""."""
         errors: list[str] = []
-        for rule in self.visit_rules(attrs, errors):
+        for source, rule in self.visit_rules(attrs, errors):
             if rule_allows(attrs, rule):
-                return True, ""
+                return True, f"RBAC: allowed by {source}"
         if not errors:
             return False, ""
         # utilerrors.NewAggregate(...).Error(): one message alone, several in brackets

@@ -90,6 +90,17 @@ _ALL = [
     Resource(
         "rolebindings", "rbac.authorization.k8s.io", "v1", "RoleBinding", True, "rolebindings"
     ),
+    # authorization.k8s.io/v1: create only, never stored (sar.py; upstream
+    # pkg/registry/authorization/subjectaccessreview/rest.go); key unused.
+    Resource(
+        "subjectaccessreviews",
+        "authorization.k8s.io",
+        "v1",
+        "SubjectAccessReview",
+        False,
+        "subjectaccessreviews",
+        verbs=("create",),
+    ),
     # admissionregistration.k8s.io/v1 admission policies, served from 1.30 (admission.py);
     # etcd keys as pkg/registry/admissionregistration/*/storage (prefix = the resource).
     Resource(

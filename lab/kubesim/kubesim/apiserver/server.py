@@ -29,7 +29,7 @@ from .. import flags as flagutil
 from .. import klog
 from ..etcdgrpc import request_deadline
 from ..versions import Version
-from . import admission, audit, auth, lifecycle, nonresource, watch
+from . import admission, audit, auth, lifecycle, nonresource, sar, watch
 from .api import parse_path
 from .app import Apiserver
 from .audit import AuditLog
@@ -158,6 +158,7 @@ class Handler(BaseHTTPRequestHandler):
             method == "GET"
             and ex.route is not None
             and ex.route.res is not None
+            and "watch" in ex.route.res.verbs
             and not ex.route.name
             and ex.query.get("watch") in ("true", "1")
         )
@@ -247,6 +248,16 @@ class Handler(BaseHTTPRequestHandler):
             raise StatusError(404, "NotFound", "the server could not find the requested resource")
         ex.verb = app.api.verb(ex.method, route, ex.query)
         auth.authorize(ex.user, ex.verb, route, ex.path, app.rbac)
+        if route.res.plural == "subjectaccessreviews":  # create only, not stored
+            if ex.method != "POST" or route.name:
+                raise StatusError(
+                    405,
+                    "MethodNotAllowed",
+                    "the server does not allow this method on the requested resource",
+                )
+            ex.code, doc = sar.create(ex.body, app.rbac)
+            ex.out = json.dumps(doc).encode()
+            return
         ctype = self.headers.get("Content-Type", "application/json")
         notes = admission.RequestNotes(user={"username": ex.user.name, "groups": ex.user.groups})
         token = admission.CURRENT.set(notes)

@@ -2,9 +2,13 @@
 the leader-elected main loop.
 
 The port serves /healthz, /livez, /readyz to anyone (--authorization-always-allow-paths
-default) and /metrics to authorized clients only (delegated authorization; here: a client
-certificate of the cluster CA whose user may read the path, else 403 as
-responsewriters.Forbidden answers). /metrics carries client-go's
+default) and everything else (/metrics) to authorized clients only: the client is
+authenticated by its certificate (--client-ca-file, else the client-ca-file of ConfigMap
+kube-system/extension-apiserver-authentication: authn.py; none: system:anonymous), then
+authorized by delegation to the apiserver, a SubjectAccessReview cached 10 s (delegating.py),
+and answered as endpoints/filters/authorization.go WithAuthorization does: 403 with
+responsewriters.Forbidden's Status when not allowed, 500 `Internal Server Error` when the
+review failed (apiserver unreachable). /metrics carries client-go's
 leader_election_master_status{name=<lease name>}: 1 while this instance leads, 0 otherwise
 (component-base/metrics/prometheus/clientgo/leaderelection/metrics.go, set by
 leaderelection.go on acquire, loss and release).
@@ -27,38 +31,63 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from .. import flags as flagutil
 from .. import klog, pki
-from ..apiserver.auth import ANONYMOUS, allowed, forbidden_message, from_cert
+from ..apiserver.auth import ANONYMOUS, forbidden_message, from_cert
 from ..kubeclient import Client
 from ..leaderelection import LeaderElector
 from ..prom import Gauge, render
+from . import authn, delegating
 
 
-def self_signed_context(host: str, client_ca: str | None = None) -> ssl.SSLContext:
-    """The serving cert a component makes for itself when given none (cert dir or in memory)."""
-    ca, ca_key = pki.make_ca(f"{host}-ca@kubesim")
-    cert, key = pki.sign_leaf(
-        pki.CertSpec(
-            "serving",
-            "serving",
-            "",
-            f"{host}@kubesim",
-            server=True,
-            dns_names=["localhost", host],
-            ips=["127.0.0.1"],
-        ),
-        ca,
-        ca_key,
-    )
-    fd, name = tempfile.mkstemp(prefix="kubesim-serving-", suffix=".pem")
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(pki.cert_pem(cert) + pki.key_pem(key))
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    ctx.load_cert_chain(name)
-    os.unlink(name)
-    if client_ca and os.path.exists(client_ca):
-        ctx.load_verify_locations(client_ca)
-        ctx.verify_mode = ssl.CERT_OPTIONAL
-    return ctx
+class ServingTLS:
+    """The serving certificate a component makes for itself when given none (in memory, as
+    SecureServingOptions.MaybeDefaultWithSelfSignedCerts with an empty --cert-dir), and the
+    TLS context of the moment: a client certificate is asked for while there is a client CA
+    (tls.RequestClientCert when ClientCA is set) and verified against the current bundle, so
+    a CA loaded or changed later (authn.ConfigMapCA) applies to the next connections."""
+
+    def __init__(self, host: str, client_ca: authn.StaticCA | authn.ConfigMapCA | None) -> None:
+        ca, ca_key = pki.make_ca(f"{host}-ca@kubesim")
+        cert, key = pki.sign_leaf(
+            pki.CertSpec(
+                "serving",
+                "serving",
+                "",
+                f"{host}@kubesim",
+                server=True,
+                dns_names=["localhost", host],
+                ips=["127.0.0.1"],
+            ),
+            ca,
+            ca_key,
+        )
+        self.chain = pki.cert_pem(cert) + pki.key_pem(key)
+        self.client_ca = client_ca
+        self.lock = threading.Lock()
+        self._ctx: ssl.SSLContext | None = None
+        self._bundle: bytes | None = None
+
+    def _build(self, bundle: bytes | None) -> ssl.SSLContext:
+        fd, name = tempfile.mkstemp(prefix="kubesim-serving-", suffix=".pem")
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(self.chain)
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        try:
+            ctx.load_cert_chain(name)
+        finally:
+            os.unlink(name)
+        if bundle:
+            # Python verifies during the handshake: a certificate of another CA fails it
+            # (upstream: 401 from the x509 authenticator).
+            ctx.load_verify_locations(cadata=bundle.decode())
+            ctx.verify_mode = ssl.CERT_OPTIONAL
+        return ctx
+
+    def context(self) -> ssl.SSLContext:
+        bundle = self.client_ca.current() if self.client_ca is not None else None
+        with self.lock:
+            if self._ctx is None or bundle != self._bundle:
+                self._ctx, self._bundle = self._build(bundle), bundle
+            return self._ctx
 
 
 def serve_healthz(  # noqa: PLR0915 - one handler class, as upstream's mux
@@ -66,10 +95,28 @@ def serve_healthz(  # noqa: PLR0915 - one handler class, as upstream's mux
     port: int,
     checks: Callable[[], list[tuple[str, bool]]],
     metrics: Callable[[], str] = lambda: "",
-    client_ca: str | None = None,
+    client_ca: str | authn.StaticCA | authn.ConfigMapCA | None = None,
+    *,
+    authorizer: delegating.DelegatingAuthorizer | None = None,
 ) -> None:
+    """Serve the secure port in threads. `client_ca` verifies client certificates (a file,
+    or a provider from authn.from_flags, started here as secure_serving.go starts it);
+    `authorizer` decides every request (none: only system:masters and the always-allow
+    paths pass, as without --authorization-kubeconfig)."""
+    authz = authorizer or delegating.DelegatingAuthorizer({}, None)
+    provider = authn.StaticCA(client_ca) if isinstance(client_ca, str) else client_ca
+    if provider is not None:
+        provider.start()
+    tls = ServingTLS(socket.gethostname(), provider)
+
     class H(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+
+        def setup(self) -> None:
+            super().setup()
+            self.connection.settimeout(32)  # ReadHeaderTimeout of the secure server
+            self.connection.do_handshake()  # here, in the connection's thread
+            self.connection.settimeout(None)
 
         def log_message(self, *args) -> None:
             return
@@ -82,29 +129,43 @@ def serve_healthz(  # noqa: PLR0915 - one handler class, as upstream's mux
             self.end_headers()
             self.wfile.write(data)
 
+        def authorized(self, path: str) -> bool:
+            """WithAuthentication then WithAuthorization (endpoints/filters): False once
+            the refusal is answered."""
+            cert = (
+                self.connection.getpeercert() if hasattr(self.connection, "getpeercert") else None
+            )
+            user = from_cert(cert) or ANONYMOUS
+            decision = authz.authorize(user, "get", path)
+            if decision.allowed:
+                return True
+            if decision.error:  # responsewriters.InternalError, its sanitizer, http.Error
+                text = f"Internal Server Error: {json.dumps(self.path)}: {decision.error}"
+                for char, entity in (("&", "&amp;"), ("<", "&lt;"), (">", "&gt;")):
+                    text = text.replace(char, entity)
+                self.reply(500, text + "\n")
+                return False
+            status = {
+                "kind": "Status",
+                "apiVersion": "v1",
+                "metadata": {},
+                "status": "Failure",
+                "message": forbidden_message(
+                    user, "get", "", "", "", "", path, reason=decision.reason
+                ),
+                "reason": "Forbidden",
+                "details": {},
+                "code": 403,
+            }
+            self.reply(403, json.dumps(status), "application/json")
+            return False
+
         def do_GET(self) -> None:  # noqa: N802
             path, _, query = self.path.partition("?")
+            if not self.authorized(path):
+                return
             endpoint = path.strip("/") or "healthz"
             if endpoint == "metrics":
-                cert = (
-                    self.connection.getpeercert()
-                    if hasattr(self.connection, "getpeercert")
-                    else None
-                )
-                user = from_cert(cert) or ANONYMOUS
-                if not allowed(user, "get", "", "", "", path):
-                    status = {
-                        "kind": "Status",
-                        "apiVersion": "v1",
-                        "metadata": {},
-                        "status": "Failure",
-                        "message": forbidden_message(user, "get", "", "", "", "", path),
-                        "reason": "Forbidden",
-                        "details": {},
-                        "code": 403,
-                    }
-                    self.reply(403, json.dumps(status), "application/json")
-                    return
                 self.reply(200, metrics(), "text/plain; version=0.0.4; charset=utf-8")
                 return
             results = checks()
@@ -126,10 +187,18 @@ def serve_healthz(  # noqa: PLR0915 - one handler class, as upstream's mux
         daemon_threads = True
         allow_reuse_address = True
 
+        def get_request(self) -> tuple[ssl.SSLSocket, tuple]:
+            sock, addr = self.socket.accept()
+            ctx = tls.context()  # the client CA of now
+            return ctx.wrap_socket(sock, server_side=True, do_handshake_on_connect=False), addr
+
+        def handle_error(self, request, client_address) -> None:
+            # a failed handshake or a dropped client: logged at V(5) upstream
+            # (secure_serving.go tlsHandshakeErrorWriter), so nothing here
+            if not isinstance(sys.exc_info()[1], OSError):
+                super().handle_error(request, client_address)
+
     httpd = S((bind, port), H, bind_and_activate=False)
-    httpd.socket = self_signed_context(socket.gethostname(), client_ca).wrap_socket(
-        httpd.socket, server_side=True
-    )
     try:
         httpd.server_bind()
         httpd.server_activate()
@@ -189,7 +258,13 @@ def run_component(
             master.set(elector.name, value=1 if elector.leading_since is not None else 0)
         return render([master])
 
-    serve_healthz(bind, port, checks, metrics, flags.get("client-ca-file"))
+    try:  # Authentication.ApplyTo, before Authorization.ApplyTo (options.go ApplyTo)
+        client_ca = authn.from_flags(flags, tolerate_default=name == "kube-scheduler")
+    except authn.LookupFailed as err:
+        klog.error(authn.command_failed(err), "run.go:72")
+        return 1
+    authorizer = delegating.from_flags(flags)
+    serve_healthz(bind, port, checks, metrics, client_ca, authorizer=authorizer)
     stop = threading.Event()
 
     def on_term(signum, _frame) -> None:
