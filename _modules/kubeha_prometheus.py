@@ -108,7 +108,10 @@ def scrape_config(kubeha: dict, cert_dir: str = CERT_DIR) -> dict:
         },
         "rule_files": [RULES_FILE],
         "scrape_configs": [
-            {"job_name": "prometheus", "static_configs": [{"targets": ["localhost:9090"]}]},
+            {
+                "job_name": "prometheus",
+                "static_configs": [{"targets": [_local_address(mon["listen_address"])]}],
+            },
             https("apiserver", int(kubeha["apiserver"]["port"]), True),
             https("kube-controller-manager", KCM_PORT, False),
             https("kube-scheduler", SCHEDULER_PORT, False),
@@ -259,11 +262,17 @@ def install_client_cert(cert, ca, cert_dir=CERT_DIR):
     return client_status(cert_dir)
 
 
-def _local_url(listen_address: str) -> str:
+def _local_address(listen_address: str) -> str:
+    """Where this host reaches its own Prometheus: the listen address, or the loopback one
+    when it listens on every address."""
     host, _, port = str(listen_address).rpartition(":")
     if host in ("", "0.0.0.0", "[::]"):
         host = "127.0.0.1"
-    return f"http://{host}:{port}"
+    return f"{host}:{port}"
+
+
+def _local_url(listen_address: str) -> str:
+    return f"http://{_local_address(listen_address)}"
 
 
 def _api(listen_address: str, path: str, params: dict | None = None, timeout: float = 10):

@@ -277,7 +277,8 @@ def main() -> int:
                 healthy(lab), scenarios(lab, "runbook", args.trials, reports)))  # fmt: skip
         if "etcd-leader" in parts:
             steps.run("kubeha + vip_heal:move_etcd_leader: B and C on the holder", lambda: (
-                use_profile(lab, "etcd-leader"), healthy(lab),
+                use_profile(lab, "etcd-leader"),
+                static_pods(lab, model_etcd, _model_leader()), healthy(lab),
                 etcd_leader(lab, args.trials, reports)))  # fmt: skip
         if "leader" in parts:
             steps.run("leader-election profiles", lambda: (

@@ -61,6 +61,10 @@ def test_every_component_is_scraped_on_every_control_plane_named_by_node():
     assert jobs["kube-scheduler"]["tls_config"]["insecure_skip_verify"] is True
     assert config["global"]["external_labels"] == {"cluster": "lab"}
     assert config["rule_files"] == ["/etc/prometheus/kubeha-rules.yml"]
+    # Prometheus scrapes itself where it listens (every address: the loopback one).
+    assert jobs["prometheus"]["static_configs"] == [{"targets": ["127.0.0.1:9090"]}]
+    only = prometheus.scrape_config(model(listen_address="198.18.0.100:9091"))
+    assert only["scrape_configs"][0]["static_configs"] == [{"targets": ["198.18.0.100:9091"]}]
 
 
 def test_promtool_accepts_the_configuration_and_the_rules_it_loads(tmp_path):
