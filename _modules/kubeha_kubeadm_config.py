@@ -104,12 +104,22 @@ def apiserver_args(kubeha: dict) -> dict:
 
 def _leader_args(kubeha: dict) -> dict:
     le = kubeha["leader_election"]
-    return {
+    args = {
         "leader-elect": "true",
         "leader-elect-lease-duration": _seconds(le["lease_duration"]),
         "leader-elect-renew-deadline": _seconds(le["renew_deadline"]),
         "leader-elect-retry-period": _seconds(le["retry_period"]),
     }
+    if _monitored(kubeha):
+        # kubeadm binds the secure port to 127.0.0.1; Prometheus scrapes /metrics from the
+        # monitoring host (TLS, delegated authorization). kubeadm's probes keep 127.0.0.1
+        # for an unspecified address (staticpod utils GetControllerManagerProbeAddress).
+        args["bind-address"] = "0.0.0.0"
+    return args
+
+
+def _monitored(kubeha: dict) -> bool:
+    return bool((kubeha.get("monitoring") or {}).get("enabled"))
 
 
 def _audit_volumes(kubeha: dict) -> list[dict]:
@@ -161,6 +171,11 @@ def cluster_configuration(kubeha: dict) -> dict:
         etcd_args["election-timeout"] = etcd["election_timeout_ms"]
     if int(etcd["heartbeat_interval_ms"]) != 100:
         etcd_args["heartbeat-interval"] = etcd["heartbeat_interval_ms"]
+    if _monitored(kubeha):
+        # etcd's metrics listener (plain HTTP /metrics and /health) on every address, not
+        # only kubeadm's http://127.0.0.1:2381; kubeadm's probes follow the first URL
+        # (staticpod utils GetEtcdProbeEndpoint), and 0.0.0.0 reaches the local listener.
+        etcd_args["listen-metrics-urls"] = "http://0.0.0.0:2381"
     etcd_args.update(etcd.get("extra_args") or {})
     local_etcd = {"dataDir": etcd["data_dir"]}
     if etcd_args:

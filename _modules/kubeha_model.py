@@ -50,6 +50,7 @@ RULE_SETS = (
     "kubeha_rules_rbac",
     "kubeha_rules_day2",
     "kubeha_rules_vip",
+    "kubeha_rules_monitoring",
 )
 # Secret values of the model: never in template context, state output, returns or events.
 SECRETS = (

@@ -274,7 +274,9 @@ def _node_rules() -> list[dict]:
         ),
         _alert(
             "EtcdBackupTooOld",
-            "time() - kubeha_etcd_backup_last_success_timestamp_seconds > "
+            # Every control plane records the last success (kubeha_textfile): the newest
+            # record counts, so a node that was down during the last write does not alert.
+            "time() - max(kubeha_etcd_backup_last_success_timestamp_seconds) > "
             f"{BACKUP_MAX_AGE_SECONDS}",
             "5m",
             "critical",

@@ -48,6 +48,7 @@ MODEL_MODULES = [
     "kubeha_rules_rbac",
     "kubeha_rules_day2",
     "kubeha_rules_vip",
+    "kubeha_rules_monitoring",
 ]
 
 

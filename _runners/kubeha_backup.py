@@ -71,6 +71,20 @@ def _secrets(model: dict) -> dict:
     }
 
 
+def _tell_monitoring(model: dict, stamp: float) -> None:
+    """Every control plane records the success for Prometheus (kubeha_textfile): the alert
+    EtcdBackupTooOld reads the newest record. Fire and forget: a node that is down now
+    keeps its older record, which the alert's max() passes over."""
+    mon = model.get("monitoring") or {}
+    if mon.get("enabled"):
+        cps = [n["name"] for n in model["control_plane"]]
+        try:
+            _u("kubeha_minions.start")(__opts__, cps, "kubeha_textfile.backup_succeeded",
+                                       stamp, mon["textfile_dir"])  # fmt: skip
+        except RuntimeError as err:  # the backup itself succeeded: say so, and warn
+            log.warning("kubeha_backup: could not record the backup for Prometheus: %s", err)
+
+
 def storage(cluster: str, model: dict | None = None):
     """
     (boto3 client, the model's ``backup:s3``, the cluster's key prefix) for the other
@@ -288,6 +302,7 @@ def take(cluster: str, node: str | None = None, reason: str = "manual") -> dict:
                 ),
             }
             _u(day2 + "record")(__opts__, cluster, "backup", outcome)
+            _tell_monitoring(model, time.time())
             return outcome
     except CommandExecutionError as err:
         if _u("kubeha_day2.is_busy")(err):

@@ -77,6 +77,11 @@ PATTERNS = {
     "command_word": re.compile(r"[A-Za-z0-9_./:=@%+,{}-]+"),
     # Go durations as kubeadm's configs take them (time.ParseDuration: 5m0s, 90s, 1h30m).
     "go_duration": re.compile(r"([0-9]+(\.[0-9]+)?(ns|us|ms|s|m|h))+"),
+    # Prometheus' durations (common/model/time.go ParseDuration): units y..ms, largest first,
+    # each at most once, whole numbers only.
+    "prom_duration": re.compile(r"(?=\d)(\d+y)?(\d+w)?(\d+d)?(\d+h)?(\d+m)?(\d+s)?(\d+ms)?"),
+    # host:port as Go's net.Listen takes it (an empty host: every address).
+    "listen_address": re.compile(r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]*):[0-9]{1,5}"),
     # HAProxy durations (a bare number is milliseconds).
     "duration": re.compile(r"(\d+(?:\.\d+)?)(us|ms|s|m|h|d)?"),
     # S3 region names (us-east-1, eu-central-1; MinIO/RGW take any such word).
@@ -126,6 +131,8 @@ EXAMPLES = {
     "vrrp_secret": "letters, digits and %+,./:=@^_~- (keepalived uses the first 8)",
     "duration": "a duration like 500ms, 2s or 1m",
     "go_duration": "a Go duration like 5m0s or 90s",
+    "prom_duration": "a Prometheus duration like 15s, 1m or 15d",
+    "listen_address": "host:port like 0.0.0.0:9090",
     "minion_id": "a minion id like client or bastion.example.com",
     "api_path": "an API path like /api/v1/namespaces/default/pods",
     "readyz_check": "a /readyz check name like etcd",

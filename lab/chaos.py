@@ -43,11 +43,11 @@ import yaml
 from lab import formula, lifecycle
 from lab.api import Lab
 from lab.demo import Steps
+from lab.manifests import set_flags, wait_readyz
 from lab.run import LabError
 
 REPO = Path(__file__).resolve().parent.parent
 CLUSTER = formula.CLUSTER
-MANIFESTS = "/etc/kubernetes/manifests"
 DEFAULTS = yaml.safe_load((REPO / "salt/kubeha/parameters/defaults.yaml").read_text())["values"]
 LAB_PILLAR = yaml.safe_load((REPO / "pillar/kubeha/lab.sls").read_text())["kubeha"]
 # (lease, renew, retry): kubeadm's defaults, the runbook's usual 5/3/1, and the fastest the
@@ -72,38 +72,6 @@ def _seconds(value) -> str:
     return f"{int(number)}s" if number == int(number) else f"{int(number * 1000)}ms"
 
 
-def set_flags(lab: Lab, node: str, component: str, flags: dict[str, str]) -> bool:
-    """Set ``--name=value`` flags in a static pod manifest; True when it changed (the
-    kubelet then replaces the pod)."""
-    path = f"{MANIFESTS}/{component}.yaml"
-    doc = yaml.safe_load(lab.exec(node, "cat", path).stdout)
-    container = doc["spec"]["containers"][0]
-    command = list(container["command"])
-    for name, value in flags.items():
-        command = [c for c in command if not c.startswith(f"--{name}=")]
-        command.append(f"--{name}={value}")
-    command = command[:1] + sorted(command[1:])
-    if command == container["command"]:
-        return False
-    container["command"] = command
-    # Written beside the manifests dir, then moved in: the kubelet reads every file there.
-    tmp = "/etc/kubernetes/.kubeha-chaos.yaml"
-    lab.sh(node, f"cat > {tmp} && mv {tmp} {path}", input=yaml.safe_dump(doc, sort_keys=False))
-    return True
-
-
-def _wait_readyz(lab: Lab, node: str, timeout: float = 180) -> None:
-    url = f"https://{lab.ip(node)}:6443"
-    deadline = time.monotonic() + timeout
-    time.sleep(3)  # the kubelet first stops the old pod
-    while time.monotonic() < deadline:
-        ret = lab.salt(node, "apiserver.readyz", f"server={url}", timeout=60).get(node)
-        if isinstance(ret, dict) and ret.get("ok"):
-            return
-        time.sleep(2)
-    raise LabError(f"kube-apiserver on {node} not ready {timeout:g} s after its manifest changed")
-
-
 def static_pods(lab: Lab, etcd_servers: str, leader: tuple) -> list[str]:
     """The apiservers' --etcd-servers and the KCM/scheduler Lease timers on every control
     plane, one node at a time; what changed."""
@@ -117,7 +85,7 @@ def static_pods(lab: Lab, etcd_servers: str, leader: tuple) -> list[str]:
             lab, node, "kube-apiserver", {"etcd-servers": _etcd_servers(lab, etcd_servers)}
         ):
             changed.append(f"{node}/kube-apiserver")
-            _wait_readyz(lab, node)
+            wait_readyz(lab, node)
         for component in ("kube-controller-manager", "kube-scheduler"):
             if set_flags(lab, node, component, timers):
                 changed.append(f"{node}/{component}")
@@ -309,7 +277,8 @@ def main() -> int:
                 healthy(lab), scenarios(lab, "runbook", args.trials, reports)))  # fmt: skip
         if "etcd-leader" in parts:
             steps.run("kubeha + vip_heal:move_etcd_leader: B and C on the holder", lambda: (
-                use_profile(lab, "etcd-leader"), healthy(lab),
+                use_profile(lab, "etcd-leader"),
+                static_pods(lab, model_etcd, _model_leader()), healthy(lab),
                 etcd_leader(lab, args.trials, reports)))  # fmt: skip
         if "leader" in parts:
             steps.run("leader-election profiles", lambda: (

@@ -34,3 +34,6 @@ base:
   'G@kubeha_cluster:lab and G@kubeha_profile:certs-soon':
     - match: compound
     - kubeha.profiles.lab-certs-soon
+  'G@kubeha_cluster:lab and G@kubeha_profile:oidc':
+    - match: compound
+    - kubeha.profiles.lab-oidc

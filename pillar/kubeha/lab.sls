@@ -42,3 +42,12 @@ kubeha:
     enabled: true
     probe_minion: client
     probe_kubeconfig: /root/.kube/config
+  # Prometheus on the client machine (orch.monitoring, tests/lab/test_monitoring.py); the
+  # control planes open their metrics ports to the lab's network only.
+  monitoring:
+    enabled: true
+    host: client
+    listen_address: 198.18.0.100:9090
+    # Shorter than the formula's 15s: the lab's alert test waits less.
+    scrape_interval: 10s
+    evaluation_interval: 10s

@@ -19,4 +19,5 @@ include:
   - .lb
   - .security
   - .day2
+  - .monitoring
 {%- endif %}

@@ -25,6 +25,8 @@ SNAPSHOTS = Path(__file__).parent / "snapshots"
 KUBE_VIP = {"kubeha": {"vip": {"provider": "kube-vip", "lb_port": 6443}}}
 # Orchestration steps that run on the init node only, and refuse elsewhere.
 INIT_NODE_ONLY = ("kubeha.kubeadm.initialized",)
+# Applied by a runner that passes what it renders as pillar (test below).
+RUNNER_ONLY = ("kubeha.monitoring.server",)
 
 
 def all_sls() -> list[str]:
@@ -56,7 +58,7 @@ def test_every_sls_renders(salt_master, example_minions):
     """One master call per provider renders every SLS on all three nodes at once."""
     groups = {"keepalived-haproxy": [], "kube-vip": []}
     for sls in all_sls():
-        if sls not in ("top", *INIT_NODE_ONLY):
+        if sls not in ("top", *INIT_NODE_ONLY, *RUNNER_ONLY):
             groups["kube-vip" if pillar_for(sls) else "keepalived-haproxy"].append(sls)
     cli = salt_master.salt_cli(timeout=300)
     rendered = {}
@@ -96,6 +98,25 @@ def test_init_only_states_render_on_the_init_node_and_refuse_elsewhere(
     for node in ("cp-2", "cp-3"):
         errors = "\n".join(ret.data[node])
         assert "runs on the init node cp-1 (first of kubeha:control_plane), not on" in errors
+
+
+def test_monitoring_server_renders_what_the_runner_passes_and_refuses_without_it(
+    salt_master, example_minions
+):
+    """kubeha.monitoring.server on a host without the cluster's pillar: the runner's
+    rendered files are checked by promtool before they replace Prometheus' own."""
+    data = {"config": "global: {}\n", "rules": "groups: []\n", "args": "--web.enable-lifecycle"}
+    cli = salt_master.salt_cli(timeout=300)
+    ret = cli.run("state.show_sls", "kubeha.monitoring.server", minion_tgt="cp-1",
+                  pillar={"kubeha_prometheus": data})  # fmt: skip
+    states = ret.data
+    assert isinstance(states, dict), states
+    rules = states["kubeha-monitoring-prometheus-rules"]["file"]
+    assert {"contents": "groups: []\n"} in rules and {"check_cmd": "promtool check rules"} in rules
+    config = states["kubeha-monitoring-prometheus-config"]["file"]
+    assert {"check_cmd": "promtool check config --syntax-only"} in config
+    refused = cli.run("state.show_sls", "kubeha.monitoring.server", minion_tgt="cp-1")
+    assert "run it through orch.monitoring" in str(refused.data), refused.data
 
 
 def test_top_file_targets_kubeha_by_cluster_grain(example_minions):

@@ -70,7 +70,7 @@ def test_default_checks_the_local_etcd_member_then_readyz(tmp_path):
         'tcp-check expect rstring "^HTTP/1\\.[01] 200"',
     ]
     assert "balance leastconn" in backend and "on-marked-down shutdown-sessions" in backend
-    assert "inter 500ms fastinter 200ms downinter 1s fall 2 rise 2" in backend
+    assert "inter 500ms fastinter 200ms downinter 1s fall 2 rise 40" in backend
 
 
 def test_apiservers_on_every_member_use_an_http_check_of_readyz(tmp_path):
@@ -100,3 +100,15 @@ def test_the_validator_is_real(tmp_path):
     cfg.write_text(text)
     proc = subprocess.run(["haproxy", "-c", "-f", str(cfg)], capture_output=True, check=False)
     assert proc.returncode != 0
+
+
+def test_monitoring_adds_the_exporter_on_the_node_address_only(tmp_path):
+    off = _render(tmp_path, _model())
+    assert "frontend kubeha-metrics" not in off
+    model = _model(monitoring__enabled=True, monitoring__host="client")
+    model["derived"]["node"] = {"name": "cp-2", "ip": "192.168.1.12"}
+    text = _render(tmp_path, model)
+    metrics = text.split("\nfrontend kubeha-metrics\n", 1)[1]
+    assert "bind 192.168.1.12:8405\n" in metrics
+    assert "http-request use-service prometheus-exporter if { path /metrics }" in metrics
+    assert "stats" not in metrics and "monitor-uri" not in metrics  # /metrics, nothing else

@@ -1,5 +1,6 @@
-"""A tiny OIDC issuer for tests: HTTPS on 127.0.0.1 (a CA made here), serving discovery and
-a JWKS the test can rotate, and a signer for RS256/ES256 ID tokens with keys made here."""
+"""A tiny OIDC issuer for tests: HTTPS on 127.0.0.1 (or the lab's host address, for the lab's
+apiservers; a CA made here), serving discovery and a JWKS the test can rotate, and a signer
+for RS256/ES256 ID tokens with keys made here."""
 
 from __future__ import annotations
 
@@ -78,10 +79,10 @@ def unsigned(claims: dict, alg: str = "none", sig: bytes = b"") -> str:
 class Issuer:
     """Serves /.well-known/openid-configuration and /keys over TLS; counts JWKS fetches."""
 
-    def __init__(self, root: Path, port: int = 0) -> None:
+    def __init__(self, root: Path, port: int = 0, host: str = "127.0.0.1") -> None:
         ca = pki.make_ca("oidc-test-ca")
         pki.write_pair(root, "oidc-ca", *ca)
-        spec = CertSpec("i", "", "", "issuer", server=True, ips=["127.0.0.1"])
+        spec = CertSpec("i", "", "", "issuer", server=True, ips=[host])
         pki.write_pair(root, "oidc-issuer", *pki.sign_leaf(spec, *ca))
         self.ca_file = str(root / "oidc-ca.crt")
         self.root = root
@@ -90,10 +91,11 @@ class Issuer:
         self.issuer_override: str | None = None
         self.httpd: ThreadingHTTPServer | None = None
         self.port = port
+        self.host = host
 
     @property
     def url(self) -> str:
-        return f"https://127.0.0.1:{self.port}"
+        return f"https://{self.host}:{self.port}"
 
     def start(self) -> Issuer:
         issuer = self
@@ -122,7 +124,7 @@ class Issuer:
             def log_message(self, *args) -> None:
                 pass
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        self.httpd = ThreadingHTTPServer((self.host, self.port), Handler)
         self.port = self.httpd.server_address[1]
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         ctx.load_cert_chain(self.root / "oidc-issuer.crt", self.root / "oidc-issuer.key")

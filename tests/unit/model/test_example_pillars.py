@@ -2,13 +2,28 @@
 
 from __future__ import annotations
 
+import pytest
+import yaml
+
+from tests.conftest import REPO
 from tests.unit.model.conftest import _merge, pillar
+
+PROFILES = sorted((REPO / "pillar/kubeha/profiles").glob("lab-*.sls"))
 
 
 def test_example_and_lab_pillars_have_no_problems(salt_funcs, defaults):
     for name in ("example", "lab"):
         model = _merge(defaults, pillar(name))
         assert salt_funcs["kubeha_model.check"](model) == [], name
+
+
+@pytest.mark.parametrize("profile", PROFILES, ids=lambda p: p.stem)
+def test_every_lab_profile_over_the_lab_pillar_has_no_problems(salt_funcs, defaults, profile):
+    """A profile is merged over the lab's pillar by a grain (pillar/top.sls): both valid."""
+    extra = yaml.safe_load(profile.read_text())["kubeha"]
+    model = _merge(_merge(defaults, pillar("lab")), extra)
+    assert salt_funcs["kubeha_model.check"](model) == [], profile.name
+    assert f"kubeha.profiles.{profile.stem}" in (REPO / "pillar/top.sls").read_text()
 
 
 def test_example_derives_runbook_roles_and_order(salt_funcs, example):

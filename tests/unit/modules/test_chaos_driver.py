@@ -1,6 +1,7 @@
 """
-`make chaos`'s lab driver (lab/chaos.py): the static-pod flag edits it makes between the
-timer profiles and the runbook's etcd mode, without a lab (a fake node's manifests dir).
+`make chaos`'s lab driver (lab/chaos.py) and its static-pod flag edits (lab/manifests.py,
+also used by the OIDC lab test) between the timer profiles and the runbook's etcd mode,
+without a lab (a fake node's manifests dir).
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from pathlib import Path
 
 import yaml
 
-from lab import chaos
+from lab import chaos, manifests
 
 MANIFEST = {
     "apiVersion": "v1",
@@ -44,7 +45,7 @@ class FakeLab:
 
 
 def _write(lab: FakeLab, doc: dict) -> Path:
-    path = lab._path(f"{chaos.MANIFESTS}/kube-controller-manager.yaml")
+    path = lab._path(f"{manifests.MANIFESTS}/kube-controller-manager.yaml")
     path.write_text(yaml.safe_dump(doc, sort_keys=False))
     return path
 
@@ -86,3 +87,15 @@ def test_the_model_profile_is_the_formulas_defaults_with_the_lab_pillar():
     # make chaos measures kubeadm's profile, the runbook's 5/3/1 and the default.
     assert (15, 10, 2) in chaos.LEADER_PROFILES and (5, 3, 1) in chaos.LEADER_PROFILES
     assert chaos._model_leader() in chaos.LEADER_PROFILES
+
+
+def test_dropped_flags_go_and_set_ones_stay(tmp_path):
+    lab = FakeLab(tmp_path)
+    path = _write(lab, MANIFEST)
+    drop = ("leader-elect-retry-period", "absent-flag")
+    assert manifests.set_flags(lab, "cp-1", "kube-controller-manager", {"v": "2"}, drop=drop)
+    command = yaml.safe_load(path.read_text())["spec"]["containers"][0]["command"]
+    assert "--v=2" in command
+    assert not [c for c in command if c.startswith("--leader-elect-retry-period=")]
+    assert manifests.set_flags(lab, "cp-1", "kube-controller-manager", {},
+                               drop=("leader-elect-retry-period",)) is False  # fmt: skip
