@@ -85,7 +85,9 @@ def oidc(lab: Lab, tmp_path_factory) -> Iterator[tuple[Issuer, Key]]:
             lab.sh(node, f"umask 022; cat > {flags['oidc-ca-file']}", input=ca_pem)
             if set_flags(lab, node, "kube-apiserver", flags):
                 wait_readyz(lab, node)
-        lab.exec("cp-1", *KUBECTL, "create", "namespace", NS, check=False)
+        lab.exec("cp-1", *KUBECTL, "delete", "namespace", NS, "--ignore-not-found")
+        namespace = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}}
+        lab.exec("cp-1", *KUBECTL, "create", "-f", "-", input=json.dumps(namespace), check=True)
         run = formula.highstate(lab)
         assert run.ok, run.describe()
         yield issuer, key

@@ -18,6 +18,19 @@ kubeha-monitoring-prometheus-installed:
     # Recommends a local node exporter: not needed on this host for the cluster's view.
     - install_recommends: False
 
+# The key was made before the package (and its user) existed on a first run: Prometheus
+# must read it; nobody else may.
+kubeha-monitoring-prometheus-client-key:
+  file.managed:
+    - name: /etc/prometheus/kubeha/client.key
+    - create: False
+    - replace: False
+    - user: root
+    - group: prometheus
+    - mode: '0640'
+    - require:
+      - pkg: kubeha-monitoring-prometheus-installed
+
 kubeha-monitoring-prometheus-rules:
   file.managed:
     - name: /etc/prometheus/kubeha-rules.yml
@@ -35,6 +48,7 @@ kubeha-monitoring-prometheus-config:
     - check_cmd: promtool check config --syntax-only
     - require:
       - file: kubeha-monitoring-prometheus-rules
+      - file: kubeha-monitoring-prometheus-client-key
 
 kubeha-monitoring-prometheus-args:
   file.managed:
@@ -58,7 +72,9 @@ kubeha-monitoring-prometheus-running:
 kubeha-monitoring-prometheus-restarted:
   cmd.run:
     - name: systemctl restart prometheus
+    # A reload keeps scrape pools it could not create (an unreadable key): restart.
     - onchanges:
       - file: kubeha-monitoring-prometheus-args
+      - file: kubeha-monitoring-prometheus-client-key
     - require:
       - service: kubeha-monitoring-prometheus-running
