@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-import subprocess
 import time
 from pathlib import Path
 
@@ -70,26 +69,6 @@ def _store(directory: str, name: str, lines: list[str]) -> str:
     return str(folder / name)
 
 
-def holds_vip(vip: str) -> bool:
-    """Whether an interface of this node carries ``vip`` (keepalived or kube-vip put it there).
-
-    CLI Example:
-
-    .. code-block:: bash
-
-        salt 'cp-*' kubeha_textfile.holds_vip 198.18.0.10
-    """
-    out = subprocess.run(["ip", "-o", "addr", "show"], capture_output=True, text=True,
-                         timeout=10, check=True).stdout  # fmt: skip
-    # One address per line: "2: ens160    inet 198.18.0.10/24 scope global secondary ens160"
-    for line in out.splitlines():
-        words = line.split()
-        for family in ("inet", "inet6"):
-            if family in words[:-1] and words[words.index(family) + 1].split("/")[0] == vip:
-                return True
-    return False
-
-
 def _certificates() -> list[tuple[dict, float]]:
     inventory = __salt__["kubeha_pki.inventory"]()
     out = []
@@ -113,9 +92,12 @@ def write(textfile_dir=TEXTFILE_DIR, vip="", chaos_state_dir=CHAOS_STATE_DIR):
     lines: list[str] = []
     holder = None
     if vip:
-        holder = holds_vip(str(vip))
-        lines += _family("kubeha_vip_holder", "gauge", "1 while this node holds the API VIP.",
-                         [({"vip": str(vip)}, 1 if holder else 0)])  # fmt: skip
+        # The kernel's view, as the self-healing VIP's beacon reads it (None: unreadable,
+        # then no sample rather than a wrong one).
+        holder = __salt__["vip_probe.holds"](str(vip))
+        if holder is not None:
+            lines += _family("kubeha_vip_holder", "gauge", "1 while this node holds the API VIP.",
+                             [({"vip": str(vip)}, 1 if holder else 0)])  # fmt: skip
     certs = _certificates()
     lines += _family(
         "kubeha_certificate_expiry_timestamp_seconds",

@@ -291,9 +291,9 @@ def test_textfile_metrics_are_valid_exposition_with_full_precision(tmp_path, mon
     inventory = {"certificates": [{"name": "apiserver", "kind": "leaf", "not_after": ends},
                                   {"name": 'odd"name', "kind": "ca", "not_after": ends}],
                  "errors": []}  # fmt: skip
-    monkeypatch.setattr(textfile, "__salt__", {"kubeha_pki.inventory": lambda: inventory},
-                        raising=False)  # fmt: skip
-    monkeypatch.setattr(textfile, "holds_vip", lambda vip: vip == "198.18.0.10")
+    salt = {"kubeha_pki.inventory": lambda: inventory,
+            "vip_probe.holds": lambda vip: vip == "198.18.0.10"}  # fmt: skip
+    monkeypatch.setattr(textfile, "__salt__", salt, raising=False)
     chaos = tmp_path / "chaos"
     chaos.mkdir()
     out = tmp_path / "textfile"
@@ -318,19 +318,3 @@ def test_textfile_metrics_are_valid_exposition_with_full_precision(tmp_path, mon
         assert proc.returncode == 0, proc.stdout + proc.stderr
     backup = (out / "kubeha_backup.prom").read_text()
     assert "kubeha_etcd_backup_last_success_timestamp_seconds 1764355200.25\n" in backup
-
-
-def test_holds_vip_reads_the_node_addresses(monkeypatch):
-    lines = ("1: lo    inet 127.0.0.1/8 scope host lo\\       valid_lft forever\n"
-             "2: ens160    inet 198.18.0.11/24 brd 198.18.0.255 scope global ens160\n"
-             "2: ens160    inet 198.18.0.10/24 scope global secondary ens160\n"
-             "2: ens160    inet6 fe80::1/64 scope link\n")  # fmt: skip
-
-    def run(cmd, **_):
-        assert cmd == ["ip", "-o", "addr", "show"]
-        return subprocess.CompletedProcess(cmd, 0, stdout=lines)
-
-    monkeypatch.setattr(textfile.subprocess, "run", run)
-    assert textfile.holds_vip("198.18.0.10") is True
-    assert textfile.holds_vip("198.18.0.1") is False  # a prefix of .10/.11 is not a match
-    assert textfile.holds_vip("fe80::1") is True
