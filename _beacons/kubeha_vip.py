@@ -56,6 +56,7 @@ NUMBERS = {
     "apiserver_port": (6443, 1, 65535),
     "vrid": (None, 1, 255),
     "advert_int": (1.0, 0.01, 255),
+    "down_timer_adverts": (3, 1, 100),
     "probes": (3, 1, 20),
     "probe_timeout": (0.3, 0.05, 5.0),
     "http_timeout": (2.0, 0.1, 30.0),
@@ -68,7 +69,10 @@ NUMBERS = {
     "rise": (5, 1, 1000),
     "first_after": (5, 1, 100),
 }
-WHOLE = {"lb_port", "apiserver_port", "vrid", "probes", "window", "fall", "rise", "first_after"}
+WHOLE = {
+    "lb_port", "apiserver_port", "vrid", "down_timer_adverts", "probes", "window", "fall",
+    "rise", "first_after",
+}  # fmt: skip
 TEXT = {"cluster": NAME, "node": NAME, "instance": WORD}
 # etcd's metrics listener, read only by vip_heal:move_etcd_leader (kubeadm's default).
 URL = re.compile(r"https?://[A-Za-z0-9.:\[\]-]+(/[A-Za-z0-9._/-]*)?")
@@ -231,9 +235,9 @@ def assess(st: dict, raw: dict, cfg: dict) -> dict:
                          "total": hap.get("total"), "servers": hap.get("servers"),
                          "error": hap.get("error")}  # fmt: skip
     view["haproxy"] = st.get("haproxy") or {"ok": None}
-    # A peer is heard while its adverts keep coming as VRRP expects them (3 adverts, one
-    # sample of slack): the same patience keepalived has before it takes over.
-    quiet = 3 * float(cfg["advert_int"]) + float(cfg["interval"])
+    # A peer is heard while its adverts keep coming as VRRP expects them (the master-down
+    # timer's adverts, one sample of slack): the patience keepalived has before it takes over.
+    quiet = int(cfg["down_timer_adverts"]) * float(cfg["advert_int"]) + float(cfg["interval"])
     vrrp = raw.get("vrrp") or {}
     view["vrrp_from"] = sorted(n for n, h in vrrp.items()
                                if n in cfg["peers"] and h.get("age_s", quiet) < quiet)  # fmt: skip

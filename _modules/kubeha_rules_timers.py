@@ -60,6 +60,12 @@ def _vrrp(model: dict) -> list[str]:
             f"kubeha:vrrp:advert_int: {advert} with VRRPv3, which counts centiseconds "
             "(RFC 5798): use 0.01-40.95 in steps of 0.01."
         )
+    down = conf.get("down_timer_adverts", 3)
+    if not isinstance(down, int) or isinstance(down, bool) or not 1 <= down <= 100:
+        out.append(
+            f"kubeha:vrrp:down_timer_adverts: {down!r}; the adverts a backup misses before "
+            "it takes over are a whole number 1-100 (keepalived.conf(5)); the RFC's is 3."
+        )
     secret = str(conf.get("auth_pass") or "")
     if version == 2 and not secret:
         out.append(

@@ -4,7 +4,7 @@ tracked files (``keepalived_track.apply``), hand the VIP over (a short release o
 holder), resolve two holders, lift releases. ``ask`` is the runner's way to reach minions
 (``kubeha_minions.ask`` bound to the master's opts): ``ask(nodes, fun, *args, timeout=,
 **kwargs) -> {node: (ok, return)}``. ``s`` is the runner's settings of the cluster (nodes,
-VIP, instance, advert_int).
+VIP, instance, advert_int, down_timer_adverts).
 
 A node that does not answer is recorded in ``state["unreachable"]``: its last report no
 longer counts until it sends a new one (a powered-off holder cannot say it lost the VIP).
@@ -35,6 +35,12 @@ def apply(ask, s: dict, plan: dict, state: dict | None = None, must=()) -> dict:
         raise CommandExecutionError(f"keepalived_track.apply: {failed}")
     return {n: {"holds_vip": ret.get("holds_vip"), "state": ret.get("state"), "new": ret["new"]}
             for n, (ok, ret) in answers.items() if ok}  # fmt: skip
+
+
+def takeover_bound(s: dict) -> float:
+    """Seconds a handover may take: the master-down timer (its adverts plus two of slack,
+    for a lost priority-0 advert), plus the minion round trips that read it back."""
+    return (s.get("down_timer_adverts", 3) + 2) * s["advert_int"] + 3
 
 
 def _release(ask, s: dict, node: str, value: int) -> dict:
@@ -96,13 +102,13 @@ def move(ask, s: dict, plan: dict, target: str, state: dict, *, holder=None) -> 
         raise CommandExecutionError(f"release on {holder}: {ret}")
     released = round(time.monotonic() - t0, 3)
     try:
-        took = wait_holder(ask, s, target, 5 * s["advert_int"] + 3)
+        took = wait_holder(ask, s, target, takeover_bound(s))
     finally:
         _release(ask, s, holder, 0)
     return {**out, "moved": took is not None, "result": took is not None, "from": holder,
             "released_s": released, "moved_s": None if took is None else round(released + took, 3),
             "comment": f"VIP {holder} -> {target}" if took is not None
-            else f"{target} did not take the VIP within {5 * s['advert_int'] + 3:g} s"}  # fmt: skip
+            else f"{target} did not take the VIP within {takeover_bound(s):g} s"}  # fmt: skip
 
 
 def split(ask, s: dict, keep: str, release: list[str], state: dict) -> dict:
@@ -113,7 +119,7 @@ def split(ask, s: dict, keep: str, release: list[str], state: dict) -> dict:
     low = {n: {"priority": -253, "release": 0} for n in others}
     apply(ask, s, {keep: {"priority": 253, "release": 0}, **low}, state, must=[keep])
     apply(ask, s, {n: {"priority": 0, "release": 1} for n in release}, state, must=release)
-    took = wait_only(ask, s, keep, 5 * s["advert_int"] + 3)
+    took = wait_only(ask, s, keep, takeover_bound(s))
     apply(ask, s, {n: {"priority": 0, "release": 0} for n in others}, state)
     return {"result": took is not None, "released": release, "only_holder_s": took}
 

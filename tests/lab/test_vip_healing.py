@@ -5,7 +5,8 @@ the goals asserted from measured numbers.
 - an impaired VIP holder (C: 200 ms +- 20 ms, 20 % loss for 60 s, `orch.chaos`): the VIP
   leaves it within 10 s, requests after the move succeed (TTFB p95 and failures over the
   whole fault window printed: the goal is not met yet, see MOVE_WITHIN_S),
-  exactly one move and no flap (the VIP never returns to the old holder, never on two),
+  at most one move and no flap (the VIP never returns to the old holder; a VRRP transient
+  beside the lossy holder, a backup missing its adverts, stays under a second),
   the beacons' reports counted (no storm);
 - C on a node that does not hold the VIP: no move;
 - nothing reported while all is well;
@@ -44,9 +45,22 @@ C = {"delay": "200ms", "jitter": "20ms", "loss": 20}
 # old holder). Both stay open in issue 14; what the move itself must achieve is asserted.
 MOVE_WITHIN_S = 10.0
 FAILED_AFTER_MOVE = 2  # 0 measured over 574 requests; margin for a noisy 2-core host
+# A VRRP transient (a backup holding the VIP beside the lossy holder until its next advert
+# arrives): one delayed advert (200 ms) plus polling; 1 s is the margin on a noisy host.
+TRANSIENT_S = 1.0
 # Reports a run may cause per node: a path turning bad and back, the VIP leaving or
 # arriving, keepalived's state, the VRRP peer heard, and slack for a check on a busy host.
 REPORTS_PER_NODE = 8
+
+
+def _transients(timeline: list, holder: str, until: int) -> list[tuple[float, list]]:
+    """(seconds, nodes) of each stretch before row ``until`` where the VIP sat on the holder
+    and another node at once."""
+    out = []
+    for (at, held), nxt in zip(timeline[:until], timeline[1 : until + 1], strict=False):
+        if holder in held and len(held) > 1:
+            out.append((round(nxt[0] - at, 3), held))
+    return out
 
 
 def _run(lab: Lab, scenario: str, **pillar) -> dict:
@@ -173,10 +187,13 @@ def test_an_impaired_holder_loses_the_vip_fast_and_once(healing: Lab):
     counts = {}
     for event in heal.get("events") or []:
         counts[event["node"]] = counts.get(event["node"], 0) + 1
-    acted = [d for d in heal.get("decisions") or [] if d["action"] != "none"]
+    # The VIP's decisions; an etcd-leader handover (vip_heal:move_etcd_leader) is printed
+    # with them but is not a VIP move.
+    decided = [d for d in heal.get("decisions") or [] if d["action"] != "none"]
+    acted = [d for d in decided if d["action"] != "etcd-leader"]
     fault_at = run["fault"]["at"]
     moves = [(round(d["at"] - fault_at, 2), d["action"], d.get("target"), d.get("moved_s"))
-             for d in acted]  # fmt: skip
+             for d in decided]  # fmt: skip
     print(
         f"C on {holder}: VIP moved to {vip['moved_to']} after {vip['moved_s']} s, answered "
         f"after {vip['failover_s']} s; fault window {window['count']} requests, "
@@ -185,9 +202,16 @@ def test_an_impaired_holder_loses_the_vip_fast_and_once(healing: Lab):
         f"{window['ttfb_max_ms']} ms; beacon reports {counts}; decisions (s after the "
         f"fault, action, target, move took s) {moves}"
     )
-    # The clients' view before the fault, and in the fault window before and after the move.
+    # The clients' view before the fault, and in the fault window before and after the move
+    # (the first row the VIP sits on the new holder alone: the probe's moved_s counts a node
+    # beside the old holder, which is right for a node cut off, not for a VRRP transient).
+    timeline = [h for _, h in vip["timeline"]]
+    assert vip["moved_to"] and holder not in vip["moved_to"], ret["comment"]
+    target = vip["moved_to"][0]
+    assert [target] in timeline, vip["timeline"]
+    first = timeline.index([target])
+    moved_at = vip["timeline"][first][0]
     raw = (run.get("raw") or {}).get("requests") or []
-    moved_at = fault_at + (vip["moved_s"] or 0)
     split = {
         "before the fault": analysis.request_stats(raw, run["t0"], fault_at),
         "fault, VIP on the holder": analysis.request_stats(raw, fault_at, moved_at),
@@ -198,21 +222,30 @@ def test_an_impaired_holder_loses_the_vip_fast_and_once(healing: Lab):
         for k, x in split.items()))  # fmt: skip
     after = _keepalived_marks(healing)
     print(f"keepalived (main PID, reloads) before {marks}, after {after}")
-    timeline = [h for _, h in vip["timeline"]]
-    print(f"VIP timeline: {[(round(t - fault_at, 3), h) for t, h in vip['timeline']]}")
-    # The VIP left the impaired holder, once, for good, and never sat on two nodes.
-    assert vip["moved_to"] and holder not in vip["moved_to"], ret["comment"]
-    assert vip["moved_s"] is not None and vip["moved_s"] <= MOVE_WITHIN_S, vip
-    target = vip["moved_to"][0]
-    first = timeline.index([target])
-    assert all(h in ([holder], []) for h in timeline[:first]), timeline
+    print(f"VIP timeline: {[(round(t - fault_at, 3), h) for t, h in vip['timeline']]}; "
+          f"on {target} alone after {round(moved_at - fault_at, 3)} s")  # fmt: skip
+    # The VIP left the impaired holder, once, for good.
+    assert moved_at - fault_at <= MOVE_WITHIN_S, vip
     assert all(h == [target] for h in timeline[first:]), timeline
-    # One decision, a move. VRRP may elect the new holder itself in the same second (the
-    # impaired holder's adverts are lost 20 % of the time): seen once in 5 runs, the VIP
-    # went to the other healthy node than the runner's target and stayed there. Either way
-    # it left the impaired holder once and for good, which is what is asserted above.
-    assert [d["action"] for d in acted] == ["move"], acted
-    if acted[0]["target"] == target:
+    # Before that the holder kept it. The impaired holder's adverts are lost 20 % of the time
+    # and the lab's netem (NFQUEUE, a Python daemon on a 2-core host) can hold them in bursts:
+    # a backup that misses down_timer_adverts of them in a row takes the VIP and hands it back
+    # at the holder's next advert (VRRP's own, not an override's flap: twice in one CI run,
+    # 0.1 s each; 0 in 15 lab runs, docs/chaos.md item 9). Such a transient must stay short
+    # and keep the holder in it.
+    doubled = _transients(vip["timeline"], holder, first)
+    print(f"VRRP transients before the move (s, nodes): {doubled}")
+    assert all(h in ([holder], []) or holder in h for h in timeline[:first]), timeline
+    assert all(lasted <= TRANSIENT_S for lasted, _ in doubled), doubled
+    # At most one decision, a move. VRRP may move the VIP itself before the runner acts
+    # (a backup missing the holder's adverts wins the election: once in 15 runs), or elect
+    # the other healthy node in the same second as the runner's move (once in 5). Either
+    # way the VIP left the impaired holder once and for good, asserted above; the runner
+    # must not move it again.
+    assert [d["action"] for d in acted] in ([], ["move"]), acted
+    if not acted:
+        print(f"VRRP moved the VIP to {target} before the runner acted")
+    elif acted[0]["target"] == target:
         assert acted[0].get("moved"), acted  # the runner saw its move land
     else:
         print(f"VRRP elected {target} while the runner moved the VIP to {acted[0]['target']}")

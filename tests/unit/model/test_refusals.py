@@ -146,6 +146,14 @@ CASES = {
         {"vrrp": {"version": 2, "advert_int": 0.5}},
         ["kubeha:vrrp:advert_int", "VRRPv2", "version: 3"],
     ),
+    "down_timer_adverts not a whole number": (
+        {"vrrp": {"down_timer_adverts": 2.5}},
+        ["kubeha:vrrp:down_timer_adverts", "1-100"],
+    ),
+    "down_timer_adverts beyond keepalived's 100": (
+        {"vrrp": {"down_timer_adverts": 101}},
+        ["kubeha:vrrp:down_timer_adverts", "1-100"],
+    ),
     "VRRPv3 advert_int below 10 ms": (
         {"vrrp": {"version": 3, "advert_int": 0.005}},
         ["kubeha:vrrp:advert_int", "0.01-40.95"],

@@ -166,6 +166,18 @@ def test_vip_moves_and_vrrp_silence_are_changes():
     assert run(st, quiet)[0]["view"]["vrrp_from"] == ["cp-2"]
 
 
+def test_a_longer_master_down_timer_hears_peers_longer():
+    """down_timer_adverts 6 x 0.1 s + 1 s: an advert 1.55 s old is still heard, 1.65 s not."""
+    cfg = beacon._config(config(advert_int=0.1, down_timer_adverts=6))
+    raw_heard = raw(holds=True, ka="MASTER")
+    raw_heard["vrrp"] = {"cp-2": {"age_s": 1.55, "priority": 140}}
+    assert beacon.assess({"boot": "1-1"}, raw_heard, cfg)["vrrp_from"] == ["cp-2"]
+    raw_heard["vrrp"] = {"cp-2": {"age_s": 1.65, "priority": 140}}
+    assert beacon.assess({"boot": "1-1"}, raw_heard, cfg)["vrrp_from"] == []
+    assert not beacon.validate(config(down_timer_adverts=2.5))[0]
+    assert not beacon.validate(config(down_timer_adverts=101))[0]
+
+
 def test_haproxy_counts_only_as_none_up_or_some_up():
     st = {"boot": "1-1"}
     run(st, raw(up=3))

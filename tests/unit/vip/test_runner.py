@@ -299,3 +299,12 @@ def test_etcds_leader_leaves_the_vip_holder_once_per_cooldown(rig):
     rig.clock.now += 61
     report(rig, _with_etcd(views, "cp-2"), "cp-2", 10)  # cp-2 leads, holds nothing: stays
     assert len([h for h in rig.history("lab") if h["action"] == "etcd-leader"]) == 1
+
+
+def test_the_handover_wait_follows_the_master_down_timer():
+    """The runner waits for a handover as long as VRRP may take (the master-down timer, two
+    adverts of slack for a lost priority-0 advert) plus the minion round trips."""
+    act = load("_utils", "kubeha_vip_act")
+    assert act.takeover_bound({"advert_int": 0.2}) == pytest.approx(4.0)  # the RFC's 3
+    assert act.takeover_bound({"advert_int": 0.1, "down_timer_adverts": 6}) == pytest.approx(3.8)
+    assert act.takeover_bound({"advert_int": 1.0, "down_timer_adverts": 3}) == pytest.approx(8.0)

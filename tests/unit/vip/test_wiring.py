@@ -50,8 +50,9 @@ def test_the_beacon_is_served_and_keepalived_tracks_the_files_the_module_writes(
     env = jinja2.Environment(undefined=jinja2.StrictUndefined)
     template = (REPO / "salt/kubeha/files/keepalived/keepalived.conf.jinja").read_text()
     kubeha = {
-        "vrrp": {"instance": "VI_7", "version": 3, "router_id": 51, "advert_int": 0.2,
-                 "nopreempt": True, "garp_master_refresh": 10, "unicast": False,
+        "vrrp": {"instance": "VI_7", "version": 3, "router_id": 51, "advert_int": 0.1,
+                 "down_timer_adverts": 6, "nopreempt": True, "garp_master_refresh": 10,
+                 "unicast": False,
                  "check": {"interval": 1, "timeout": 1, "fall": 3, "rise": 2}},
         "derived": {"node": {"name": "cp-1", "ip": "198.18.0.11"}, "priority": 150,
                     "peers": []},
@@ -63,6 +64,10 @@ def test_the_beacon_is_served_and_keepalived_tracks_the_files_the_module_writes(
     assert 'file "/run/kubeha/keepalived/VI_7.release"\n    weight 0\n' in text
     block = text[text.index("vrrp_instance VI_7") :]
     assert "track_file {\n        kubeha_priority\n        kubeha_release\n    }" in block
+    assert "    advert_int 0.1\n" in block and "    down_timer_adverts 6\n" in block
+    # The RFC's 3 is keepalived's default: not written, so keepalived < 2.2.3 reads it.
+    kubeha["vrrp"]["down_timer_adverts"] = 3
+    assert "down_timer_adverts" not in env.from_string(template).render(kubeha=kubeha, salt={})
     tmpfiles = (REPO / "salt/kubeha/lb/keepalived/heal.sls").read_text()
     assert "d /run/kubeha/keepalived 0755 root root -" in tmpfiles
 

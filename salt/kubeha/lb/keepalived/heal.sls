@@ -60,6 +60,7 @@ kubeha-lb-keepalived-heal-beacon-present:
     - lb_port: {{ kubeha.vip.lb_port | tojson }}
     - apiserver_port: {{ kubeha.apiserver.port | tojson }}
     - advert_int: {{ kubeha.vrrp.advert_int | tojson }}
+    - down_timer_adverts: {{ kubeha.vrrp.down_timer_adverts | tojson }}
 {%-   for key in ['probes', 'probe_timeout', 'http_timeout', 'rtt_bad_ms', 'rtt_good_ms',
                   'loss_bad_pct', 'loss_good_pct', 'window', 'fall', 'rise', 'interval'] %}
     - {{ key }}: {{ heal[key] | tojson }}
