@@ -320,15 +320,23 @@ def defrag(endpoints=None, wait_healthy=60, *, cacert=None, cert=None, key=None)
     )
 
 
-def move_leader(target, endpoints=None, *, cacert=None, cert=None, key=None):
+def move_leader(target, endpoints=None, command_timeout="5s", *, cacert=None, cert=None, key=None):
     """
     Hand leadership to another member (by name or hex ID).
+
+    command_timeout
+        How long the MoveLeader call may take (etcdctl's ``--command-timeout``). The leader
+        answers it only once the target has caught up and won (etcdserver's MoveLeader waits
+        on the caller's deadline), and it is sent to the leader: moving leadership off a
+        leader on a slow, lossy path needs more than the 5 s default (measured on the lab:
+        "rpc error" after 5 s with 200 ms and 20 % loss on the leader).
 
     CLI Example:
 
     .. code-block:: bash
 
         salt 'cp-1' etcdctl.move_leader cp-2
+        salt 'cp-1' etcdctl.move_leader cp-2 command_timeout=15s
     """
     tls = {"cacert": cacert, "cert": cert, "key": key}
     members = _members(endpoints, tls)
@@ -341,7 +349,9 @@ def move_leader(target, endpoints=None, *, cacert=None, cert=None, key=None):
     if current["id"] == match[0]["id"]:
         return {"changed": False, "leader": current}
     # MoveLeader must be sent to the current leader (etcdserver: ErrNotLeader otherwise).
-    stdout, _, _ = _run(["move-leader", match[0]["id"]], current["endpoint"], tls)
+    # The process limit only backs up etcdctl's own deadline.
+    stdout, _, _ = _run(["move-leader", match[0]["id"]], current["endpoint"], tls,
+                        timeout=90, command_timeout=command_timeout)  # fmt: skip
     return {"changed": True, "message": stdout.strip(), "leader": leader(endpoints, **tls)}
 
 

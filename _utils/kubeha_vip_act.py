@@ -154,13 +154,21 @@ def no_holder(ask, s: dict, state: dict) -> dict:
     }
 
 
+def _brief(text: str, head: int = 120, tail: int = 360) -> str:
+    """A long error kept readable: its start (what failed) and its end (why; etcdctl's
+    gRPC status comes last)."""
+    return text if len(text) <= head + tail + 5 else f"{text[:head]} ... {text[-tail:]}"
+
+
 def move_etcd_leader(ask, s: dict, target: str) -> dict:
     """Hand etcd's leadership to ``target`` (``etcdctl.move_leader``,
     asked of the target: it finds the leader's endpoint itself, and the target is the
     healthy end). Bounded; a failure is a result, never an exception (the VIP's own
-    decisions must not wait on etcd)."""
-    ok, ret = ask([target], "etcdctl.move_leader", target, timeout=20)[target]
+    decisions must not wait on etcd long). The leader to move off may be the impaired one,
+    and MoveLeader goes to it: 10 s for the call rather than etcdctl's 5."""
+    ok, ret = ask([target], "etcdctl.move_leader", target, command_timeout="10s",
+                  timeout=30)[target]  # fmt: skip
     if not ok:
-        return {"result": False, "moved": False, "error": str(ret)[:300]}
+        return {"result": False, "moved": False, "error": _brief(str(ret))}
     now = (ret.get("leader") or {}).get("name")
     return {"result": now == target, "moved": bool(ret.get("changed")), "leads": now}

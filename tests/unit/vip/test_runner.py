@@ -290,7 +290,10 @@ def test_etcds_leader_leaves_the_vip_holder_once_per_cooldown(rig):
     assert len(moves) == 1, moves
     assert moves[0]["leader"] == "cp-1" and moves[0]["target"] == "cp-2" and moves[0]["result"]
     assert rig.cluster.etcd_leader == "cp-2"
-    assert [c[1] for c in rig.cluster.calls if c[0] == "etcdctl.move_leader"] == [("cp-2",)]
+    calls = [c for c in rig.cluster.calls if c[0] == "etcdctl.move_leader"]
+    assert [c[1] for c in calls] == [("cp-2",)]
+    # MoveLeader goes to the leader, maybe the impaired node: more than etcdctl's 5 s
+    assert calls[0][3]["command_timeout"] == "10s"
     assert rig.fired[-1][0] == "kubeha/vip/lab/etcd-leader"
     assert out["decisions"][0]["action"] == "none"
     # a stale report that still says cp-1 leads, inside the cooldown: nothing more
@@ -308,3 +311,13 @@ def test_the_handover_wait_follows_the_master_down_timer():
     assert act.takeover_bound({"advert_int": 0.2}) == pytest.approx(4.0)  # the RFC's 3
     assert act.takeover_bound({"advert_int": 0.1, "down_timer_adverts": 6}) == pytest.approx(3.8)
     assert act.takeover_bound({"advert_int": 1.0, "down_timer_adverts": 3}) == pytest.approx(8.0)
+
+
+def test_a_long_etcdctl_error_keeps_its_end():
+    """etcdctl's gRPC status comes last: a long error keeps its start and its end."""
+    act = load("_utils", "kubeha_vip_act")
+    text = "ERROR: etcdctl move-leader failed: " + "x" * 600 + " context deadline exceeded"
+    brief = act._brief(text)
+    assert brief.startswith("ERROR: etcdctl move-leader failed")
+    assert brief.endswith("context deadline exceeded") and len(brief) < 500
+    assert act._brief("short") == "short"
