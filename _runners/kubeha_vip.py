@@ -90,7 +90,7 @@ def _settings(cluster: str, max_age: float = MODEL_TTL_S) -> dict:
         "provider": model["vip"]["provider"],
         "instance": model["vrrp"]["instance"],
         "advert_int": float(model["vrrp"]["advert_int"]),
-        "down_timer_adverts": int(model["vrrp"].get("down_timer_adverts", 3)),
+        "down_timer_adverts": int(model["vrrp"]["down_timer_adverts"]),
         "mode": heal["mode"],
         "margin": heal["margin"],
         "cooldown": heal["cooldown"],

@@ -39,7 +39,8 @@ def apply(ask, s: dict, plan: dict, state: dict | None = None, must=()) -> dict:
 
 def takeover_bound(s: dict) -> float:
     """Seconds a handover may take: the master-down timer (its adverts plus two of slack,
-    for a lost priority-0 advert), plus the minion round trips that read it back."""
+    for a lost priority-0 advert), plus the minion round trips that read it back. Settings
+    cached by a runner from before down_timer_adverts lack it: the RFC's 3, as then."""
     return (s.get("down_timer_adverts", 3) + 2) * s["advert_int"] + 3
 
 

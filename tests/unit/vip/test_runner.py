@@ -93,7 +93,8 @@ def rig(tmp_path, monkeypatch):
     heal = {"mode": "act", "margin": 50, "cooldown": 60, "recover_after": 30}
     model = {"control_plane": [{"name": n} for n in NODES],
              "vip": {"address": "198.18.0.10", "provider": "keepalived-haproxy"},
-             "vrrp": {"instance": "VI_1", "advert_int": 0.2}, "vip_heal": heal}  # fmt: skip
+             "vrrp": {"instance": "VI_1", "advert_int": 0.2, "down_timer_adverts": 3},
+             "vip_heal": heal}  # fmt: skip
     monkeypatch.setattr(runner, "time", clock)
     runner.__opts__ = {"cachedir": str(tmp_path)}
     monkeypatch.setattr(load("_utils", "kubeha_vip_act"), "time", clock)
@@ -308,7 +309,7 @@ def test_the_handover_wait_follows_the_master_down_timer():
     """The runner waits for a handover as long as VRRP may take (the master-down timer, two
     adverts of slack for a lost priority-0 advert) plus the minion round trips."""
     act = load("_utils", "kubeha_vip_act")
-    assert act.takeover_bound({"advert_int": 0.2}) == pytest.approx(4.0)  # the RFC's 3
+    assert act.takeover_bound({"advert_int": 0.2, "down_timer_adverts": 3}) == pytest.approx(4.0)
     assert act.takeover_bound({"advert_int": 0.1, "down_timer_adverts": 6}) == pytest.approx(3.8)
     assert act.takeover_bound({"advert_int": 1.0, "down_timer_adverts": 3}) == pytest.approx(8.0)
 
