@@ -29,7 +29,6 @@ Settings (``config.get``)::
 """
 
 import os
-import shutil
 import signal
 import sys
 import time
@@ -86,7 +85,7 @@ def _script() -> str:
 
 
 def _has_systemd() -> bool:
-    return Path("/run/systemd/system").is_dir() and bool(shutil.which("systemd-run"))
+    return __utils__["chaos_revert.has_systemd"]()
 
 
 def _arm(fault: str, duration: float, actions: list[dict], **extra) -> dict:

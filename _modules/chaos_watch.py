@@ -46,17 +46,9 @@ def _path(run_id: str) -> Path:
 
 
 def _holds_address(address: str, fib_trie: str) -> bool:
-    """Whether ``/proc/net/fib_trie`` lists ``address`` as a local (host) address: a
-    ``|-- <address>`` leaf followed by ``/32 host LOCAL``. Read without forking ``ip``."""
-    lines = fib_trie.splitlines()
-    for i, line in enumerate(lines):
-        if line.strip() == f"|-- {address}":
-            for below in lines[i + 1 : i + 4]:
-                if "/32 host LOCAL" in below:
-                    return True
-                if "|--" in below:
-                    break
-    return False
+    """Whether ``/proc/net/fib_trie`` lists ``address`` as a local (host) address of the
+    main or local table (``_utils/kubeha_fib.py``). Read without forking ``ip``."""
+    return __utils__["kubeha_fib.local_address"](address, fib_trie)
 
 
 def _vip(address: str) -> bool | None:

@@ -34,6 +34,7 @@ LIMITS = {
     "margin": (1, 240),
     "cooldown": (0, 86400),
     "recover_after": (0, 86400),
+    "handover_s": (0, 3600),
 }
 INTEGERS = {"probes", "window", "fall", "rise"}
 

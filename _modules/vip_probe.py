@@ -67,17 +67,9 @@ def _ctx() -> dict:
 
 
 def _holds(address: str, fib_trie: str) -> bool:
-    """``/proc/net/fib_trie`` lists a local address as a ``|-- <address>`` leaf followed by
-    ``/32 host LOCAL`` (the same reading as chaos_watch)."""
-    lines = fib_trie.splitlines()
-    for i, line in enumerate(lines):
-        if line.strip() == f"|-- {address}":
-            for below in lines[i + 1 : i + 4]:
-                if "/32 host LOCAL" in below:
-                    return True
-                if "|--" in below:
-                    break
-    return False
+    """Whether ``/proc/net/fib_trie`` lists ``address`` as a local address of the main or
+    local table (``_utils/kubeha_fib.py``; the same reading as chaos_watch)."""
+    return __utils__["kubeha_fib.local_address"](address, fib_trie)
 
 
 def holds(vip):

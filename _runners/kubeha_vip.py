@@ -5,10 +5,13 @@ control plane (``_utils/kubeha_vip_decide.py``: scores, margin, cooldown, the un
 and carried out through keepalived's tracked files on the nodes (``keepalived_track``):
 priorities change without a reload, and a holder hands the VIP over by a short FAULT.
 
-A move: every node gets its priority (the target 254, nodes judged bad 1, the rest the
-model's), the live holders are checked in the same call; then the holder is released,
-the runner waits (bounded) for the VIP on the target, and lets the old holder run again
-as a backup; ``nopreempt`` keeps the VIP where it went.
+A move: one job to every node but the holder sets its priority (the target 254, nodes
+judged bad 1, the rest the model's), holds the other backups in FAULT, has each pass the
+holder's connections back to it (``vip_handover``) and the target stop hearing the holder
+(``vip_takeover``: it takes the VIP after its master-down timer, without waiting on an
+impaired holder); then the holder is released too, the runner waits (bounded) for the VIP
+on the target, and lets the old holder run again as a backup; ``nopreempt`` keeps the VIP
+where it went.
 
 One decision at a time per cluster (a lock on the master: a report that arrives meanwhile
 is kept and looked at right after); every decision is recorded (``history``) and fired as
@@ -63,9 +66,12 @@ def _a(name: str):
     loader globals (``__utils__``, ``__opts__``) are the utils loader's, so the action must
     not call back into this module's globals."""
     fun, ask = __utils__[f"kubeha_vip_act.{name}"], __utils__["kubeha_minions.ask"]
+    steps = __utils__["kubeha_minions.ask_steps"]
     opts = {key: __opts__[key] for key in __opts__}  # a plain copy, not the loader's proxy
 
     def reach(nodes, what, *args, timeout: float = 10, **kwargs):
+        if isinstance(what, list):  # [(fun, args, kwargs)]: the steps of one job
+            return steps(opts, nodes, what, timeout=timeout)
         return ask(opts, nodes, what, *args, timeout=timeout, **kwargs)
 
     return lambda *args, **kwargs: fun(reach, *args, **kwargs)
@@ -81,42 +87,9 @@ def _settings(cluster: str, max_age: float = MODEL_TTL_S) -> dict:
     cached = _s("read")(__opts__, cluster, "model")
     if cached and time.time() - cached.get("at", 0) < max_age:
         return cached
-    model = __salt__["kubeha.model"](cluster)
-    heal = model["vip_heal"]
-    out = {
-        "at": time.time(),
-        "nodes": [n["name"] for n in model["control_plane"]],
-        "vip": model["vip"]["address"],
-        "provider": model["vip"]["provider"],
-        "instance": model["vrrp"]["instance"],
-        "advert_int": float(model["vrrp"]["advert_int"]),
-        "down_timer_adverts": int(model["vrrp"]["down_timer_adverts"]),
-        "mode": heal["mode"],
-        "margin": heal["margin"],
-        "cooldown": heal["cooldown"],
-        "recover_after": heal["recover_after"],
-        "move_etcd_leader": bool(heal.get("move_etcd_leader")),
-        "etcd_cooldown": heal["cooldown"],
-    }
+    out = _d("settings")(__salt__["kubeha.model"](cluster), time.time())
     _s("write")(__opts__, cluster, "model", out)
     return out
-
-
-def _summary(view: dict) -> dict:
-    """A report in one line of the event log."""
-    view = view or {}
-    return {
-        "holds": view.get("holds_vip"),
-        "keepalived": view.get("keepalived"),
-        "apiserver": (view.get("apiserver") or {}).get("state"),
-        "vip": [(view.get("vip") or {}).get("state"), (view.get("vip") or {}).get("ms")],
-        "haproxy": (view.get("haproxy") or {}).get("up"),
-        "peers": {
-            n: [p.get("state"), p.get("rtt_ms"), p.get("loss_pct")]
-            for n, p in (view.get("peers") or {}).items()
-        },  # fmt: skip
-        "vrrp_from": view.get("vrrp_from"),
-    }
 
 
 def react(cluster, minion=None, event=None):
@@ -144,7 +117,7 @@ def react(cluster, minion=None, event=None):
     _s("append")(__opts__, cluster, "events", {
         "at": event.get("at") or now, "received": round(now, 3), "node": node,
         "reason": report["reason"], "changed": report["changed"], "seq": report["seq"],
-        "summary": _summary(report["view"])})  # fmt: skip
+        "summary": _s("summary")(report["view"])})  # fmt: skip
     _s("store_view")(__opts__, cluster, node, report, now)
     return _evaluate(
         cluster, s, f"{node} {report['reason']}: {', '.join(event.get('changed') or [])}"
@@ -168,23 +141,11 @@ def _evaluate(cluster: str, s: dict, trigger: str, record_none: bool = True) -> 
             "decisions": decisions}  # fmt: skip
 
 
-def _views(cluster: str, nodes: list[str], unreachable=None) -> dict:
-    """The latest view of each node; None for a node that did not answer the runner since
-    its last report (powered off, cut off: its last report no longer tells the truth)."""
-    kept = (_s("read")(__opts__, cluster, "views") or {}).get("nodes") or {}
-    out = {}
-    for node in nodes:
-        report = kept.get(node) or {}
-        gone = (unreachable or {}).get(node)
-        out[node] = None if gone and (report.get("received") or 0) <= gone else report.get("view")
-    return out
-
-
 def _once(cluster: str, s: dict, trigger: str, record_none: bool) -> dict:
     """One decision under the lock, carried out, recorded."""
     now = time.time()
     nodes, state = s["nodes"], _s("read")(__opts__, cluster, "state", {}) or {}
-    views = _views(cluster, nodes, state.get("unreachable"))
+    views = _s("views")(__opts__, cluster, nodes, state.get("unreachable"))
     served = set(state.get("served") or [])
     served |= {
         n for n, v in views.items() if ((v or {}).get("apiserver") or {}).get("state") == "good"
@@ -416,12 +377,12 @@ def status(cluster):
     """
     s = _settings(cluster)
     state = _s("read")(__opts__, cluster, "state", {}) or {}
-    views = _views(cluster, s["nodes"], state.get("unreachable"))
+    views = _s("views")(__opts__, cluster, s["nodes"], state.get("unreachable"))
     left = max(0.0, (state.get("last_move_at") or 0) + s["cooldown"] - time.time())
     return {"mode": s["mode"], "override": state.get("override"),
             "cooldown_left_s": round(left, 1),
             "scores": _d("scores")(views, s["nodes"]),
-            "views": {n: _summary(v) for n, v in views.items()}}  # fmt: skip
+            "views": {n: _s("summary")(v) for n, v in views.items()}}  # fmt: skip
 
 
 def history(cluster, count=20):

@@ -25,6 +25,7 @@ import contextlib
 import fcntl
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -122,6 +123,11 @@ def revert(state_path, token=None):
 def timer_argv(python, script, state_path, token, after=None):
     argv = [str(python), str(script), "revert", "--state", str(state_path), "--token", token]
     return argv + (["--after", f"{after:.3f}"] if after is not None else [])
+
+
+def has_systemd():
+    """Whether this host runs systemd with systemd-run (the timers below need both)."""
+    return Path("/run/systemd/system").is_dir() and bool(shutil.which("systemd-run"))
 
 
 def systemd_timer_argv(unit, seconds, argv):

@@ -23,6 +23,14 @@ def _client(opts):
     return salt.client.get_local_client(mopts={**opts, "user": salt.utils.user.get_user()})
 
 
+def _verdict(node, fun, ret, retcode) -> tuple[bool, object]:
+    if isinstance(ret, str) and ret.startswith("Minion did not return"):
+        return False, f"{node} did not answer {fun} ({ret}): is the machine up?"
+    if (retcode or 0) != 0 or (isinstance(ret, str) and ret.startswith(ERROR_PREFIXES)):
+        return False, ret
+    return True, ret
+
+
 def ask(opts, nodes, fun, *args, timeout=30, **kwargs):
     """{node: (ok, return)} for ``fun(*args, **kwargs)`` on each of ``nodes``."""
     nodes = [nodes] if isinstance(nodes, str) else list(nodes)
@@ -45,15 +53,42 @@ def ask(opts, nodes, fun, *args, timeout=30, **kwargs):
         if not isinstance(answer, dict):
             out[node] = (False, f"{node} did not answer {fun} within {timeout:g} s")
             continue
-        ret = answer.get("ret")
-        if isinstance(ret, str) and ret.startswith("Minion did not return"):
-            out[node] = (False, f"{node} did not answer {fun} ({ret}): is the machine up?")
-        elif answer.get("retcode", 0) != 0 or (
-            isinstance(ret, str) and ret.startswith(ERROR_PREFIXES)
-        ):
-            out[node] = (False, ret)
-        else:
-            out[node] = (True, ret)
+        out[node] = _verdict(node, fun, answer.get("ret"), answer.get("retcode"))
+    return out
+
+
+def ask_steps(opts, nodes, steps, timeout=30):
+    """{node: [(ok, return) for each step]} for ``steps``, ``[(fun, args, kwargs)]``, run in
+    order on each of ``nodes`` in one job (Salt's compound command: one publish, one round
+    trip, however many steps; each step runs whether an earlier one failed or not, so a step
+    that depends on one checks for itself). The functions must differ."""
+    nodes = [nodes] if isinstance(nodes, str) else list(nodes)
+    funs = [fun for fun, _, _ in steps]
+    if len(set(funs)) != len(funs):
+        raise ValueError(f"ask_steps: a function twice in {funs}")
+    # A compound job takes its keyword arguments inside each step's argument list.
+    args = [[*a, {"__kwarg__": True, **kw}] if kw else list(a) for _, a, kw in steps]
+    client = _client(opts)
+    try:
+        res = client.cmd(nodes, funs, arg=args, tgt_type="list", timeout=timeout,
+                         full_return=True)  # fmt: skip
+    finally:
+        client.destroy()
+    out = {}
+    for node in nodes:
+        answer = res.get(node)
+        if not isinstance(answer, dict) or not isinstance(answer.get("ret"), dict):
+            why = answer.get("ret") if isinstance(answer, dict) else None
+            out[node] = [(False, f"{node} did not answer {fun} within {timeout:g} s"
+                          + (f" ({why})" if why else "")) for fun in funs]  # fmt: skip
+            continue
+        codes = answer.get("retcode")
+        codes = codes if isinstance(codes, dict) else {}
+        out[node] = [
+            _verdict(node, fun, answer["ret"].get(fun), codes.get(fun, 1))
+            if fun in answer["ret"] else (False, f"{node} returned nothing for {fun}")
+            for fun in funs
+        ]  # fmt: skip
     return out
 
 

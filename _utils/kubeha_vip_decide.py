@@ -42,6 +42,32 @@ WEIGHTS = {"path": 100, "lb": 100, "apiserver": 40}
 LIVE_STATES = ("MASTER", "BACKUP")
 
 
+def settings(model: dict, now: float) -> dict:
+    """What the runner and these rules need of the cluster's model (``kubeha.model``),
+    stamped ``now``: the runner caches it (``model.json``) so no report waits on a pillar
+    compile."""
+    heal = model["vip_heal"]
+    return {
+        "at": now,
+        "nodes": [n["name"] for n in model["control_plane"]],
+        "vip": model["vip"]["address"],
+        "provider": model["vip"]["provider"],
+        "instance": model["vrrp"]["instance"],
+        "vrid": int(model["vrrp"]["router_id"]),
+        "advert_int": float(model["vrrp"]["advert_int"]),
+        "down_timer_adverts": int(model["vrrp"]["down_timer_adverts"]),
+        "mode": heal["mode"],
+        "margin": heal["margin"],
+        "cooldown": heal["cooldown"],
+        "recover_after": heal["recover_after"],
+        "move_etcd_leader": bool(heal.get("move_etcd_leader")),
+        "etcd_cooldown": heal["cooldown"],
+        "lb_port": int(model["vip"]["lb_port"]),
+        "ips": {n["name"]: n["ip"] for n in model["control_plane"]},
+        "handover_s": float(heal["handover_s"]),
+    }
+
+
 def _peers_bad(view: dict) -> list[str]:
     return sorted(n for n, p in (view.get("peers") or {}).items() if p.get("state") == "bad")
 

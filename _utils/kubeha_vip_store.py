@@ -125,3 +125,33 @@ def store_view(opts: dict, cluster: str, node: str, report: dict, received: floa
             views["version"] += 1
             write(opts, cluster, "views", views)
         return views
+
+
+def views(opts: dict, cluster: str, nodes: list[str], unreachable=None) -> dict:
+    """The latest view of each node; None for a node that did not answer the runner since
+    its last report (powered off, cut off: its last report no longer tells the truth)."""
+    kept = (read(opts, cluster, "views") or {}).get("nodes") or {}
+    out = {}
+    for node in nodes:
+        report = kept.get(node) or {}
+        gone = (unreachable or {}).get(node)
+        out[node] = None if gone and (report.get("received") or 0) <= gone else report.get("view")
+    return out
+
+
+def summary(view: dict) -> dict:
+    """A report in one line of ``events.jsonl`` (and of ``kubeha_vip.status``)."""
+    view = view or {}
+    return {
+        "holds": view.get("holds_vip"),
+        "keepalived": view.get("keepalived"),
+        "apiserver": (view.get("apiserver") or {}).get("state"),
+        "vip": [(view.get("vip") or {}).get("state"), (view.get("vip") or {}).get("ms")],
+        "haproxy": (view.get("haproxy") or {}).get("up"),
+        "peers": {
+            n: [p.get("state"), p.get("rtt_ms"), p.get("loss_pct")]
+            for n, p in (view.get("peers") or {}).items()
+        },  # fmt: skip
+        "vrrp_from": view.get("vrrp_from"),
+        "etcd_leader": view.get("etcd_leader"),  # None unless vip_heal:move_etcd_leader
+    }

@@ -215,6 +215,36 @@ def cli_json(program: str, args: list[str], *, timeout: float = 300):
         ) from err
 
 
+def forget_killed_run(pid: int) -> list[str]:
+    """Remove the job files a SIGKILLed `salt-run` (process `pid`) left in the master's
+    cache/proc; the jids removed.
+
+    Salt reads such a file as a job still running whenever the PID is alive and its command
+    line says "salt" (salt/utils/minion.py `_read_proc_file`, `_check_cmdline`). PIDs are
+    recycled (pid_max is 32768 on many hosts) and every minion in the lab is a salt process
+    on this host, so a later `state.orch` was refused with "The function state.orchestrate
+    is running as PID ..." 30 minutes after the kill. What an operator does after a
+    `kill -9` of salt-run (README, Chaos scenarios), done here for the lab's own killed runs."""
+    import salt.payload  # noqa: PLC0415 - only this helper needs Salt; `lab` itself does not
+
+    if _alive(pid):
+        raise LabError(f"salt-run {pid} is still running; kill it first")
+    removed = []
+    for path in sorted((HOME / "cache" / "proc").glob("*")):
+        try:
+            data = salt.payload.loads(path.read_bytes())
+        except Exception:  # noqa: BLE001, S112 - not a job file we can read: not ours to remove
+            continue
+        if isinstance(data, dict) and data.get("pid") == pid:
+            path.unlink(missing_ok=True)
+            removed.append(path.name)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    return Path(f"/proc/{pid}").exists()
+
+
 def interactive(program: str, args: list[str]) -> int:
     """Run a Salt CLI with the operator's terminal (the `python -m lab salt ...` command)."""
     return subprocess.call([str(BIN / program), "-c", str(HOME), *args])  # noqa: S603 - argument list

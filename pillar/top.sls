@@ -25,9 +25,9 @@ base:
   'G@kubeha_cluster:lab and G@kubeha_profile:runbook':
     - match: compound
     - kubeha.profiles.lab-runbook
-  'G@kubeha_cluster:lab and G@kubeha_profile:etcd-leader':
+  'G@kubeha_cluster:lab and G@kubeha_profile:etcd-elects':
     - match: compound
-    - kubeha.profiles.lab-etcd-leader
+    - kubeha.profiles.lab-etcd-elects
   'G@kubeha_cluster:lab and G@kubeha_profile:chaos-off':
     - match: compound
     - kubeha.profiles.lab-chaos-off

@@ -209,6 +209,10 @@ def test_killing_the_orchestration_mid_fault_leaves_a_cluster_that_heals(cluster
         down_at = time.monotonic()
         orch.kill()  # SIGKILL: no cleanup of any kind in the orchestration
         orch.wait(timeout=30)
+        # The killed run's job file stays in the master's cache and, once its PID is
+        # recycled by any salt process, blocks every later orchestration: the operator's
+        # step after a kill -9 (README, Chaos scenarios), and proof the run did leave it.
+        assert saltmaster.forget_killed_run(orch.pid), "the killed salt-run left no job file"
         while not link("up"):
             assert time.monotonic() - down_at < duration + 10, "the node did not bring its link up"
             time.sleep(0.2)

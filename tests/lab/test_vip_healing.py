@@ -3,8 +3,8 @@ End to end on the lab (issue 14): the self-healing VIP on the cluster test_boots
 the goals asserted from measured numbers.
 
 - an impaired VIP holder (C: 200 ms +- 20 ms, 20 % loss for 60 s, `orch.chaos`): the VIP
-  leaves it within 10 s, requests after the move succeed (TTFB p95 and failures over the
-  whole fault window printed: the goal is not met yet, see MOVE_WITHIN_S),
+  leaves it within 10 s, requests after the move succeed, the connections open at the move
+  are kept (few failures before it), TTFB p95 over the whole fault window < 500 ms,
   at most one move and no flap (the VIP never returns to the old holder; a VRRP transient
   beside the lossy holder, a backup missing its adverts, stays under a second),
   the beacons' reports counted (no storm);
@@ -38,19 +38,30 @@ pytestmark = [pytest.mark.lab, pytest.mark.root]
 
 CLUSTER = formula.CLUSTER
 C = {"delay": "200ms", "jitter": "20ms", "loss": 20}
-# The issue's goals for C on the holder. The VIP's move is asserted; p95 < 500 ms and
-# 0 failed over the whole fault window are printed, not asserted: measured 2.1 s p95 after
-# the move, because the impaired holder is often also etcd's leader (every write still
-# crosses its bad link), and ~17 failures in the 2.7 s before the move (requests open to the
-# old holder). Both stay open in issue 14; what the move itself must achieve is asserted.
+# The issue's goals for C on the holder. The VIP's move and p95 < 500 ms over the whole
+# fault window are asserted (the p95 where the test reads it); 0 failed is printed, and the
+# failures before the move are bounded: with the handover (vip_heal:handover_s) the
+# connections open at the move are kept, and 0-6 requests failed per run before it, on the
+# impaired holder itself (its HAProxy killing sessions still connecting to backends its
+# checks cannot reach, a request lost three times, a VRRP transient; docs/chaos.md).
 MOVE_WITHIN_S = 10.0
-FAILED_AFTER_MOVE = 2  # 0 measured over 574 requests; margin for a noisy 2-core host
+FAILED_AFTER_MOVE = 2  # 0 measured over 553-571 requests; margin for a noisy 2-core host
+# 11-23 failed before the handover (16 runs); 0-4 with it (7 runs; 11-12 in two where VRRP
+# put the VIP on a node not yet forwarding, since fixed); with the takeover 0-3, once 6 (4
+# resets from a 0.1 s VRRP transient to the bystander before its FAULT arrived, 2026-11-29);
+# a margin for a noisy host.
+FAILED_BEFORE_MOVE = 8
 # A VRRP transient (a backup holding the VIP beside the lossy holder until its next advert
 # arrives): one delayed advert (200 ms) plus polling; 1 s is the margin on a noisy host.
 TRANSIENT_S = 1.0
 # Reports a run may cause per node: a path turning bad and back, the VIP leaving or
-# arriving, keepalived's state, the VRRP peer heard, and slack for a check on a busy host.
-REPORTS_PER_NODE = 8
+# arriving, keepalived's state (on the old holder up to three: BACKUP on hearing the
+# target's takeover, FAULT at its release, BACKUP when that is lifted), the VRRP peer
+# heard, and slack for a check on a busy host. Seen: 4-9 on the impaired holder.
+REPORTS_PER_NODE = 10
+# Seconds without a report before a test starts: the beacon's etcd-leader reading (5 s) and
+# slack.
+QUIET_S = 8.0
 
 
 def _transients(timeline: list, holder: str, until: int) -> list[tuple[float, list]]:
@@ -104,11 +115,19 @@ def _until(what: str, check, timeout: float, every: float = 0.5):
 
 
 def _settled(lab: Lab) -> None:
-    """No override in force, no cooldown left, one holder: each test starts from there."""
+    """No override in force, no cooldown left, one holder and, with the default
+    vip_heal:move_etcd_leader, etcd's leader known and not on the holder (the runner's
+    handover done), and no report for QUIET_S (the beacons read etcd's leader every 5 s:
+    the last handover's reports come that late): each test starts from there."""
 
     def quiet():
         s = _status(lab)
-        return s["override"] is None and s["cooldown_left_s"] == 0 and len(_holders(lab)) == 1
+        views = s["views"].values()
+        leaders = [v["holds"] for v in views if v.get("etcd_leader")]
+        now = time.time()
+        recent = lab.salt_run("kubeha_vip.timeline", CLUSTER, str(now - QUIET_S), str(now))
+        return (s["override"] is None and s["cooldown_left_s"] == 0 and not recent["events"]
+                and len(_holders(lab)) == 1 and leaders == [False])  # fmt: skip
 
     _until("the self-healing VIP idle", quiet, timeout=120, every=2)
 
@@ -172,7 +191,10 @@ def test_an_impaired_non_holder_moves_nothing(healing: Lab):
     while seen and seen[0] == []:  # the watch's first row, before any node answered it
         seen.pop(0)
     assert seen == [[holder]], run["measured"]["vip"]["timeline"]
-    assert _decisions(healing, run["t0"], run["end"]) == []
+    # No VIP decision. etcd's leadership leaves the impaired node when it led etcd
+    # (vip_heal:move_etcd_leader): a decision of its own, printed above.
+    decided = _decisions(healing, run["t0"], run["end"])
+    assert [d for d in decided if d["action"] != "etcd-leader"] == [], decided
 
 
 def test_an_impaired_holder_loses_the_vip_fast_and_once(healing: Lab):
@@ -207,8 +229,10 @@ def test_an_impaired_holder_loses_the_vip_fast_and_once(healing: Lab):
     # beside the old holder, which is right for a node cut off, not for a VRRP transient).
     timeline = [h for _, h in vip["timeline"]]
     assert vip["moved_to"] and holder not in vip["moved_to"], ret["comment"]
-    target = vip["moved_to"][0]
-    assert [target] in timeline, vip["timeline"]
+    # Where the VIP ended, alone: the probe's moved_to names the first node seen beside the
+    # holder, which may be a backup's VRRP transient (below) rather than the move's target.
+    assert len(timeline[-1]) == 1 and timeline[-1] != [holder], vip["timeline"]
+    target = timeline[-1][0]
     first = timeline.index([target])
     moved_at = vip["timeline"][first][0]
     raw = (run.get("raw") or {}).get("requests") or []
@@ -254,6 +278,15 @@ def test_an_impaired_holder_loses_the_vip_fast_and_once(healing: Lab):
     # The clients' view: once the VIP has moved, requests through it succeed.
     moved = split["fault, VIP moved"]
     assert moved["count"] > 100 and moved["failed"] <= FAILED_AFTER_MOVE, moved
+    # The connections open at the move are kept (the handover): what fails is the
+    # impaired holder's own doing before it.
+    before = split["fault, VIP on the holder"]
+    assert before["failed"] <= FAILED_BEFORE_MOVE, (before, window["failed_by_cause"])
+    # Issue 14's goal itself: TTFB p95 through the VIP over the whole fault window. It holds
+    # while fewer than 5 % of the requests (30 of 600) fall before the move: 16-23 in six
+    # runs since the takeover and the beacon's immediate confirmation (p95 29-65 ms); 28-41
+    # before them (p95 up to 1.6 s).
+    assert window["ttfb_p95_ms"] < 500, (window, before)
     # The priorities and the release changed through tracked files: no reload, no restart.
     assert after == marks, (marks, after)
 
@@ -269,8 +302,15 @@ def test_two_failed_apiservers_pin_the_vip_on_the_survivor(healing: Lab):
     try:
         _until(f"the VIP on {survivor}", lambda: _holders(healing) == [survivor], timeout=30)
         moved_s = time.time() - start
-        status = _status(healing)
-        assert status["override"]["kind"] == "pin" and status["override"]["target"] == survivor
+
+        # The VIP arrives before the runner's decision ends (it waits for the VIP on the
+        # target, then lifts the releases) and records its override only then.
+        def pinned():
+            status = _status(healing)
+            return status if (status["override"] or {}).get("kind") == "pin" else None
+
+        status = _until("the pin recorded", pinned, timeout=20, every=1)
+        assert status["override"]["target"] == survivor, status
         tracked = healing.salt(survivor, "keepalived_track.read")[survivor]
         assert tracked["priority"] == 253, tracked
         print(f"pinned on {survivor} {moved_s:.1f} s after two apiservers hung")
@@ -282,7 +322,10 @@ def test_two_failed_apiservers_pin_the_vip_on_the_survivor(healing: Lab):
     assert _holders(healing) == [survivor]
     assert healing.salt(survivor, "keepalived_track.read")[survivor]["priority"] == 0
     actions = [d["action"] for d in _decisions(healing, start, time.time())]
-    assert actions == ["pin", "undo"], actions
+    print(f"decisions {actions}")
+    # etcd's leader leaves the survivor once it holds the VIP, when it led etcd (seen on
+    # the lab): a decision of its own, not a VIP move.
+    assert [a for a in actions if a != "etcd-leader"] == ["pin", "undo"], actions
 
 
 def _vrrp_filter(lab: Lab, node: str, peer_ip: str, add: bool) -> None:

@@ -12,9 +12,11 @@
 # scenarios (HAProxy stays up with at least one backend).
 kubeha:
   # The runbook has no self-healing VIP (and with preemption kubeha's could not undo an
-  # override without moving the VIP back): its beacon is removed in this profile.
+  # override without moving the VIP back): its beacon is removed in this profile, and
+  # HAProxy binds as the runbook's does (no `transparent`, no divert unit).
   vip_heal:
     mode: 'off'
+    handover_s: 0
   vrrp:
     version: 2
     advert_int: 1

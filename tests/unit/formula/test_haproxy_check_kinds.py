@@ -112,3 +112,12 @@ def test_monitoring_adds_the_exporter_on_the_node_address_only(tmp_path):
     assert "bind 192.168.1.12:8405\n" in metrics
     assert "http-request use-service prometheus-exporter if { path /metrics }" in metrics
     assert "stats" not in metrics and "monitor-uri" not in metrics  # /metrics, nothing else
+
+
+def test_the_frontend_binds_transparent_only_while_the_handover_is_on(tmp_path):
+    # `haproxy -c` above accepts the keyword; the root test test_vip_handover.py shows what
+    # it buys (an accepted connection answers from the VIP after the address moved away).
+    text = _render(tmp_path, _model())
+    assert "\n    bind *:8443 transparent\n" in text
+    text = _render(tmp_path, _model(vip_heal__handover_s=0))
+    assert "\n    bind *:8443\n" in text and "transparent" not in text.split("\nbackend")[0]

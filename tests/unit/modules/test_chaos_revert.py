@@ -12,10 +12,11 @@ import sys
 import time
 from pathlib import Path
 
-from tests.unit.modules.khm_load import load
+from tests.unit.modules.khm_load import load, utils
 
 revert = load("_utils", "chaos_revert")
 watch = load("_modules", "chaos_watch")
+watch.__utils__ = utils("kubeha_fib")
 SCRIPT = revert.__file__
 
 

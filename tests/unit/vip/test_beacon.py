@@ -216,6 +216,42 @@ def test_beacon_never_waits_for_the_background_and_returns_the_event(tmp_path):
     assert (tmp_path / "b.json").exists()
 
 
+def _scripted(tmp_path, rtts: list[float]):
+    """The beacon with vip_probe.sample answering ``rtts`` in turn; the calls made."""
+    calls = []
+
+    def fake_sample(peers, **kwargs):
+        calls.append(kwargs)
+        return raw(rtt=rtts[min(len(calls), len(rtts)) - 1])
+
+    beacon.__context__ = {}
+    beacon.__salt__ = {"vip_probe.sample": fake_sample}
+    return calls, lambda: beacon.beacon(config(state_file=str(tmp_path / "b.json")))
+
+
+def test_a_path_gone_bad_is_confirmed_in_the_same_interval(tmp_path):
+    calls, tick = _scripted(tmp_path, [0.4, 210.0, 210.0, 210.0])
+    assert [e["tag"] for e in tick()] == ["first"] and len(calls) == 1
+    # One bad sample: the next is taken at once (fall 2), and the verdict goes out now.
+    (event,) = tick()
+    assert len(calls) == 3 and event["view"]["peers"]["cp-2"]["state"] == "bad"
+    assert tick() == [] and len(calls) == 4  # bad and known: one sample per interval again
+
+
+def test_a_lone_bad_sample_is_confirmed_away_and_nothing_is_sent(tmp_path):
+    calls, tick = _scripted(tmp_path, [0.4, 210.0, 0.4, 0.4])
+    tick()
+    assert tick() == [] and len(calls) == 3
+    assert tick() == [] and len(calls) == 4
+
+
+def test_the_confirmation_stays_within_the_intervals_budget(tmp_path):
+    calls, tick = _scripted(tmp_path, [0.4, 210.0, 210.0])
+    tick()
+    beacon_config = config(state_file=str(tmp_path / "b.json"), probe_timeout=0.8)
+    assert beacon.beacon(beacon_config) == [] and len(calls) == 2  # no room: next interval
+
+
 def test_a_slow_answer_that_does_not_fail_never_flaps_the_state():
     st = {"boot": "1-1"}
     run(st, raw())

@@ -11,9 +11,10 @@ import struct
 
 import pytest
 
-from tests.unit.modules.khm_load import load
+from tests.unit.modules.khm_load import load, utils
 
 probe = load("_modules", "vip_probe")
+probe.__utils__ = utils("kubeha_fib")
 FIB = """Main:
   +-- 0.0.0.0/0 3 0 5
      +-- 198.18.0.0/24 2 0 2
@@ -33,6 +34,25 @@ def test_fib_trie_lists_local_addresses_only():
     assert probe._holds("198.18.0.10", FIB) is True
     assert probe._holds("198.18.0.255", FIB) is False
     assert probe._holds("198.18.0.12", FIB) is False
+
+
+def test_another_tables_local_route_is_not_an_address():
+    # kubeha-vip-divert's policy route (`local <VIP>/32 dev lo table 4843`) sits in its own
+    # table; once a rule exists the kernel prints "Main:" and "Local:" apart, and the
+    # node's own addresses under "Local:" (read from a lab control plane).
+    fib = (
+        "Id 4843:\n  |-- 198.18.0.10\n     /32 host LOCAL\n"
+        "Main:\n  |-- 198.18.0.0\n     /24 link UNICAST\n"
+        "Local:\n  +-- 0.0.0.0/0 2 0 2\n     +-- 198.18.0.0/24 2 0 2\n"
+        "        |-- 198.18.0.12\n           /32 host LOCAL\n"
+        "        |-- 198.18.0.255\n           /32 link BROADCAST\n"
+    )
+    assert probe._holds("198.18.0.10", fib) is False
+    assert probe._holds("198.18.0.12", fib) is True
+    held = fib.replace(
+        "|-- 198.18.0.12\n", "|-- 198.18.0.10\n           /32 host LOCAL\n        |-- 198.18.0.12\n"
+    )
+    assert probe._holds("198.18.0.10", held) is True
 
 
 def test_echo_request_has_a_valid_checksum_and_carries_the_send_time():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import yaml
 
 from tests.conftest import REPO
@@ -16,10 +17,17 @@ def model(**heal) -> dict:
             "vip": {"provider": "keepalived-haproxy"}}  # fmt: skip
 
 
-def test_the_defaults_pass_and_etcd_leader_moves_are_off_until_soaked():
+def test_the_defaults_pass_with_etcd_leader_moves_and_the_handover_on():
     assert rules.problems(model()) == []
-    assert DEFAULTS["vip_heal"]["move_etcd_leader"] is False
-    assert rules.problems(model(move_etcd_leader=True)) == []
+    assert DEFAULTS["vip_heal"]["move_etcd_leader"] is True
+    assert DEFAULTS["vip_heal"]["handover_s"] == 30
+    assert rules.problems(model(move_etcd_leader=False, handover_s=0)) == []
+
+
+@pytest.mark.parametrize("value", [-1, 3601, "30", True])
+def test_a_bad_handover_time_is_refused(value):
+    (problem,) = rules.problems(model(handover_s=value))
+    assert problem.startswith("kubeha:vip_heal:handover_s:") and "0-3600" in problem
 
 
 def test_move_etcd_leader_must_be_a_boolean():

@@ -37,6 +37,8 @@ class Cluster:
         self.nodes = {n: {"priority": 0, "release": 0, "holds": n == holder} for n in NODES}
         self.calls: list[tuple] = []
         self.etcd_leader = holder
+        self.handover: dict[str, dict] = {}  # node -> its part in force (vip_handover)
+        self.takeover: dict[str, dict] = {}  # node -> its drop in force (vip_takeover)
 
     def effective(self, node):
         return min(254, max(1, BASE[node] + self.nodes[node]["priority"]))
@@ -46,6 +48,14 @@ class Cluster:
             live = [n for n in NODES if not self.nodes[n]["release"]]
             if live:
                 self.nodes[max(live, key=self.effective)]["holds"] = True
+
+    def _take(self):
+        """A node that stopped hearing the holder becomes master after its down timer,
+        and the holder steps down on hearing a higher priority (vip_takeover)."""
+        for node in self.takeover:
+            holder = next((n for n in NODES if self.nodes[n]["holds"]), None)
+            if holder and holder != node and self.effective(node) > self.effective(holder):
+                self.nodes[holder]["holds"], self.nodes[node]["holds"] = False, True
 
     def _write(self, node, entry):
         x = self.nodes[node]
@@ -67,19 +77,51 @@ class Cluster:
                 out[node] = (False, f"{node} did not answer {fun}")
             elif fun == "keepalived_track.apply":
                 out[node] = (True, self._write(node, args[0].get(node) or {}))
+            elif fun == "keepalived_track.write" and self.nodes[node].get("mute_write"):
+                out[node] = (False, f"{node} did not answer {fun} within {timeout:g} s")
             elif fun == "keepalived_track.write":
                 entry = {k: kwargs.get(k) for k in ("priority", "release")}
                 out[node] = (True, self._write(node, entry))
             elif fun == "vip_probe.holds":
+                self._take()
                 out[node] = (True, self.nodes[node]["holds"])
             elif fun == "vip_probe.last_view":
                 out[node] = (True, None)  # no newer report than what the master has
+            elif fun == "vip_handover.forward":
+                if self.nodes[node].get("no_handover"):
+                    out[node] = (False, "iptables: No chain/target/match by that name")
+                    continue
+                self.handover[node] = {"forward_to": args[2], "vip": args[0], "port": args[1],
+                                       **kwargs}  # fmt: skip
+                out[node] = (True, {"result": True, "role": "new holder"})
+            elif fun == "vip_handover.clear":
+                self.handover.pop(node, None)
+                out[node] = (True, {"result": True, "cleared": True})
+            elif fun == "vip_takeover.start":
+                if kwargs["node"] != node:
+                    out[node] = (True, {"result": True, "role": "bystander", "started": False})
+                elif self.nodes[node]["priority"] != args[2]:
+                    out[node] = (False, "ERROR: not taking over: this node's override is ...")
+                else:
+                    self.takeover[node] = {"from": args[0], "vrid": args[1], **kwargs}
+                    out[node] = (True, {"result": True, "role": "takes over", "started": True})
+            elif fun == "vip_takeover.clear":
+                self.takeover.pop(node, None)
+                out[node] = (True, {"result": True, "cleared": True})
             elif fun == "etcdctl.move_leader":
                 changed = self.etcd_leader != args[0]
                 self.etcd_leader = args[0]
                 out[node] = (True, {"changed": changed, "leader": {"name": args[0]}})
             else:
                 raise AssertionError(fun)
+        return out
+
+    def ask_steps(self, opts, nodes, steps, timeout=30):
+        """Salt's compound job: the steps in order on each node (here: step by step)."""
+        out = {n: [] for n in nodes}
+        for fun, args, kwargs in steps:
+            for node, answer in self.ask(opts, nodes, fun, *args, **kwargs).items():
+                out[node].append(answer)
         return out
 
     def holders(self):
@@ -90,16 +132,20 @@ class Cluster:
 def rig(tmp_path, monkeypatch):
     runner = load("_runners", "kubeha_vip")
     clock, cluster, fired = Clock(), Cluster(), []
-    heal = {"mode": "act", "margin": 50, "cooldown": 60, "recover_after": 30}
-    model = {"control_plane": [{"name": n} for n in NODES],
-             "vip": {"address": "198.18.0.10", "provider": "keepalived-haproxy"},
-             "vrrp": {"instance": "VI_1", "advert_int": 0.2, "down_timer_adverts": 3},
+    heal = {"mode": "act", "margin": 50, "cooldown": 60, "recover_after": 30, "handover_s": 30}
+    model = {"control_plane": [{"name": n, "ip": f"198.18.0.1{i}"} for i, n in
+                               enumerate(NODES, 1)],
+             "vip": {"address": "198.18.0.10", "provider": "keepalived-haproxy",
+                     "lb_port": 8443},
+             "vrrp": {"instance": "VI_1", "advert_int": 0.2, "down_timer_adverts": 3,
+                      "router_id": 51},
              "vip_heal": heal}  # fmt: skip
     monkeypatch.setattr(runner, "time", clock)
     runner.__opts__ = {"cachedir": str(tmp_path)}
     monkeypatch.setattr(load("_utils", "kubeha_vip_act"), "time", clock)
     runner.__utils__ = {**utils("kubeha_vip_store", "kubeha_vip_decide", "kubeha_vip_act"),
-                        "kubeha_minions.ask": cluster.ask}  # fmt: skip
+                        "kubeha_minions.ask": cluster.ask,
+                        "kubeha_minions.ask_steps": cluster.ask_steps}  # fmt: skip
     runner.__salt__ = {"kubeha.model": lambda c: copy.deepcopy(model),
                        "event.send": lambda tag, data: fired.append((tag, data))}  # fmt: skip
     runner.clock, runner.cluster, runner.fired, runner.heal = clock, cluster, fired, heal
@@ -134,12 +180,35 @@ def test_an_impaired_holder_is_moved_priorities_first_then_released(rig):
     assert decision["action"] == "move" and decision["target"] == "cp-2", decision
     assert decision["moved"] and decision["from"] == "cp-1"
     funs = [(c[0], c[1], c[3].get("release")) for c in rig.cluster.calls]
-    # The other nodes first (the impaired holder would slow that call), then the holder's
-    # priority and release together.
-    assert funs[0][0] == "keepalived_track.apply" and funs[0][1] == ("cp-2", "cp-3")
-    assert funs[1] == ("keepalived_track.write", ("cp-1",), 1)
-    assert rig.cluster.calls[1][3]["priority"] == -253
-    assert funs[-1] == ("keepalived_track.write", ("cp-1",), 0)
+    # One job to every other node first, in order on each: the forwarding of the holder's
+    # connections (VRRP may elect any of them on its own), the priorities with the
+    # bystander held in FAULT, the target's takeover once its priority is in force. Then
+    # the holder's priority and release in one call (its half of the handover is its
+    # divert unit); every release lifted and the takeover cleared after.
+    assert funs[0][:2] == ("vip_handover.forward", ("cp-2", "cp-3"))
+    assert rig.cluster.handover == {
+        n: {"forward_to": "198.18.0.11", "vip": "198.18.0.10", "port": 8443, "seconds": 30.0}
+        for n in ("cp-2", "cp-3")
+    }
+    assert funs[1][:2] == ("keepalived_track.apply", ("cp-2", "cp-3"))
+    assert rig.cluster.calls[1][2][0] == {"cp-2": {"priority": 253, "release": 0},
+                                          "cp-3": {"priority": 0, "release": 1}}  # fmt: skip
+    assert funs[2][:2] == ("vip_takeover.start", ("cp-2", "cp-3"))
+    assert rig.cluster.calls[2][2] == ("198.18.0.11", 51, 253)
+    assert rig.cluster.calls[2][3] == {"node": "cp-2", "seconds": 4.0, "instance": "VI_1"}
+    assert decision["takeover"]["started"] is True
+    assert funs[3] == ("keepalived_track.write", ("cp-1",), 1)
+    assert rig.cluster.calls[3][3]["priority"] == -253
+    assert decision["handover"]["result"] is True and decision["handover"]["to"] == "cp-1"
+    lifted = funs[funs.index(("keepalived_track.write", ("cp-1",), 1)) + 1 :]
+    assert [f[:2] for f in lifted if f[0] != "vip_probe.holds"] == [
+        ("keepalived_track.write", ("cp-1",)),
+        ("keepalived_track.apply", ("cp-3",)),
+        ("vip_takeover.clear", ("cp-2",)),
+    ]
+    assert lifted[-3][2] == 0 and rig.cluster.calls[-2][2][0] == {"cp-3": {"release": 0}}
+    assert rig.cluster.takeover == {}
+    assert rig.cluster.nodes["cp-3"]["release"] == 0
     assert rig.cluster.holders() == ["cp-2"]
     assert {n: rig.cluster.effective(n) for n in NODES} == {"cp-1": 1, "cp-2": 254, "cp-3": 130}
     assert rig.cluster.nodes["cp-1"]["release"] == 0
@@ -147,6 +216,62 @@ def test_an_impaired_holder_is_moved_priorities_first_then_released(rig):
     history = rig.history("lab")
     assert [h["action"] for h in history] == ["none"] * 4 + ["move"]
     assert rig.status("lab")["override"]["kind"] == "move"
+
+
+def test_a_failed_handover_is_recorded_and_the_vip_still_moves(rig):
+    rig.cluster.nodes["cp-3"]["no_handover"] = True
+    out = rig.pin("lab", "cp-3")  # no holder given: read back, then the forwarding
+    assert out["moved"] and rig.cluster.holders() == ["cp-3"]
+    assert out["handover"]["result"] is False and out["handover"]["to"] == "cp-1"
+    assert "No chain" in out["handover"]["nodes"]["cp-3"]["error"]
+    assert set(out["handover"]["nodes"]) == {"cp-2", "cp-3"}  # never the holder itself
+    assert set(rig.cluster.handover) == {"cp-2"}
+
+
+def test_the_target_takes_the_vip_when_the_holder_does_not_answer_its_release(rig):
+    rig.cluster.nodes["cp-1"]["mute_write"] = True  # an impaired holder: its call is lost
+    out = rig.pin("lab", "cp-2")
+    assert out["moved"] and rig.cluster.holders() == ["cp-2"], out
+    assert out["takeover"]["started"] and out["holder_release"]["result"] is False
+    # Its release was never written, so none is lifted; the takeover is cleared.
+    writes = [c for c in rig.cluster.calls if c[0] == "keepalived_track.write"]
+    assert [(c[1], c[3].get("release")) for c in writes] == [(("cp-1",), 1)]
+    assert rig.cluster.takeover == {}
+
+
+def test_a_refused_takeover_is_recorded_and_the_release_still_moves_the_vip(rig):
+    rig.heal["handover_s"] = 0
+    rig.cluster.nodes["cp-2"]["priority"] = 5  # the plan's 253 "not in force" on the target
+    real = rig.cluster.ask
+
+    def keep_offset(opts, nodes, fun, *args, **kwargs):
+        if fun == "keepalived_track.apply":
+            args = ({n: {k: v for k, v in e.items() if not (n == "cp-2" and k == "priority")}
+                     for n, e in args[0].items()},)  # fmt: skip
+        return real(opts, nodes, fun, *args, **kwargs)
+
+    rig.cluster.ask = rig.__utils__["kubeha_minions.ask"] = keep_offset
+    out = rig.pin("lab", "cp-2")
+    assert out["takeover"]["result"] is False and "not taking over" in out["takeover"]["error"]
+    assert out["moved"] and rig.cluster.holders() == ["cp-2"]
+    assert "vip_takeover.clear" not in [c[0] for c in rig.cluster.calls]
+
+
+def test_no_takeover_off_the_last_overrides_target(rig):
+    rig.pin("lab", "cp-3")  # cp-3 at 254 until its own write lands: a tie would trade
+    rig.clock.sleep(120)
+    rig.cluster.calls.clear()
+    out = rig.pin("lab", "cp-2")
+    assert out["moved"] and rig.cluster.holders() == ["cp-2"] and "takeover" not in out
+    assert "vip_takeover.start" not in [c[0] for c in rig.cluster.calls]
+
+
+def test_no_handover_when_it_is_off(rig):
+    rig.heal["handover_s"] = 0
+    out = rig.pin("lab", "cp-2")
+    assert out["moved"] and "handover" not in out
+    assert not [c for c in rig.cluster.calls if c[0].startswith("vip_handover.")]
+    assert ("keepalived_track.write", ("cp-1",)) in [c[:2] for c in rig.cluster.calls]
 
 
 def test_the_moves_own_reports_do_not_trigger_another(rig):
@@ -218,6 +343,12 @@ def test_an_override_is_undone_by_tick_once_clear_for_recover_after(rig):
 def test_pin_moves_the_vip_and_unpin_lifts_every_override(rig):
     out = rig.pin("lab", "cp-3")
     assert out["moved"] and rig.cluster.holders() == ["cp-3"]
+    # The holder is read, not found by applying the plan: the plan reaches each node once,
+    # in the move's own job (the holder's entry with its release).
+    funs = [c[0] for c in rig.cluster.calls]
+    before_release = funs[: funs.index("keepalived_track.write")]
+    assert before_release == ["vip_probe.holds", "vip_handover.forward",
+                              "keepalived_track.apply", "vip_takeover.start"], funs  # fmt: skip
     assert rig.status("lab")["override"]["kind"] == "operator"
     out = rig.unpin("lab")
     assert out["holders"] == ["cp-3"] and rig.status("lab")["override"] is None

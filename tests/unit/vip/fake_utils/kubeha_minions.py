@@ -43,3 +43,12 @@ def ask(opts, nodes, fun, *args, timeout=30, **kwargs):
     with open(path, "w") as handle:
         json.dump(cluster, handle)
     return out
+
+
+def ask_steps(opts, nodes, steps, timeout=30):
+    """Salt's compound job: the steps in order on each node (here: step by step)."""
+    out = {n: [] for n in nodes}
+    for fun, args, kwargs in steps:
+        for node, answer in ask(opts, nodes, fun, *args, timeout=timeout, **kwargs).items():
+            out[node].append(answer)
+    return out
