@@ -131,10 +131,15 @@ def _disarm_after_failure(fault: str, err: Exception):
 
 
 def _report(state: dict, at: float, **detail) -> dict:
+    """What a lasting fault did. ``at``: when its action started, not when it returned (a
+    watcher on the node may see its effect while the command still runs: the VIP's local
+    route goes with the link before ``ip link set down`` exits); ``applied_at``: when it
+    returned."""
     return {
         "fault": state["fault"],
         "node": __grains__.get("id"),
         "at": at,
+        "applied_at": time.time(),
         "revert_at": state["revert_at"],
         "timer": state["timer"],
         **detail,
@@ -198,12 +203,13 @@ def apiserver_hang(duration):
     pids = _process_tree(_container_pid("kube-apiserver"))
     recorded = [[pid, _u("start_ticks")(pid)] for pid in pids]
     state = _arm("apiserver-hang", duration, [{"do": "cont", "pids": recorded}], pids=pids)
+    started = time.time()
     try:
         for pid in pids:
             os.kill(pid, signal.SIGSTOP)
     except OSError as err:
         _disarm_after_failure("apiserver-hang", err)
-    return _report(state, time.time(), pids=pids)
+    return _report(state, started, pids=pids)
 
 
 def _link_restore_actions(ifname: str) -> list[dict]:
@@ -249,11 +255,12 @@ def isolate(duration, interface="ens160"):
     if not Path(f"/sys/class/net/{interface}").exists():
         raise CommandExecutionError(f"no interface {interface} on this node")
     state = _arm("isolate", duration, _link_restore_actions(interface), interface=interface)
+    started = time.time()
     try:
         _run(["ip", "link", "set", "dev", interface, "down"])
     except CommandExecutionError as err:
         _disarm_after_failure("isolate", err)
-    return _report(state, time.time(), interface=interface)
+    return _report(state, started, interface=interface)
 
 
 def netem(duration, interface="ens160", delay="200ms", jitter="20ms", loss=20):
@@ -268,13 +275,14 @@ def netem(duration, interface="ens160", delay="200ms", jitter="20ms", loss=20):
         salt cp-1 chaos.netem 60 delay=200ms jitter=20ms loss=20
     """
     state = _arm("netem", duration, [], interface=interface)
+    started = time.time()
     try:
         applied = __salt__["netem.add"](
             interface, delay=delay, jitter=jitter, loss=loss, duration=int(round(float(duration)))
         )
     except CommandExecutionError as err:
         _disarm_after_failure("netem", err)
-    return _report(state, time.time(), interface=interface, params=applied.get("params"),
+    return _report(state, started, interface=interface, params=applied.get("params"),
                    backend=applied.get("backend"))  # fmt: skip
 
 
@@ -296,11 +304,12 @@ def etcd_stop(duration):
     stash = _state_dir() / "etcd.yaml"
     state = _arm("etcd-stop", duration, [{"do": "move", "src": str(stash), "dst": str(manifest)}],
                  manifest=str(manifest))  # fmt: skip
+    started = time.time()
     try:
         os.replace(manifest, stash)
     except OSError as err:
         _disarm_after_failure("etcd-stop", err)
-    return _report(state, time.time(), manifest=str(manifest))
+    return _report(state, started, manifest=str(manifest))
 
 
 def leader_kill(component="kube-controller-manager"):
@@ -317,8 +326,9 @@ def leader_kill(component="kube-controller-manager"):
     if component not in ("kube-controller-manager", "kube-scheduler"):
         raise CommandExecutionError(f"{component}: kube-controller-manager or kube-scheduler")
     pid = _container_pid(component)
+    started = time.time()
     os.kill(pid, signal.SIGKILL)
-    return {"fault": "leader-kill", "node": __grains__.get("id"), "at": time.time(),
+    return {"fault": "leader-kill", "node": __grains__.get("id"), "at": started,
             "component": component, "pid": pid}  # fmt: skip
 
 

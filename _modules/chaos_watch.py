@@ -164,3 +164,22 @@ def fetch(run_id, remove=True):
     if remove:
         path.unlink(missing_ok=True)
     return records
+
+
+def discard(run_id):
+    """
+    Remove what ``node`` recorded for ``run_id`` (the runner fetches with ``remove=False``
+    and discards once every node answered: a fetch whose answer is lost on the way back,
+    e.g. from a node just back from isolation, can be asked again). True if there was a
+    record.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt 'cp-*' chaos_watch.discard lab-try-1
+    """
+    path = _path(run_id)
+    existed = path.exists()
+    path.unlink(missing_ok=True)
+    return existed

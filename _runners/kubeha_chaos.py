@@ -45,6 +45,7 @@ log = logging.getLogger(__name__)
 GATE_WAIT_S = 120
 RECOVER_WAIT_S = 300
 POWER_TIMEOUT_S = 180
+WATCH_FETCH_S = 90  # how long the watchers' records are asked for after the run
 # A detached power-on after a power-off whose runner died: sleeps, then switches the node
 # back on unless the runner removed the token file (it powered the node on itself).
 POWER_ON_LATER = (
@@ -212,16 +213,40 @@ def _arm_power_on(model, node, duration, run_dir) -> None:
         )  # fmt: skip
 
 
-def _collect(run_id, probe_minion, cps, wait) -> tuple[dict, dict]:
+def _fetch_watchers(run_id, cps, deadline_s=WATCH_FETCH_S) -> tuple[dict, dict]:
+    """({node: records}, {node: why missing}). A node just back from isolation may lose an
+    answer on its way back (its minion reconnects: "Request timed out ... reconnecting" in
+    its log), so nodes that did not answer are asked again until ``deadline_s``; the records
+    stay on each node until every answer is in (fetched with ``remove=False``), then go."""
+    watch, missing, left = {}, {}, list(cps)
+    deadline = time.time() + deadline_s
+    while left:
+        answers = _ask(left, "chaos_watch.fetch", run_id, remove=False, timeout=30)
+        for node, (ok, rows) in answers.items():
+            if ok and isinstance(rows, list):
+                watch[node] = rows
+                missing.pop(node, None)
+            else:
+                missing[node] = str(rows)
+        left = [n for n in left if n not in watch]
+        if left and time.time() < deadline:
+            time.sleep(5)
+            continue
+        break
+    if watch:
+        _ask(list(watch), "chaos_watch.discard", run_id, timeout=30)
+    for node in missing:
+        watch[node] = []
+    return watch, missing
+
+
+def _collect(run_id, probe_minion, cps, wait) -> tuple[dict, dict, dict]:
     ok, probe = _ask(probe_minion, "chaos_probe.fetch", run_id, wait=wait, timeout=wait + 30)[
         probe_minion
     ]
     if not ok:
         raise RuntimeError(f"the probe on {probe_minion} returned no result: {probe}")
-    watch = {}
-    for node, (ok, rows) in _ask(cps, "chaos_watch.fetch", run_id, timeout=60).items():
-        watch[node] = rows if ok and isinstance(rows, list) else []
-    return probe, watch
+    return (probe, *_fetch_watchers(run_id, cps))
 
 
 def run(cluster, scenario, target=None, duration=20, *, force=False,
@@ -291,8 +316,8 @@ def run(cluster, scenario, target=None, duration=20, *, force=False,
     reverted_at = max([r["at"] for r in reverts if r.get("at")] or [time.time()])
     time.sleep(max(0.0, started["t0"] + total - time.time()))
     try:
-        probe, watch = _collect(run_id, chaos["probe_minion"], cps,
-                                wait=3 * float(probe_cfg["timeout"]) + 90)  # fmt: skip
+        probe, watch, unwatched = _collect(run_id, chaos["probe_minion"], cps,
+                                           wait=3 * float(probe_cfg["timeout"]) + 90)  # fmt: skip
     except RuntimeError as err:
         probe = None
         lost = str(err)
@@ -304,7 +329,8 @@ def run(cluster, scenario, target=None, duration=20, *, force=False,
         return {"result": False, "retcode": 1, "Error": msg, "comment": msg, "run_id": run_id}
     healing = _healing(cluster, probe["t0"], time.time())
     fault = {"scenario": scenario, "targets": targets, "at": fault_at,
-             "reverted_at": reverted_at, "dead": dead}  # fmt: skip
+             "reverted_at": reverted_at, "dead": dead,
+             "vip_before": snap["vip"].get("holders") or [], "unwatched": unwatched}  # fmt: skip
     measured = __utils__["chaos_analysis.measure"](probe, watch, fault)
     slo = model.get("slo") or {}
     if below_quorum:  # only what must hold without quorum: no acknowledged write lost
@@ -369,6 +395,9 @@ def _summary(entry: dict, files: list[str]) -> dict:
              f"{req['failed']} of {req['count']} requests failed, longest stall "
              f"{req['longest_stall_s']} s, VIP failover {vip.get('failover_s')} s, "
              f"writes lost {entry['measured']['writes']['lost']}")  # fmt: skip
+    unwatched = entry["measured"].get("unwatched") or {}
+    if unwatched:  # a view the VIP and HAProxy timelines lack: said, not hidden
+        words += f"; no watcher records from {', '.join(sorted(unwatched))}"
     failed = [f"{v['goal']} (measured {v['measured']})" for v in entry["verdicts"] if not v["pass"]]
     comment = words + ("; FAILED: " + "; ".join(failed) if failed else "; every SLO met")
     out = {"result": entry["pass"], "comment": comment, "run_id": entry["run_id"],

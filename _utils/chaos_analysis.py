@@ -162,10 +162,19 @@ def holders_at(timeline, t):
     return current
 
 
-def vip_failover(timeline, requests, fault_at, targets):
-    """When the VIP moved off the targets and when it first answered from its new holder."""
+def vip_failover(timeline, requests, fault_at, targets, *, hint=(), unwatched=()):
+    """When the VIP moved off the targets and when it first answered from its new holder.
+
+    ``hint``: the holders the run's gate saw just before the lead-in, taken as ``before``
+    only when no watcher saw a holder at the fault and a node's records are missing
+    (``unwatched``): the holder's own view is the only one that shows it (its peers see
+    the VIP on no node of theirs), so losing its records must not read as "not expected to
+    move"."""
     before = holders_at(timeline, fault_at - 0.001)  # the dead are dead from the fault on
     out = {"before": before, "moved_to": None, "moved_s": None, "failover_s": None}
+    if not before and set(hint) & set(unwatched):
+        before = out["before"] = sorted(hint)
+        out["before_from"] = "the gate's snapshot: the holder's watcher records are missing"
     if not set(before) & set(targets):
         out["note"] = "the VIP was not on a target: it was not expected to move"
         return out
@@ -211,12 +220,13 @@ def haproxy_timelines(watch):
 
 
 def detection(timelines, fault_at, targets):
-    """{haproxy node: {target: seconds from the fault until it marked the target DOWN}}."""
+    """{haproxy node: {target: seconds from the fault until it took the target out of the
+    balance}}: DOWN, or NOLB (a graceful shutdown drains it: haproxy.cfg's check)."""
     out = {}
     for node, servers in timelines.items():
         for target in targets:
             for t, status in servers.get(target, []):
-                if t >= fault_at and status.startswith("DOWN"):
+                if t >= fault_at and status.startswith(("DOWN", "NOLB")):
                     out.setdefault(node, {})[target] = round(t - fault_at, 3)
                     break
     return out
@@ -298,7 +308,17 @@ def measure(probe, watch, fault):
         "keepalive": keepalive_stats(probe.get("keepalive") or []),
         "watch": watch_stats(probe),
         "writes": write_stats(probe),
-        "vip": {**vip_failover(timeline, requests, at, fault["targets"]), "timeline": timeline},
+        "vip": {
+            **vip_failover(
+                timeline,
+                requests,
+                at,
+                fault["targets"],
+                hint=fault.get("vip_before") or (),
+                unwatched=fault.get("unwatched") or (),
+            ),
+            "timeline": timeline,
+        },  # fmt: skip
         "haproxy": {
             "detection_s": detection(haproxy, at, fault["targets"]),
             "spurious_down": spurious_down(haproxy, fault["targets"]),
@@ -307,6 +327,7 @@ def measure(probe, watch, fault):
         "leases": lease_stats(probe.get("leases") or [], at, probe.get("end")),
         "etcd": {"leader_timeline": etcd, "leader_changes": max(0, len(etcd) - 1)},
         "last_seen": _last_seen(watch),
+        "unwatched": dict(fault.get("unwatched") or {}),
     }
 
 

@@ -1,25 +1,38 @@
-"""A TLS server answering GET /readyz like kube-apiserver: 200 "ok", 500 while a flag file exists.
+"""A TLS server answering like kube-apiserver: GET /readyz 200 "ok"; 500 while a flag file
+exists ("[-]etcd failed"); 500 "[-]shutdown failed" while ``<flag>.shutdown`` exists (a
+graceful shutdown: everything else is still served, upstream's --shutdown-delay-duration).
+GET /slow answers after 1.5 s; every answer names the server (``X-Server``).
 
-Usage: python khm_readyz_server.py IP PORT CERT KEY FAIL_FLAG
+Usage: python khm_readyz_server.py IP PORT CERT KEY FAIL_FLAG [NAME]
 """
 
 import http.server
 import ssl
 import sys
+import time
 from pathlib import Path
 
 
 def main() -> None:
     ip, port, cert, key, flag = sys.argv[1:6]
+    name = sys.argv[6] if len(sys.argv) > 6 else ip
     fail_flag = Path(flag)
+    shutdown_flag = Path(flag + ".shutdown")
 
     class Handler(http.server.BaseHTTPRequestHandler):
         def do_GET(self):  # noqa: N802 (http.server's naming)
-            failing = fail_flag.exists()
-            body = b"[-]etcd failed: reason withheld\nreadyz check failed\n" if failing else b"ok"
-            self.send_response(500 if failing and self.path.startswith("/readyz") else 200)
+            status, body = 200, b"ok"
+            if self.path.startswith("/readyz") and fail_flag.exists():
+                status, body = 500, b"[-]etcd failed: reason withheld\nreadyz check failed\n"
+            elif self.path.startswith("/readyz") and shutdown_flag.exists():
+                status = 500
+                body = b"[+]ping ok\n[-]shutdown failed: reason withheld\nreadyz check failed\n"
+            elif self.path == "/slow":
+                time.sleep(1.5)
+            self.send_response(status)
             self.send_header("Content-Type", "text/plain; charset=utf-8")
             self.send_header("Content-Length", str(len(body)))
+            self.send_header("X-Server", name)
             self.end_headers()
             self.wfile.write(body)
 

@@ -67,6 +67,9 @@ def test_default_checks_the_local_etcd_member_then_readyz(tmp_path):
         "tcp-check connect ssl",
         'tcp-check send "GET /readyz?exclude=etcd&exclude=etcd-readiness HTTP/1.0\\r\\n'
         'Host: kube-apiserver\\r\\n\\r\\n"',
+        # A graceful shutdown drains (NOLB) instead of failing (tests/root/modules/
+        # test_haproxy_graceful_shutdown.py runs it in a real HAProxy).
+        'tcp-check expect !string "[-]shutdown failed" error-status L7OKC',
         'tcp-check expect rstring "^HTTP/1\\.[01] 200"',
     ]
     assert "balance leastconn" in backend and "on-marked-down shutdown-sessions" in backend
@@ -79,6 +82,7 @@ def test_apiservers_on_every_member_use_an_http_check_of_readyz(tmp_path):
     assert "option httpchk" in backend and "http-check connect ssl" in backend
     assert "tcp-check connect port 2379" not in backend
     assert "uri /readyz?exclude=etcd&exclude=etcd-readiness" in backend
+    assert 'http-check expect !string "[-]shutdown failed" error-status L7OKC\n' in backend
 
 
 def test_the_full_readyz_without_exclusions(tmp_path):

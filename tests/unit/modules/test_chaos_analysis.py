@@ -92,6 +92,28 @@ def test_vip_on_another_node_is_not_expected_to_move():
     assert got["failover_s"] is None and "not expected to move" in got["note"]
 
 
+def test_the_gates_holder_stands_in_only_for_a_holder_whose_records_are_lost():
+    # node-isolate on the holder cp-1 whose records were lost: its peers never saw the VIP
+    # before the fault, cp-2 took it at +0.6 s.
+    watch = {"cp-1": [], "cp-2": _vip("cp-2", (T0, False), (T0 + 10.6, True))}
+    timeline = analysis.vip_timeline(watch)
+    rows = [req(1, T0 + 10.7)]
+    lost = analysis.vip_failover(
+        timeline, rows, T0 + 10.0, ["cp-1"], hint=["cp-1"], unwatched={"cp-1": "no answer"}
+    )
+    assert lost["before"] == ["cp-1"] and lost["moved_to"] == ["cp-2"]
+    assert "missing" in lost["before_from"]
+    assert lost["failover_s"] == pytest.approx(0.716, abs=1e-3)  # its TLS handshake (16 ms)
+    # Every record in: the snapshot is not used, whatever it says.
+    got = analysis.vip_failover(timeline, rows, T0 + 10.0, ["cp-1"], hint=["cp-1"], unwatched={})
+    assert got["before"] == [] and "not expected to move" in got["note"]
+    seen = analysis.vip_timeline({**watch, "cp-3": _vip("cp-3", (T0, True))})
+    got = analysis.vip_failover(
+        seen, rows, T0 + 10.0, ["cp-1"], hint=["cp-1"], unwatched={"cp-1": "no answer"}
+    )
+    assert got["before"] == ["cp-3"] and "before_from" not in got
+
+
 def test_haproxy_detection_per_load_balancer():
     watch = {
         "cp-2": [
@@ -103,6 +125,10 @@ def test_haproxy_detection_per_load_balancer():
     timelines = analysis.haproxy_timelines(watch)
     assert timelines["cp-2"]["cp-1"] == [[T0, "UP/L7OK"], [T0 + 2.4, "DOWN/L4TOUT"]]
     assert analysis.detection(timelines, T0 + 1.0, ["cp-1"]) == {"cp-2": {"cp-1": 1.4}}
+    # A graceful shutdown drains the server (NOLB) before its port closes (DOWN).
+    watch["cp-2"][1:1] = [{"t": T0 + 1.2, "k": "hap", "v": {"cp-1": "NOLB/L7OKC"}}]
+    drained = analysis.detection(analysis.haproxy_timelines(watch), T0 + 1.0, ["cp-1"])
+    assert drained == {"cp-2": {"cp-1": 0.2}}
 
 
 def test_leader_failover_is_the_new_holders_acquire_time():

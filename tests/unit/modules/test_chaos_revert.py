@@ -133,3 +133,14 @@ def test_etcd_leader_status_from_its_metrics():
     )
     assert watch._parse_etcd_metrics(text) == {"leader": True, "has_leader": True, "changes": 3}
     assert watch._parse_etcd_metrics("etcd_server_has_leader 0\n")["has_leader"] is False
+
+
+def test_records_stay_until_discarded(tmp_path):
+    """The runner fetches with remove=False (an answer lost on the way back can be asked
+    again), then discards; a cut last line (power-off) is skipped."""
+    watch.__salt__ = {"config.get": lambda key, default=None: {"runs_dir": str(tmp_path)}}
+    (tmp_path / "run-1.watch.jsonl").write_text('{"t": 1.0, "k": "vip", "v": true}\n{"t": 2')
+    for _ in range(2):
+        assert watch.fetch("run-1", remove=False) == [{"t": 1.0, "k": "vip", "v": True}]
+    assert watch.discard("run-1") is True
+    assert watch.fetch("run-1") == [] and watch.discard("run-1") is False

@@ -104,3 +104,34 @@ def test_plan_says_what_would_be_hit(calls):
     assert "etcd stopped" in ret["comment"]
     ret = runner.plan("lab", "leader-kill")
     assert ret["targets"] == ["cp-3"]
+
+
+def test_watchers_that_lose_an_answer_are_asked_again_and_nothing_is_discarded_early(
+    monkeypatch,
+):
+    """A node back from isolation may drop its first answer: its records stay on the node
+    (fetched with remove=False) and it is asked again; they go only once every answer is
+    in. A node that never answers is reported missing, not read as an empty view."""
+    made = []
+    answers = {"cp-1": [(False, "cp-1 did not answer within 30 s"), (True, [{"t": 1.0}])],
+               "cp-2": [(True, [{"t": 2.0}])], "cp-3": [(False, "no answer")] * 99}  # fmt: skip
+
+    def ask(nodes, fun, *args, timeout=60, **kwargs):
+        nodes = [nodes] if isinstance(nodes, str) else list(nodes)
+        made.append((fun, sorted(nodes), kwargs))
+        if fun == "chaos_watch.discard":
+            return {n: (True, True) for n in nodes}
+        return {n: answers[n].pop(0) for n in nodes}
+
+    clock = {"now": 1000.0}
+    monkeypatch.setattr(runner, "_ask", ask)
+    monkeypatch.setattr(runner.time, "time", lambda: clock["now"])
+    monkeypatch.setattr(runner.time, "sleep", lambda s: clock.update(now=clock["now"] + s))
+    watch, missing = runner._fetch_watchers("run-1", ["cp-1", "cp-2", "cp-3"], deadline_s=12)
+    assert watch == {"cp-1": [{"t": 1.0}], "cp-2": [{"t": 2.0}], "cp-3": []}
+    assert list(missing) == ["cp-3"]
+    fetches = [m for m in made if m[0] == "chaos_watch.fetch"]
+    assert fetches[0] == ("chaos_watch.fetch", ["cp-1", "cp-2", "cp-3"], {"remove": False})
+    assert fetches[1][1] == ["cp-1", "cp-3"] and all(f[1] == ["cp-3"] for f in fetches[2:])
+    assert made[-1] == ("chaos_watch.discard", ["cp-1", "cp-2"], {})
+    assert [m[0] for m in made].count("chaos_watch.discard") == 1
