@@ -193,6 +193,21 @@ def stop_pid(proc: subprocess.Popen, timeout: float = 10.0) -> None:
         proc.wait(timeout=timeout)
 
 
+def start_haproxy(haproxy: str, cfg: Path, sock: Path, servers, procs: list) -> object:
+    """Run HAProxy on ``cfg`` in the foreground (tracked in ``procs``, its log next to the
+    config) and wait for its runtime socket ``sock`` and for ``servers`` to be UP; the
+    Salt modules with ``haproxy_runtime`` pointed at that socket."""
+    log = (cfg.parent / "haproxy.log").open("wb")
+    procs.append(subprocess.Popen([haproxy, "-db", "-f", str(cfg)], stdout=log, stderr=log))
+    deadline = time.monotonic() + 10
+    while not sock.exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    salt = loaders(cfg.parent / "salt", haproxy_runtime={"socket": str(sock)}).modules
+    for name in servers:
+        salt.haproxy_runtime.wait_for_status(name, "UP", timeout=15)
+    return salt
+
+
 def pid_alive(pid: int) -> bool:
     """Running and not a zombie (an exited child stays in the table until reaped)."""
     with contextlib.suppress(ChildProcessError):

@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 import pytest
-from khm_support import free_port, issue, loaders, make_ca, stop_pid, wait_port
+from khm_support import free_port, issue, make_ca, start_haproxy, stop_pid, wait_port
 
 from tests.conftest import require_binary
 from tests.unit.formula.test_haproxy_check_kinds import _backend, _model, _render
@@ -93,15 +93,7 @@ def lb(request, tmp_path):
         + backend.split("\n", 1)[1]
         + "\n"
     )
-    log = (tmp_path / "haproxy.log").open("wb")
-    procs.append(subprocess.Popen([haproxy, "-db", "-f", str(cfg)], stdout=log, stderr=log))
-    deadline = time.monotonic() + 10
-    while not sock.exists() and time.monotonic() < deadline:
-        time.sleep(0.1)
-    salt = loaders(tmp_path / "salt", haproxy_runtime={"socket": str(sock)}).modules
-    for name in NODES:
-        salt.haproxy_runtime.wait_for_status(name, "UP", timeout=15)
-    return salt, front, flags
+    return start_haproxy(haproxy, cfg, sock, NODES, procs), front, flags
 
 
 def _get(front: int, path: str) -> tuple[int, str]:

@@ -3,11 +3,10 @@
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import pytest
-from khm_support import free_port, issue, loaders, make_ca, stop_pid, wait_port
+from khm_support import free_port, issue, loaders, make_ca, start_haproxy, stop_pid, wait_port
 from salt.exceptions import CommandExecutionError
 
 from tests.conftest import require_binary
@@ -83,15 +82,7 @@ def lb(tmp_path_factory, request):
         ["haproxy", "-c", "-f", str(cfg)], capture_output=True, text=True, check=False
     )
     assert check.returncode == 0, check.stderr
-    log = (base / "haproxy.log").open("wb")
-    procs.append(subprocess.Popen([haproxy, "-db", "-f", str(cfg)], stdout=log, stderr=log))
-    deadline = time.monotonic() + 10
-    while not sock.exists() and time.monotonic() < deadline:
-        time.sleep(0.1)
-    salt = loaders(base / "salt", haproxy_runtime={"socket": str(sock)}).modules
-    for name in NODES:
-        salt.haproxy_runtime.wait_for_status(name, "UP", timeout=15)
-    return salt, backends
+    return start_haproxy(haproxy, cfg, sock, NODES, procs), backends
 
 
 def test_backends_and_servers_with_check_details(lb):
