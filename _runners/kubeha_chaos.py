@@ -29,12 +29,9 @@ CLI Example:
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import secrets
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -44,16 +41,7 @@ log = logging.getLogger(__name__)
 
 GATE_WAIT_S = 120
 RECOVER_WAIT_S = 300
-POWER_TIMEOUT_S = 180
 WATCH_FETCH_S = 90  # how long the watchers' records are asked for after the run
-# A detached power-on after a power-off whose runner died: sleeps, then switches the node
-# back on unless the runner removed the token file (it powered the node on itself).
-POWER_ON_LATER = (
-    "import os, subprocess, sys, time\n"
-    "time.sleep(float(sys.argv[2]))\n"
-    "try:\n    os.unlink(sys.argv[1])\nexcept FileNotFoundError:\n    sys.exit(0)\n"
-    "subprocess.run(sys.argv[3:], timeout=600, check=False)\n"
-)
 
 
 def _plan(name: str):
@@ -137,26 +125,7 @@ def plan(cluster, scenario, target=None, duration=20, *, force=False,
 
 
 def _power(model: dict, which: str, node: str) -> dict:
-    argv = [w.replace("{node}", node) for w in model["chaos"][f"power_{which}"]]
-    started = time.time()
-    try:
-        res = subprocess.run(argv, capture_output=True, text=True, timeout=POWER_TIMEOUT_S,
-                             check=False)  # fmt: skip
-    except (OSError, subprocess.TimeoutExpired) as err:
-        raise RuntimeError(
-            f"the power switch ({which}) for {node} failed: {type(err).__name__}"
-        ) from err
-    if res.returncode != 0:
-        # The command line is not quoted back: a site may pass a credential in it.
-        raise RuntimeError(f"the power switch ({which}) for {node} exited {res.returncode}")
-    at = started
-    for line in res.stdout.splitlines():
-        # A switch may print {"at": <epoch s>} for when the power actually went.
-        try:
-            at = float(json.loads(line).get("at", at))
-        except (ValueError, AttributeError, TypeError):
-            continue
-    return {"fault": f"power-{which}", "node": node, "at": at, "returned": time.time()}
+    return __utils__["chaos_power.switch"](model, which, node)
 
 
 def _inject(scenario, node, model, duration, params) -> dict:
@@ -198,19 +167,6 @@ def _revert(scenario, node, model, run_dir) -> dict:
         if time.time() > deadline:
             return {"node": node, "error": str(ret)}
         time.sleep(2)
-
-
-def _arm_power_on(model, node, duration, run_dir) -> None:
-    token = run_dir / f"{node}.power-on"
-    token.write_text(str(time.time()))
-    argv = [w.replace("{node}", node) for w in model["chaos"]["power_on"]]
-    log_path = run_dir / f"{node}.power-on.log"
-    with open(log_path, "ab") as out:
-        subprocess.Popen(  # noqa: S603 - argument list from the validated pillar
-            [sys.executable, "-c", POWER_ON_LATER, str(token), f"{duration + 15:.1f}", *argv],
-            stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-            start_new_session=True, close_fds=True,
-        )  # fmt: skip
 
 
 def _fetch_watchers(run_id, cps, deadline_s=WATCH_FETCH_S) -> tuple[dict, dict]:
@@ -303,7 +259,7 @@ def run(cluster, scenario, target=None, duration=20, *, force=False,
     for node in targets:
         try:
             if scenario == "power-off":
-                _arm_power_on(model, node, duration, run_dir)
+                __utils__["chaos_power.arm_power_on"](model, node, duration, run_dir)
             faults.append(_inject(scenario, node, model, duration, params))
             if scenario == "power-off":
                 dead[node] = faults[-1]["at"]

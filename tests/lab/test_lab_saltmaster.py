@@ -53,3 +53,46 @@ def test_a_run_still_alive_is_refused(proc_dir):
     with pytest.raises(LabError, match="still running"):
         saltmaster.forget_killed_run(os.getpid())
     assert [p.name for p in proc_dir.iterdir()] == ["20261129070800000000"]
+
+
+REFUSAL = (
+    '{"data": {"vm_master": ["The function \\"state.orchestrate\\" is running as PID 4242 and '
+    'was started at 2026, Nov 29 12:07:04.153964 with jid 20261129120704153964"]}}'
+)
+
+
+def _master(monkeypatch, answers: list[str]) -> list[list[str]]:
+    """saltmaster.run answering ``answers`` in turn; the argument lists it was given."""
+    calls = []
+
+    def run(argv, timeout=None, check=False):
+        calls.append([str(a) for a in argv])
+        return subprocess.CompletedProcess(argv, 0, answers.pop(0), "")
+
+    monkeypatch.setattr(saltmaster, "run", run)
+    return calls
+
+
+def test_an_orchestration_refused_by_the_masters_schedule_runs_again_after_it(
+    proc_dir, monkeypatch
+):
+    jid = "20261129120704153964"
+    (proc_dir / jid).write_bytes(salt.payload.dumps(
+        {"jid": jid, "fun": "state.orchestrate", "pid": 4242,
+         "schedule": "kubeha-etcd-backup-lab"}))  # fmt: skip
+    calls = _master(monkeypatch, [REFUSAL, '{"data": {"vm_master": {}}}'])
+    monkeypatch.setattr(saltmaster.time, "sleep", lambda s: (proc_dir / jid).unlink())
+    proc = saltmaster.cli("salt-run", ["--out=json", "state.orch", "orch.upgrade"])
+    assert proc.stdout == '{"data": {"vm_master": {}}}' and len(calls) == 2
+    assert calls[0] == calls[1]
+
+
+def test_any_other_refusal_is_returned_as_it_is(proc_dir, monkeypatch):
+    jid = "20261129120704153964"
+    (proc_dir / jid).write_bytes(salt.payload.dumps({"jid": jid, "fun": "state.orch", "pid": 1}))
+    calls = _master(monkeypatch, [REFUSAL])
+    assert saltmaster.cli("salt-run", ["state.orch", "orch.chaos"]).stdout == REFUSAL
+    (proc_dir / jid).unlink()
+    calls = _master(monkeypatch, [REFUSAL])  # its job file gone: not known to be scheduled
+    assert saltmaster.cli("salt-run", ["state.orch", "orch.chaos"]).stdout == REFUSAL
+    assert len(calls) == 1
