@@ -318,7 +318,7 @@ def measure(probe, watch, fault):
                 unwatched=fault.get("unwatched") or (),
             ),
             "timeline": timeline,
-        },  # fmt: skip
+        },
         "haproxy": {
             "detection_s": detection(haproxy, at, fault["targets"]),
             "spurious_down": spurious_down(haproxy, fault["targets"]),
