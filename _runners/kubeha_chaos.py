@@ -285,9 +285,10 @@ def run(cluster, scenario, target=None, duration=20, *, force=False,
         return {"result": False, "retcode": 1, "Error": msg, "comment": msg, "run_id": run_id}
     healing = _healing(cluster, probe["t0"], time.time())
     fault = {"scenario": scenario, "targets": targets, "at": fault_at,
-             "reverted_at": reverted_at, "dead": dead,
-             "vip_before": snap["vip"].get("holders") or [], "unwatched": unwatched}  # fmt: skip
-    measured = __utils__["chaos_analysis.measure"](probe, watch, fault)
+             "reverted_at": reverted_at, "dead": dead}  # fmt: skip
+    measured = __utils__["chaos_analysis.measure"](
+        probe, watch, fault, vip_before=snap["vip"].get("holders") or [], unwatched=unwatched
+    )
     slo = model.get("slo") or {}
     if below_quorum:  # only what must hold without quorum: no acknowledged write lost
         slo = {"writes_lost": slo.get("writes_lost")}

@@ -293,8 +293,10 @@ def etcd_timeline(watch):
     return out
 
 
-def measure(probe, watch, fault):
-    """Everything a run measured. ``fault``: {scenario, targets, at, reverted_at, dead}."""
+def measure(probe, watch, fault, *, vip_before=(), unwatched=None):
+    """Everything a run measured. ``fault``: {scenario, targets, at, reverted_at, dead};
+    ``vip_before``: the VIP's holders in the run's gate; ``unwatched``: {node: why} for the
+    watchers whose records are missing (``vip_failover``)."""
     at, reverted = fault["at"], fault.get("reverted_at") or fault["at"]
     requests = probe.get("requests") or []
     timeline = vip_timeline(watch, fault.get("dead"))
@@ -314,8 +316,8 @@ def measure(probe, watch, fault):
                 requests,
                 at,
                 fault["targets"],
-                hint=fault.get("vip_before") or (),
-                unwatched=fault.get("unwatched") or (),
+                hint=vip_before,
+                unwatched=unwatched or {},
             ),
             "timeline": timeline,
         },
@@ -327,7 +329,7 @@ def measure(probe, watch, fault):
         "leases": lease_stats(probe.get("leases") or [], at, probe.get("end")),
         "etcd": {"leader_timeline": etcd, "leader_changes": max(0, len(etcd) - 1)},
         "last_seen": _last_seen(watch),
-        "unwatched": dict(fault.get("unwatched") or {}),
+        "unwatched": dict(unwatched or {}),
     }
 
 

@@ -207,23 +207,30 @@ def cli(program: str, args: list[str], *, timeout: float = 300, check: bool = Fa
     other refusal is returned as it is."""
     if program not in ("salt", "salt-run", "salt-key", "salt-cp"):
         raise LabError(f"not a Salt master-side program: {program}")
-    while True:
+    for _ in range(3):  # each wait is bounded; a schedule met three times in a row is news
         proc = run([BIN / program, "-c", HOME, *args], timeout=timeout, check=check)
         busy = REFUSED.search(proc.stdout) if program == "salt-run" else None
         if not (busy and set(args) & set(ORCHESTRATE)) or not wait_scheduled_job(busy[1]):
-            return proc
+            break
+    return proc
+
+
+def _job_file(path: Path) -> dict | None:
+    """A job file of the master's cache/proc (Salt's msgpack), or None: gone already, or not
+    a job file we can read."""
+    import salt.payload  # noqa: PLC0415 - only these helpers need Salt; `lab` itself does not
+
+    try:
+        data = salt.payload.loads(path.read_bytes())
+    except Exception:  # noqa: BLE001 - see the docstring
+        return None
+    return data if isinstance(data, dict) else None
 
 
 def scheduled_job(jid: str) -> str | None:
     """The schedule entry's name if job ``jid`` in the master's cache/proc was started by the
     master's scheduler (salt/utils/schedule.py writes "schedule" in its job file), else None."""
-    import salt.payload  # noqa: PLC0415 - only these helpers need Salt; `lab` itself does not
-
-    try:
-        data = salt.payload.loads((HOME / "cache" / "proc" / jid).read_bytes())
-    except Exception:  # noqa: BLE001 - gone already, or not a job file we can read
-        return None
-    return data.get("schedule") if isinstance(data, dict) else None
+    return (_job_file(HOME / "cache" / "proc" / jid) or {}).get("schedule")
 
 
 def wait_scheduled_job(jid: str, limit: float = SCHEDULED_WAIT_S) -> bool:
@@ -271,17 +278,11 @@ def forget_killed_run(pid: int) -> list[str]:
     on this host, so a later `state.orch` was refused with "The function state.orchestrate
     is running as PID ..." 30 minutes after the kill. What an operator does after a
     `kill -9` of salt-run (README, Chaos scenarios), done here for the lab's own killed runs."""
-    import salt.payload  # noqa: PLC0415 - only this helper needs Salt; `lab` itself does not
-
     if _alive(pid):
         raise LabError(f"salt-run {pid} is still running; kill it first")
     removed = []
     for path in sorted((HOME / "cache" / "proc").glob("*")):
-        try:
-            data = salt.payload.loads(path.read_bytes())
-        except Exception:  # noqa: BLE001, S112 - not a job file we can read: not ours to remove
-            continue
-        if isinstance(data, dict) and data.get("pid") == pid:
+        if (_job_file(path) or {}).get("pid") == pid:
             path.unlink(missing_ok=True)
             removed.append(path.name)
     return removed

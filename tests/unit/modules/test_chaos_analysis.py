@@ -114,6 +114,15 @@ def test_the_gates_holder_stands_in_only_for_a_holder_whose_records_are_lost():
     assert got["before"] == ["cp-3"] and "before_from" not in got
 
 
+def test_measure_passes_the_gates_holder_and_the_missing_records_on():
+    watch = {"cp-1": [], "cp-2": _vip("cp-2", (T0, False), (T0 + 10.6, True))}
+    fault = {"scenario": "node-isolate", "targets": ["cp-1"], "at": T0 + 10.0}
+    probe = {"requests": [req(1, T0 + 10.7)], "t0": T0, "end": T0 + 20}
+    got = analysis.measure(probe, watch, fault, vip_before=["cp-1"], unwatched={"cp-1": "lost"})
+    assert got["vip"]["moved_to"] == ["cp-2"] and got["unwatched"] == {"cp-1": "lost"}
+    assert analysis.measure(probe, watch, fault)["vip"]["failover_s"] is None
+
+
 def test_haproxy_detection_per_load_balancer():
     watch = {
         "cp-2": [
