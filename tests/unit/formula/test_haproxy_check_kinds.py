@@ -73,7 +73,7 @@ def test_default_checks_the_local_etcd_member_then_readyz(tmp_path):
         'tcp-check expect rstring "^HTTP/1\\.[01] 200"',
     ]
     assert "balance leastconn" in backend and "on-marked-down shutdown-sessions" in backend
-    assert "inter 500ms fastinter 200ms downinter 1s fall 2 rise 40" in backend
+    assert "inter 200ms fastinter 100ms downinter 1s fall 2 rise 80" in backend
 
 
 def test_apiservers_on_every_member_use_an_http_check_of_readyz(tmp_path):

@@ -182,8 +182,8 @@ CASES = {
         ["kubeha:haproxy:check:exclude", "etcd_servers: local", "docs/facts.md #9"],
     ),
     "apiserver shutdown delay shorter than HAProxy detection": (
-        {"apiserver": {"shutdown_delay_seconds": 0.5}},
-        ["kubeha:apiserver:shutdown_delay_seconds", "0.7 s", "docs/facts.md #10"],
+        {"apiserver": {"shutdown_delay_seconds": 0.25}},
+        ["kubeha:apiserver:shutdown_delay_seconds", "0.3 s", "docs/facts.md #10"],
     ),
     "renew deadline not below the lease duration": (
         {"leader_election": {"lease_duration": 5, "renew_deadline": 5, "retry_period": 1}},
