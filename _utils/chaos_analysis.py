@@ -298,6 +298,7 @@ def measure(probe, watch, fault, *, vip_before=(), unwatched=None):
     ``vip_before``: the VIP's holders in the run's gate; ``unwatched``: {node: why} for the
     watchers whose records are missing (``vip_failover``)."""
     at, reverted = fault["at"], fault.get("reverted_at") or fault["at"]
+    unwatched = dict(unwatched or {})
     requests = probe.get("requests") or []
     timeline = vip_timeline(watch, fault.get("dead"))
     haproxy = haproxy_timelines(watch)
@@ -317,7 +318,7 @@ def measure(probe, watch, fault, *, vip_before=(), unwatched=None):
                 at,
                 fault["targets"],
                 hint=vip_before,
-                unwatched=unwatched or {},
+                unwatched=unwatched,
             ),
             "timeline": timeline,
         },
@@ -329,7 +330,7 @@ def measure(probe, watch, fault, *, vip_before=(), unwatched=None):
         "leases": lease_stats(probe.get("leases") or [], at, probe.get("end")),
         "etcd": {"leader_timeline": etcd, "leader_changes": max(0, len(etcd) - 1)},
         "last_seen": _last_seen(watch),
-        "unwatched": dict(unwatched or {}),
+        "unwatched": unwatched,
     }
 
 
