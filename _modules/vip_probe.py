@@ -3,7 +3,7 @@ What one control plane sees of the VIP and of its peers, in one bounded sample: 
 measurements behind the ``kubeha_vip`` beacon, and a tool of their own
 (``salt cp-1 vip_probe.sample ...``).
 
-A sample reads, without forking anything:
+A sample reads, forking nothing but curl for its HTTP parts:
 
 - whether this node holds the VIP (the kernel's own ``/proc/net/fib_trie``), keepalived's
   state (the formula's notify file) and the live overrides (``keepalived_track.read``);
@@ -15,7 +15,7 @@ A sample reads, without forking anything:
   a raw socket kept open between samples sees the same packets keepalived does (after
   netfilter's INPUT hook), so a node whose adverts are filtered shows as silent;
 - in the background (never waited for by the beacon): ``GET /readyz`` of the local
-  apiserver and through the VIP on the LB port (TLS, anonymous: kubeadm's
+  apiserver and through the VIP on the LB port (TLS through curl, anonymous: kubeadm's
   system:public-info-viewer lets anyone read it), and HAProxy's view of every apiserver
   (runtime API), and with ``etcd_metrics`` every ``etcd_every`` seconds whether the local
   etcd member leads. Each result is reported by the sample that finds it finished;
@@ -37,10 +37,9 @@ import json
 import os
 import select
 import socket
-import ssl
 import struct
+import subprocess
 import time
-import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -230,22 +229,38 @@ def _paths(ctx, sockets, peers: dict, probes: int, timeout: float, *, vrid=None)
 # --- background: HTTP and HAProxy -------------------------------------------------------------
 
 
-def _tls_context() -> ssl.SSLContext:
-    ctx = ssl.create_default_context()
-    # Addressed by IP (127.0.0.1, the VIP): the chain is checked against the cluster CA, the
-    # name is not (kubeadm's serving certificate need not carry 127.0.0.1).
-    ctx.check_hostname = False
-    if Path(CA).exists():
-        ctx.load_verify_locations(CA)
-    else:
-        ctx.verify_mode = ssl.CERT_NONE
-    return ctx
+# The background jobs run in threads of the salt-minion process, which forks a process for
+# every job it runs. A fork while one of these threads holds an OpenSSL lock leaves the child
+# with that lock held forever: measured on the lab, a gate's `apiserver.readyz` job spun for
+# 12 minutes in SSL_CTX_new (CRYPTO_THREAD_write_lock, under X509_STORE_new) and held up the
+# orchestration that waited for it. So nothing here uses OpenSSL in-process: TLS and HTTP go
+# through curl (a fork+exec, safe from a thread), which kubeha.lb.keepalived installs.
+CURL = "/usr/bin/curl"
+
+
+def _curl(url: str, timeout: float, *extra: str) -> tuple[int | None, bytes, float, str]:
+    """(HTTP code, body, seconds curl took, error) of GET ``url``, all bounded by ``timeout``."""
+    argv = [CURL, "--silent", "--show-error", "--max-time", f"{float(timeout):g}",
+            "--write-out", "\n%{http_code} %{time_total}", *extra, str(url)]  # fmt: skip
+    try:
+        proc = subprocess.run(argv, capture_output=True, timeout=float(timeout) + 2.0, check=False)
+    except (OSError, subprocess.TimeoutExpired) as err:
+        return None, b"", float(timeout), (str(err) or type(err).__name__)[:120]
+    body, _, tail = proc.stdout.rpartition(b"\n")
+    code, took = (tail.split() + [b"0", b"0"])[:2]
+    error = proc.stderr.decode(errors="replace").strip().removeprefix("curl: ")[:120]
+    try:
+        return (int(code) or None), body, float(took), error
+    except ValueError:
+        return None, body, float(timeout), error or f"curl: {tail[:60]!r}"
 
 
 def readyz(host, port, timeout=1.0):
     """
-    ``GET /readyz`` over TLS, bounded by ``timeout`` for the whole exchange: ``{"ok",
-    "code", "ms", "error"}``.
+    ``GET /readyz`` over TLS (curl), bounded by ``timeout`` for the whole exchange: ``{"ok",
+    "code", "ms", "error"}``. The chain is checked against the cluster CA and the name
+    against ``kubernetes``, which kubeadm puts in every apiserver's serving certificate
+    (addressed by IP, 127.0.0.1 or the VIP, which it need not carry).
 
     CLI Example:
 
@@ -253,30 +268,21 @@ def readyz(host, port, timeout=1.0):
 
         salt cp-1 vip_probe.readyz 198.18.0.10 8443
     """
-    began = time.monotonic()
-    out = {"ok": False, "code": None, "ms": None, "error": ""}
-    try:
-        raw = socket.create_connection((str(host), int(port)), timeout=timeout)
-        with raw, _tls_context().wrap_socket(raw) as conn:
-            conn.settimeout(max(0.05, timeout - (time.monotonic() - began)))
-            conn.sendall(b"GET /readyz HTTP/1.0\r\nHost: kube-apiserver\r\n\r\n")
-            first = conn.recv(64)
-        parts = first.split(b" ", 2)
-        out["code"] = int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else None
-        out["ok"] = out["code"] == 200
-        out["error"] = "" if out["ok"] else f"http {out['code']}"
-    except (OSError, ssl.SSLError, ValueError) as err:
-        out["error"] = type(err).__name__ if not str(err) else str(err)[:120]
-    out["ms"] = round((time.monotonic() - began) * 1000.0, 1)
-    return out
+    host, port = str(host), int(port)
+    name = "kubernetes"
+    tls = ["--cacert", CA] if Path(CA).exists() else ["--insecure"]
+    code, _, took, error = _curl(f"https://{name}:{port}/readyz", float(timeout), *tls,
+                                 "--resolve", f"{name}:{port}:{host}")  # fmt: skip
+    ok = code == 200
+    return {"ok": ok, "code": code, "ms": round(took * 1000.0, 1),
+            "error": "" if ok else (error or f"http {code}")}  # fmt: skip
 
 
 def etcd_leader(url, timeout=1.0):
     """
     Whether the local etcd member leads: ``etcd_server_is_leader`` from its metrics
-    listener (kubeadm: ``--listen-metrics-urls=http://127.0.0.1:2381``), read line by line
-    and no further than that metric (the exposition is sorted by name, far from the
-    large ``go_*``/``grpc_*`` families). ``{"leader": bool or None, "error"}``.
+    listener (kubeadm: ``--listen-metrics-urls=http://127.0.0.1:2381``), through curl.
+    ``{"leader": bool or None, "error"}``.
 
     CLI Example:
 
@@ -284,14 +290,16 @@ def etcd_leader(url, timeout=1.0):
 
         salt cp-1 vip_probe.etcd_leader http://127.0.0.1:2381/metrics
     """
-    try:
-        with urllib.request.urlopen(str(url), timeout=float(timeout)) as resp:  # noqa: S310 - a configured http(s) URL
-            for raw in resp:
-                if raw.startswith(b"etcd_server_is_leader "):
-                    return {"leader": float(raw.split()[1]) == 1.0, "error": ""}
-        return {"leader": None, "error": "no etcd_server_is_leader"}
-    except (OSError, ValueError) as err:
-        return {"leader": None, "error": (str(err) or type(err).__name__)[:120]}
+    code, body, _, error = _curl(str(url), float(timeout))
+    if code != 200:
+        return {"leader": None, "error": error or f"http {code}"}
+    for raw in body.splitlines():
+        if raw.startswith(b"etcd_server_is_leader "):
+            try:
+                return {"leader": float(raw.split()[1]) == 1.0, "error": ""}
+            except (IndexError, ValueError):
+                break
+    return {"leader": None, "error": "no etcd_server_is_leader"}
 
 
 def _haproxy() -> dict:

@@ -136,3 +136,58 @@ def test_etcd_leadership_is_read_from_the_metrics_listener(tmp_path):
     finally:
         server.shutdown()
     assert probe.etcd_leader(base + "/lead", timeout=0.5)["leader"] is None  # nothing listens
+
+
+def test_readyz_goes_through_curl_and_checks_the_chain_and_the_name_kubernetes(
+    tmp_path, monkeypatch
+):
+    """TLS through curl, never OpenSSL in the minion's threads (a fork of the minion while a
+    thread holds an OpenSSL lock hangs the forked job: measured on the lab). The serving
+    certificate is checked against the cluster CA and the name kubernetes, whatever the
+    address: 200 is ok, 500 says so, another CA's certificate fails the handshake."""
+    import http.server
+    import ssl
+    import sys
+    import threading
+
+    sys.path.insert(0, str(__import__("pathlib").Path(__file__).parents[2] / "root/modules"))
+    from khm_support import issue, make_ca
+
+    ca = make_ca(tmp_path / "a", "kubernetes")
+    make_ca(tmp_path / "b", "another cluster")
+    crt, key = issue(tmp_path / "a", "apiserver", ca, "kube-apiserver",
+                     sans=["kubernetes"], server=True)  # fmt: skip
+    status = {"code": 200}
+
+    class Readyz(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(status["code"] if self.path == "/readyz" else 404)
+            self.end_headers()
+            self.wfile.write(b"ok")
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Readyz)
+    tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    tls.load_cert_chain(crt, key)
+    server.socket = tls.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    port = server.server_address[1]
+    calls = []
+    real_run = probe.subprocess.run
+    monkeypatch.setattr(probe.subprocess, "run",
+                        lambda argv, **kw: calls.append(argv) or real_run(argv, **kw))  # fmt: skip
+    try:
+        monkeypatch.setattr(probe, "CA", str(tmp_path / "a" / "ca.crt"))
+        good = probe.readyz("127.0.0.1", port, timeout=5)
+        assert good["ok"] and good["code"] == 200 and good["error"] == "", good
+        assert calls[-1][0] == probe.CURL and f"kubernetes:{port}:127.0.0.1" in calls[-1]
+        status["code"] = 500
+        assert probe.readyz("127.0.0.1", port, timeout=5)["error"] == "http 500"
+        monkeypatch.setattr(probe, "CA", str(tmp_path / "b" / "ca.crt"))
+        wrong = probe.readyz("127.0.0.1", port, timeout=5)
+        assert not wrong["ok"] and wrong["code"] is None and "certificate" in wrong["error"]
+    finally:
+        server.shutdown()
+    assert probe.readyz("127.0.0.1", port, timeout=1)["code"] is None  # nothing listens
