@@ -120,6 +120,10 @@ def _version(text) -> tuple[int, int, int]:
     return __utils__["kubeha_values.version_tuple"](text)
 
 
+def _seconds(value) -> float:
+    return __utils__["kubeha_values.seconds"](value)
+
+
 def kubeadm_api(model: dict) -> str:
     """
     The kubeadm config API the model resolves to: ``v1beta3`` before 1.31, ``v1beta4`` from
@@ -339,6 +343,10 @@ def derive(
         "control_plane_endpoint": f"{endpoint_host}:{vip['lb_port']}",
         "apiserver_bind_address": bind_address,
         "lb_bind_address": vip["address"] if vip["lb_bind"] == "vip" else "*",
+        # The Lua task that cuts a DOWN server's sessions counts in milliseconds.
+        "haproxy_cut_after_ms": round(
+            _seconds((model.get("haproxy") or {}).get("cut_sessions_after_down") or 0) * 1000
+        ),
         "sandbox_image": sandbox,
         "upgrade_target": target,
         "upgrade_order": _upgrade_order(model),

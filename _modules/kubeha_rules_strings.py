@@ -37,6 +37,7 @@ SCALARS = (
     (("haproxy", "timeouts", "client"), "duration", False),
     (("haproxy", "timeouts", "server"), "duration", False),
     (("haproxy", "timeouts", "queue"), "duration", False),
+    (("haproxy", "cut_sessions_after_down"), "duration", False),
     (("haproxy", "check", "inter"), "duration", False),
     (("haproxy", "check", "fastinter"), "duration", False),
     (("haproxy", "check", "downinter"), "duration", False),

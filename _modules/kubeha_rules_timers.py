@@ -163,6 +163,27 @@ def _haproxy(model: dict) -> list[str]:
     return out
 
 
+def _session_cut(model: dict) -> list[str]:
+    """The delay before a DOWN server's sessions are cut against HAProxy's connect timeout."""
+    if (model.get("vip") or {}).get("provider") != "keepalived-haproxy":
+        return []
+    haproxy = model.get("haproxy") or {}
+    try:
+        cut = _seconds(haproxy.get("cut_sessions_after_down", 0))
+        connect = _seconds((haproxy.get("timeouts") or {}).get("connect"))
+    except (TypeError, ValueError):
+        return []  # kubeha_rules_strings names the key that is not a duration
+    if 0 < cut < connect:
+        return [
+            f"kubeha:haproxy:cut_sessions_after_down: {cut:g} s is shorter than HAProxy's "
+            f"connect timeout (haproxy:timeouts:connect = {connect:g} s): a connect still "
+            "pending to the server when it went DOWN would be cut instead of retried on "
+            f"another server. Use at least {connect + 0.05:g}s, or 0s for HAProxy's own "
+            "immediate cut (on-marked-down shutdown-sessions)."
+        ]
+    return []
+
+
 def _probe(model: dict) -> list[str]:
     """The chaos probe's client timeout against HAProxy's connect timeout."""
     haproxy = model.get("haproxy") or {}
@@ -267,7 +288,7 @@ def problems(model: dict) -> list[str]:
     # Not a shared helper in _utils: a util calling back into this module would run the
     # rule in the utils loader's context, where __utils__ is not packed.
     out: list[str] = []
-    for rule in (_vrrp, _haproxy, _leader_election, _probe):
+    for rule in (_vrrp, _haproxy, _session_cut, _leader_election, _probe):
         try:
             out += rule(model)
         except (KeyError, TypeError, AttributeError) as err:

@@ -154,9 +154,20 @@ def _run(cmd: list[str], **kw) -> subprocess.CompletedProcess:
     return subprocess.run(cmd, capture_output=True, text=True, timeout=60, check=False, **kw)
 
 
+def _previewed_haproxy_cfg(preview, out):
+    """The previewed haproxy.cfg with its lua-load pointed at the previewed Lua task (the
+    file kubeha.lb.haproxy puts in /etc/haproxy before it checks the config)."""
+    lua = preview / "etc/haproxy/kubeha-cut-down-sessions.lua"
+    assert "core.register_task" in lua.read_text()
+    text = (preview / "etc/haproxy/haproxy.cfg").read_text()
+    assert "lua-load /etc/haproxy/kubeha-cut-down-sessions.lua\n" in text
+    out.write_text(text.replace("/etc/haproxy/kubeha-cut-down-sessions.lua", str(lua)))
+    return out
+
+
 @pytest.mark.parametrize("node", EXAMPLE_NODES)
-def test_haproxy_cfg_passes_haproxy_check(previews, node):
-    cfg = previews[node] / "etc/haproxy/haproxy.cfg"
+def test_haproxy_cfg_passes_haproxy_check(previews, node, tmp_path):
+    cfg = _previewed_haproxy_cfg(previews[node], tmp_path / "haproxy.cfg")
     proc = _run(["haproxy", "-c", "-f", str(cfg)])
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "[WARNING]" not in proc.stdout + proc.stderr, proc.stdout + proc.stderr
@@ -173,9 +184,9 @@ def test_haproxy_cfg_passes_haproxy_check(previews, node):
 
 def test_haproxy_check_rejects_a_broken_config(previews, tmp_path):
     """The validator is real: the same file with a typo fails."""
-    broken = tmp_path / "haproxy.cfg"
-    text = (previews["cp-1"] / "etc/haproxy/haproxy.cfg").read_text()
-    broken.write_text(text.replace("option redispatch", "option redispatchh"))
+    broken = _previewed_haproxy_cfg(previews["cp-1"], tmp_path / "haproxy.cfg")
+    assert _run(["haproxy", "-c", "-f", str(broken)]).returncode == 0
+    broken.write_text(broken.read_text().replace("option redispatch", "option redispatchh"))
     assert _run(["haproxy", "-c", "-f", str(broken)]).returncode != 0
 
 

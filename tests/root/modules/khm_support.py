@@ -237,3 +237,27 @@ def netns_delete(ns: str) -> None:
         with contextlib.suppress(ProcessLookupError):
             os.kill(int(pid), signal.SIGKILL)
     sh("ip", "netns", "delete", ns, check=False)
+
+
+CLONE_NEWNET = 0x40000000
+
+
+@contextlib.contextmanager
+def private_netns():
+    """Run the calling thread, and the threads and processes it starts meanwhile, in a new
+    network namespace with only its loopback up (so a test may add iptables rules there);
+    back in the original one on exit. Nothing is named or left behind: the namespace goes
+    with its last process and socket."""
+    import ctypes
+    import threading
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    with open(f"/proc/self/task/{threading.get_native_id()}/ns/net") as old:
+        if libc.unshare(CLONE_NEWNET) != 0:
+            raise OSError(ctypes.get_errno(), "unshare(CLONE_NEWNET)")
+        try:
+            sh("ip", "link", "set", "lo", "up")
+            yield
+        finally:
+            if libc.setns(old.fileno(), CLONE_NEWNET) != 0:
+                raise OSError(ctypes.get_errno(), "setns back to the test's own namespace")

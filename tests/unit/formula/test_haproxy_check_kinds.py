@@ -13,6 +13,7 @@ from __future__ import annotations
 import copy
 import shutil
 import subprocess
+from pathlib import Path
 
 import pytest
 import salt.config
@@ -22,6 +23,8 @@ import yaml
 from tests.conftest import REPO
 
 TEMPLATE = REPO / "salt/kubeha/files/haproxy/haproxy.cfg.jinja"
+CUT_TEMPLATE = REPO / "salt/kubeha/files/haproxy/kubeha-cut-down-sessions.lua.jinja"
+CUT_PATH = "/etc/haproxy/kubeha-cut-down-sessions.lua"
 DEFAULTS = yaml.safe_load((REPO / "salt/kubeha/parameters/defaults.yaml").read_text())["values"]
 
 
@@ -29,7 +32,7 @@ def _model(**changes) -> dict:
     model = copy.deepcopy(DEFAULTS)
     model["control_plane"] = [{"name": f"cp-{i}", "ip": f"192.168.1.1{i}"} for i in (1, 2, 3)]
     model["vip"]["address"] = "192.168.1.10"
-    model["derived"] = {"lb_bind_address": "*"}
+    model["derived"] = {"lb_bind_address": "*", "haproxy_cut_after_ms": 150}
     for path, value in changes.items():
         section, key = path.split("__")
         target = model["haproxy"]["check"] if section == "check" else model[section]
@@ -37,17 +40,29 @@ def _model(**changes) -> dict:
     return model
 
 
-def _render(tmp_path, model) -> str:
+def _jinja(template, model) -> str:
     opts = salt.config.minion_config(None)
     opts["file_client"] = "local"
     salt_funcs = {"file.file_exists": lambda path: False}
-    text = salt.utils.templates.render_jinja_tmpl(
-        TEMPLATE.read_text(),
+    return salt.utils.templates.render_jinja_tmpl(
+        template.read_text(),
         {"opts": opts, "saltenv": "base", "kubeha": model, "salt": salt_funcs},
     )
+
+
+def render_cut(tmp_path, model) -> Path:
+    """The Lua task that cuts a DOWN server's sessions, rendered into ``tmp_path``."""
+    lua = tmp_path / "kubeha-cut-down-sessions.lua"
+    lua.write_text(_jinja(CUT_TEMPLATE, model))
+    return lua
+
+
+def _render(tmp_path, model) -> str:
+    """haproxy.cfg, checked with `haproxy -c` (its lua-load pointed at the rendered task)."""
+    text = _jinja(TEMPLATE, model)
     if shutil.which("haproxy"):
         cfg = tmp_path / "haproxy.cfg"
-        cfg.write_text(text)
+        cfg.write_text(text.replace(CUT_PATH, str(render_cut(tmp_path, model))))
         proc = subprocess.run(["haproxy", "-c", "-f", str(cfg)], capture_output=True,
                               text=True, timeout=60, check=False)  # fmt: skip
         assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -72,7 +87,7 @@ def test_default_checks_the_local_etcd_member_then_readyz(tmp_path):
         'tcp-check expect !string "[-]shutdown failed" error-status L7OKC',
         'tcp-check expect rstring "^HTTP/1\\.[01] 200"',
     ]
-    assert "balance leastconn" in backend and "on-marked-down shutdown-sessions" in backend
+    assert "balance leastconn" in backend and "on-marked-down" not in backend
     assert "inter 200ms fastinter 100ms downinter 1s fall 2 rise 80" in backend
 
 
@@ -125,3 +140,15 @@ def test_the_frontend_binds_transparent_only_while_the_handover_is_on(tmp_path):
     assert "\n    bind *:8443 transparent\n" in text
     text = _render(tmp_path, _model(vip_heal__handover_s=0))
     assert "\n    bind *:8443\n" in text and "transparent" not in text.split("\nbackend")[0]
+
+
+def test_a_down_servers_sessions_are_cut_by_the_lua_task_or_by_haproxy_at_once(tmp_path):
+    # The task itself runs in a real HAProxy: tests/root/modules/test_haproxy_down_cut.py.
+    text = _render(tmp_path, _model())
+    assert f"\n    lua-load {CUT_PATH}\n" in text and "on-marked-down" not in _backend(text)
+    assert "local cut_after_ms = 150\n" in render_cut(tmp_path, _model()).read_text()
+    model = _model()
+    model["derived"]["haproxy_cut_after_ms"] = 0
+    text = _render(tmp_path, model)
+    assert "lua-load" not in text
+    assert text.count(" on-marked-down shutdown-sessions\n") == 1, text

@@ -240,6 +240,14 @@ CASES = {
         {"probe": {"timeout": 1}, "haproxy": {"timeouts": {"connect": "2s"}}},
         ["kubeha:probe:timeout", "connect timeout"],
     ),
+    "a DOWN server's sessions cut before its pending connects could be retried": (
+        {"haproxy": {"cut_sessions_after_down": "50ms"}},
+        ["kubeha:haproxy:cut_sessions_after_down", "connect timeout", "at least 0.15s"],
+    ),
+    "a session cut delay that is not a duration": (
+        {"haproxy": {"cut_sessions_after_down": 150}},
+        ["kubeha:haproxy:cut_sessions_after_down", "not a duration"],
+    ),
     "kube-vip with an LB port other than the apiserver's": (
         {"vip": {"provider": "kube-vip", "lb_port": 8443}},
         ["kubeha:vip:lb_port", "kube-vip", "6443"],
@@ -324,6 +332,9 @@ ACCEPTED = {
     "every apiserver on every etcd member, etcd left out of the check": {
         "apiserver": {"etcd_servers": "all"},
         "haproxy": {"check": {"exclude": ["etcd", "etcd-readiness"], "etcd_port": 0}},
+    },
+    "HAProxy's own immediate cut of a DOWN server's sessions": {
+        "haproxy": {"cut_sessions_after_down": "0s"}
     },
     "upstream leader-election defaults": {
         "leader_election": {"lease_duration": 15, "renew_deadline": 10, "retry_period": 2}

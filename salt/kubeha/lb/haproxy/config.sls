@@ -10,8 +10,25 @@
 {%- endif %}
 {%- set f = config_files['haproxy'] %}
 
+{%- set lua = config_files['haproxy-cut'] %}
+
 include:
   - {{ tplroot }}.lb.haproxy.install
+
+# The Lua task haproxy.cfg loads unless kubeha:haproxy:cut_sessions_after_down is 0: in
+# place before the candidate config is checked, since `haproxy -c` loads it too.
+kubeha-lb-haproxy-cut-file-managed:
+  file.managed:
+    - name: {{ lua.path }}
+    - source: {{ lua.source }}
+    - template: jinja
+    - user: root
+    - group: haproxy
+    - mode: '{{ lua.mode }}'
+    - context:
+        kubeha: {{ kubeha | json }}
+    - require:
+      - sls: {{ tplroot }}.lb.haproxy.install
 
 kubeha-lb-haproxy-config-file-managed:
   file.managed:
@@ -27,3 +44,4 @@ kubeha-lb-haproxy-config-file-managed:
         kubeha: {{ kubeha | json }}
     - require:
       - sls: {{ tplroot }}.lb.haproxy.install
+      - file: kubeha-lb-haproxy-cut-file-managed

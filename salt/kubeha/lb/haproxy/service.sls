@@ -14,3 +14,4 @@ kubeha-lb-haproxy-service-running:
     - reload: True
     - watch:
       - file: kubeha-lb-haproxy-config-file-managed
+      - file: kubeha-lb-haproxy-cut-file-managed
