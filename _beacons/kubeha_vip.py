@@ -309,6 +309,11 @@ def _restore(st: dict, path: Path) -> None:
     if saved.get("pid") == os.getpid() and isinstance(saved.get("signature"), dict):
         st.update(sent=saved["signature"], seq=saved.get("seq", 0),
                   boot=saved.get("boot", st["boot"]))  # fmt: skip
+        if "etcd_leader" in saved["signature"]:
+            # read in the background every few samples: until the next answer the last
+            # one reported stands, or the reload alone would report a change (measured:
+            # None then False, two events from a quiet cluster)
+            st["etcd_leader"] = saved["signature"]["etcd_leader"]
 
 
 def _save(st: dict, path: Path, event: dict) -> None:
@@ -352,6 +357,12 @@ def beacon(config):
     if st is None:
         st = __context__[CTX] = {"boot": f"{os.getpid()}-{int(time.time())}"}
         _restore(st, path)
+        if cfg.get("etcd_metrics") and "etcd_leader" not in st:
+            # the first report says who leads etcd (a local read, milliseconds), so the
+            # background's first answer is not a change of its own
+            st["etcd_leader"] = __salt__["vip_probe.etcd_leader"](
+                cfg["etcd_metrics"], cfg["http_timeout"]
+            ).get("leader")
     start = time.monotonic()
     view = assess(st, _sample(cfg), cfg)
     # A path sample gone bad is confirmed at once by the next ones (the ICMP part only

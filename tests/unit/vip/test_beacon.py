@@ -298,3 +298,29 @@ def test_etcd_leadership_is_reported_only_where_configured_and_kept_between_read
     assert go(raw()) == []  # no reading this sample: the last one stands
     (change,) = go({**raw(), "etcd": {"leader": False, "error": ""}})
     assert change["changed"] == ["etcd_leader"] and change["view"]["etcd_leader"] is False
+
+
+def test_a_new_or_reloaded_beacon_does_not_report_etcd_leadership_it_has_not_read_yet(
+    tmp_path,
+):
+    """The background answers etcd's leadership a sample late: a new beacon reads it once
+    at start (a local read), and one reloaded in the same minion process keeps the last
+    one reported, so neither reports None and then the answer (two events, measured on the
+    lab after a highstate reloaded the beacons)."""
+    reads = []
+
+    def fake_sample(peers, **kwargs):
+        return raw()  # the etcd read is still running in the background
+
+    beacon.__context__ = {}
+    beacon.__salt__ = {
+        "vip_probe.sample": fake_sample,
+        "vip_probe.etcd_leader": lambda url, timeout: reads.append(url) or {"leader": False},
+    }
+    cfg = config(state_file=str(tmp_path / "b.json"), etcd_metrics="http://127.0.0.1:2381/m")
+    (first,) = beacon.beacon(cfg)
+    assert first["tag"] == "first" and first["view"]["etcd_leader"] is False
+    assert reads == ["http://127.0.0.1:2381/m"]
+    assert beacon.beacon(cfg) == []
+    beacon.__context__ = {}  # the beacon reloaded in the same process: restored, not read
+    assert beacon.beacon(cfg) == [] and len(reads) == 1
