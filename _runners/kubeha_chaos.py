@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import logging
 import os
+import random
 import secrets
 import time
 from pathlib import Path
@@ -253,7 +254,12 @@ def run(cluster, scenario, target=None, duration=20, *, force=False,
     started = _wait_probe(run_id, chaos["probe_minion"])
     if "error" in started:
         return _refused(f"the probe did not start on {chaos['probe_minion']}: {started['error']}")
-    time.sleep(max(0.0, started["t0"] + lead_in - time.time()))
+    # The fault lands at a random point between two of the probe's requests. lead_in is a
+    # whole number of request intervals: without this the fault came 1-25 ms after a request
+    # left, every run, and that request was in flight on the failing node each time (B and
+    # the hang lost exactly it in about 1 run in 3); faults do not keep time with clients.
+    phase = random.uniform(0.0, 1.0 / float(probe_cfg["rate"]))  # noqa: S311 - not secret
+    time.sleep(max(0.0, started["t0"] + lead_in + phase - time.time()))
     params = {"component": component, "netem": {"delay": delay, "jitter": jitter, "loss": loss}}
     faults, errors, dead = [], [], {}
     for node in targets:
