@@ -184,13 +184,14 @@ def test_scenario(cluster: Lab, scenario: str, target: str, extra: dict):
 
 def _lost_only_before_down(lab: Lab) -> None:
     """The last run's failed requests were all due before the VIP holder's HAProxy marked
-    the target DOWN (as its watcher saw it), and that DOWN came within 1 s of the fault."""
+    the target DOWN (as its watcher saw it), and that DOWN came within 1.5 s of the fault."""
     run = json.loads((lab.reports / f"chaos-{CLUSTER}.json").read_text())["runs"][-1]
     (target,) = run["targets"]
     holder = run["before"]["vip"][0]
     downs = [t for t, status in run["measured"]["haproxy"]["timeline"][holder][target]
              if t >= run["fault"]["at"] and status.startswith("DOWN")]  # fmt: skip
-    assert downs and downs[0] - run["fault"]["at"] <= 1.0, (holder, target, downs)
+    # Detection is up to 0.6 s by the check's timings (defaults.yaml; 0.45-0.84 s measured).
+    assert downs and downs[0] - run["fault"]["at"] <= 1.5, (holder, target, downs)
     # Failed as chaos_analysis.request_stats counts them: an error, or no first byte.
     failed_due = [r[1] for r in run["raw"]["requests"] if r[6] or r[3] is None]
     assert all(due <= downs[0] for due in failed_due), (downs[0], failed_due)

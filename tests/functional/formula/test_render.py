@@ -177,7 +177,7 @@ def test_haproxy_cfg_passes_haproxy_check(previews, node, tmp_path):
     # etcd's own checks (an etcd election must not mark every apiserver DOWN): issue 12.
     assert "tcp-check connect port 2379\n    tcp-check connect ssl\n" in text
     assert 'tcp-check send "GET /readyz?exclude=etcd&exclude=etcd-readiness HTTP/1.0' in text
-    assert "balance leastconn" in text and "timeout connect 100ms" in text
+    assert "balance leastconn" in text and "timeout connect 150ms" in text
     for name, ip in (("cp-1", "192.168.1.11"), ("cp-2", "192.168.1.12"), ("cp-3", "192.168.1.13")):
         assert f"server {name} {ip}:6443" in text
 

@@ -32,7 +32,7 @@ def _model(**changes) -> dict:
     model = copy.deepcopy(DEFAULTS)
     model["control_plane"] = [{"name": f"cp-{i}", "ip": f"192.168.1.1{i}"} for i in (1, 2, 3)]
     model["vip"]["address"] = "192.168.1.10"
-    model["derived"] = {"lb_bind_address": "*", "haproxy_cut_after_ms": 150}
+    model["derived"] = {"lb_bind_address": "*", "haproxy_cut_after_ms": 200}
     for path, value in changes.items():
         section, key = path.split("__")
         target = model["haproxy"]["check"] if section == "check" else model[section]
@@ -146,7 +146,7 @@ def test_a_down_servers_sessions_are_cut_by_the_lua_task_or_by_haproxy_at_once(t
     # The task itself runs in a real HAProxy: tests/root/modules/test_haproxy_down_cut.py.
     text = _render(tmp_path, _model())
     assert f"\n    lua-load {CUT_PATH}\n" in text and "on-marked-down" not in _backend(text)
-    assert "local cut_after_ms = 150\n" in render_cut(tmp_path, _model()).read_text()
+    assert "local cut_after_ms = 200\n" in render_cut(tmp_path, _model()).read_text()
     model = _model()
     model["derived"]["haproxy_cut_after_ms"] = 0
     text = _render(tmp_path, model)
