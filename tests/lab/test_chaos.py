@@ -179,7 +179,10 @@ def test_scenario(cluster: Lab, scenario: str, target: str, extra: dict):
         _lost_only_before_down(cluster)
     if scenario == "leader-kill":
         kcm = ret["leases"]["kube-controller-manager"]
-        assert kcm["before"] != kcm["after"] and kcm["failover_s"] is not None, kcm
+        # A new holder identity took the Lease (failover_s is its acquire time). It may be
+        # the killed one's restart on the same node, which competes like any other (seen:
+        # cp-2 -> cp-2 after 3.8 s), so the node is not compared.
+        assert kcm["failover_s"] is not None and kcm["transitions"] >= 1, kcm
 
 
 def _lost_only_before_down(lab: Lab) -> None:
