@@ -41,7 +41,7 @@ class Server:
     status: str  # as HAProxy prints it: UP, DOWN, MAINT, DRAIN, NOLB, "UP 1/2", "no check"
     is_up: bool
     check_status: str  # L7OK, L7STS, L4CON, L4TOUT, L6RSP, ... (empty when not checked)
-    check_code: str  # HTTP status of the last L7 check
+    check_code: str  # HTTP status of the last L7 check ("" while a check runs, or none)
     check_duration_ms: int | None
     check_desc: str
     sessions_current: int
@@ -105,7 +105,9 @@ def _server(row: dict) -> Server:
         status=status,
         is_up=status.startswith("UP") or status == "no check",
         check_status=row.get("check_status", "").lstrip("* "),
-        check_code=row.get("check_code", ""),
+        # 0 is no HTTP status: HAProxy resets it while a check runs ("* L7OK"), and a
+        # tcp-check without an HTTP answer never sets it.
+        check_code="" if row.get("check_code", "") in ("", "0") else row["check_code"],
         check_duration_ms=_int(row.get("check_duration"), None),
         check_desc=row.get("check_desc", ""),
         sessions_current=_int(row.get("scur")),

@@ -3,6 +3,7 @@
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -85,9 +86,20 @@ def lb(tmp_path_factory, request):
     return start_haproxy(haproxy, cfg, sock, NODES, procs), backends
 
 
+def _settled_backend(salt) -> dict:
+    """The backend once no check is running on any server (a running check has no HTTP
+    status yet: HAProxy resets it), within 3 s."""
+    deadline = time.monotonic() + 3
+    while True:
+        backend = next(b for b in salt.haproxy_runtime.backends() if b["name"] == "kube-apiserver")
+        if all(s["check_code"] for s in backend["servers"]) or time.monotonic() > deadline:
+            return backend
+        time.sleep(0.05)
+
+
 def test_backends_and_servers_with_check_details(lb):
     salt, _ = lb
-    backend = next(b for b in salt.haproxy_runtime.backends() if b["name"] == "kube-apiserver")
+    backend = _settled_backend(salt)
     assert backend["status"] == "UP" and backend["servers_active"] == 3
     assert [s["name"] for s in backend["servers"]] == ["cp-1", "cp-2", "cp-3"]
     for srv in backend["servers"]:

@@ -242,7 +242,7 @@ CASES = {
     ),
     "a DOWN server's sessions cut before its pending connects could be retried": (
         {"haproxy": {"cut_sessions_after_down": "50ms"}},
-        ["kubeha:haproxy:cut_sessions_after_down", "connect timeout", "at least 0.15s"],
+        ["kubeha:haproxy:cut_sessions_after_down", "connect timeout", "at least 0.2s"],
     ),
     "a session cut delay that is not a duration": (
         {"haproxy": {"cut_sessions_after_down": 150}},
