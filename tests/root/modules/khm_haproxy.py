@@ -37,27 +37,20 @@ def listen_and_close(ip: str, port: int, stop: threading.Event) -> socket.socket
 
 
 class Servers:
-    """One khm_readyz_server per node; ``stop(name)`` ends one (its port then closes)."""
+    """One khm_readyz_server per node, stopped by the finalizer; ``flags`` make /readyz fail."""
 
     def __init__(self, tmp_path: Path, nodes: dict, port: int, finalizer):
-        self.tmp, self.nodes, self.port, self.procs = tmp_path, nodes, port, {}
-        self.ca = make_ca(tmp_path, "kubernetes")
+        ca = make_ca(tmp_path, "kubernetes")
         self.flags = {n: tmp_path / f"{n}.fail" for n in nodes}
-        finalizer(lambda: [stop_pid(p) for p in self.procs.values()])
-        for name in nodes:
-            self.start(name)
+        procs = []
+        finalizer(lambda: [stop_pid(p) for p in procs])
+        for name, ip in nodes.items():
+            crt, key = issue(tmp_path, name, ca, "kube-apiserver", sans=[ip], server=True)
+            procs.append(subprocess.Popen([
+                sys.executable, str(HERE / "khm_readyz_server.py"), ip, str(port), str(crt),
+                str(key), str(self.flags[name]), name]))  # fmt: skip
         for ip in nodes.values():
             wait_port(ip, port)
-
-    def start(self, name: str) -> None:
-        ip = self.nodes[name]
-        crt, key = issue(self.tmp, name, self.ca, "kube-apiserver", sans=[ip], server=True)
-        self.procs[name] = subprocess.Popen([
-            sys.executable, str(HERE / "khm_readyz_server.py"), ip, str(self.port), str(crt),
-            str(key), str(self.flags[name]), name])  # fmt: skip
-
-    def stop(self, name: str) -> None:
-        stop_pid(self.procs[name])
 
 
 def start_lb(tmp_path: Path, model: dict, nodes: dict, procs: list, *, balance=None):

@@ -8,12 +8,14 @@ finalizer, failures included. Namespaces are named ``khm-*``; addresses stay in
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import datetime as dt
 import ipaddress
 import os
 import signal
 import socket
 import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -248,9 +250,6 @@ def private_netns():
     network namespace with only its loopback up (so a test may add iptables rules there);
     back in the original one on exit. Nothing is named or left behind: the namespace goes
     with its last process and socket."""
-    import ctypes
-    import threading
-
     libc = ctypes.CDLL(None, use_errno=True)
     with open(f"/proc/self/task/{threading.get_native_id()}/ns/net") as old:
         if libc.unshare(CLONE_NEWNET) != 0:

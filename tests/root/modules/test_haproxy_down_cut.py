@@ -63,10 +63,23 @@ def _stream(front: int) -> list:
 @pytest.mark.parametrize("cut", ["lua", "haproxy"])
 def test_connects_pending_to_a_server_going_down_are_retried_not_cut(request, tmp_path, cut):
     with private_netns():  # the iptables rule below stays in it
-        _pending_connects(request, tmp_path, cut)
+        down, results, log = _pending_connects(request, tmp_path, cut)
+    assert down["check_status"] == "L4TOUT", down  # its connects time out
+    failed = [(round(at, 2), what) for at, what in results if what not in NODES]
+    served = {what for _, what in results} & set(NODES)
+    assert len(results) >= DURATION / INTERVAL / 2 and served == set(NODES), results
+    if cut == "lua":
+        assert failed == [], failed
+    else:
+        # HAProxy's own cut: at least one connect pending to cp-2 when it went DOWN is
+        # killed ("D" in the log's termination state) instead of retried.
+        assert failed, results
+        assert " D-" in log or " DC" in log, log[-2000:]
 
 
-def _pending_connects(request, tmp_path, cut):
+def _pending_connects(request, tmp_path, cut) -> tuple[dict, list, str]:
+    """cp-2 goes dark while requests stream through HAProxy: cp-2's state once DOWN, the
+    requests' outcomes and HAProxy's log."""
     port, etcd_port = free_port(NODES["cp-1"]), free_port(NODES["cp-1"])
     model = _model(apiserver__port=port, check__etcd_port=etcd_port)
     model["control_plane"] = [{"name": n, "ip": ip} for n, ip in NODES.items()]
@@ -92,15 +105,4 @@ def _pending_connects(request, tmp_path, cut):
     results = _stream(front)
     dark.join()
     down = salt.haproxy_runtime.wait_for_status("cp-2", "DOWN", timeout=5)
-    assert down["check_status"] == "L4TOUT", down  # its connects time out
-    failed = [(round(at, 2), what) for at, what in results if what not in NODES]
-    served = {what for _, what in results} & set(NODES)
-    assert len(results) >= DURATION / INTERVAL / 2 and served == set(NODES), results
-    log = (tmp_path / "haproxy.log").read_text()
-    if cut == "lua":
-        assert failed == [], failed
-    else:
-        # HAProxy's own cut: at least one connect pending to cp-2 when it went DOWN is
-        # killed ("D" in the log's termination state) instead of retried.
-        assert failed, results
-        assert " D-" in log or " DC" in log, log[-2000:]
+    return down, results, (tmp_path / "haproxy.log").read_text()
