@@ -73,6 +73,10 @@ def apiserver_args(kubeha: dict) -> dict:
         args["etcd-servers"] = ",".join(
             f"https://{node['ip']}:2379" for node in kubeha["control_plane"]
         )
+    elif api.get("etcd_servers") == "local-first":
+        # This node's HAProxy: its own member, the others only while that one is down
+        # (haproxy.cfg.jinja, listen kube-etcd). The same address on every node.
+        args["etcd-servers"] = f"https://127.0.0.1:{kubeha['haproxy']['etcd_proxy']['port']}"
     audit = api["audit"]
     if audit["enabled"]:
         args.update(

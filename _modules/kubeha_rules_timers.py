@@ -117,7 +117,7 @@ def _haproxy(model: dict) -> list[str]:
     etcd_servers = (model.get("apiserver") or {}).get("etcd_servers", "local")
     port = check.get("etcd_port", 0)
     pre_check = isinstance(port, int) and not isinstance(port, bool) and port > 0
-    if excluded & {"etcd", "etcd-readiness"} and etcd_servers != "all" and not pre_check:
+    if excluded & {"etcd", "etcd-readiness"} and etcd_servers == "local" and not pre_check:
         out.append(
             f"kubeha:haproxy:check:exclude: {sorted(excluded)} leaves etcd out of HAProxy's "
             "check while each apiserver uses only its local etcd member "
@@ -142,7 +142,7 @@ def _haproxy(model: dict) -> list[str]:
             f"etcd leader election (~2 x etcd:election_timeout_ms = {election:g} s). During an "
             "election every apiserver's /readyz fails at once and HAProxy would mark all of "
             "them DOWN together. Raise fall or fastinter, or with "
-            "kubeha:apiserver:etcd_servers: all leave etcd out of the check "
+            "kubeha:apiserver:etcd_servers: all or local-first leave etcd out of the check "
             "(kubeha:haproxy:check:exclude: [etcd, etcd-readiness])."
         )
     if not isinstance(port, int) or isinstance(port, bool) or not 0 <= port <= 65535:
@@ -182,6 +182,44 @@ def _session_cut(model: dict) -> list[str]:
             "immediate cut (on-marked-down shutdown-sessions)."
         ]
     return []
+
+
+def _etcd_proxy(model: dict) -> list[str]:
+    """apiserver:etcd_servers: local-first needs this node's HAProxy and a free local port."""
+    if (model.get("apiserver") or {}).get("etcd_servers") != "local-first":
+        return []
+    if (model.get("vip") or {}).get("provider") != "keepalived-haproxy":
+        return [
+            "kubeha:apiserver:etcd_servers: local-first reaches etcd through each node's "
+            "HAProxy, which vip:provider kube-vip does not run. Use local (kubeadm's) or all."
+        ]
+    haproxy = model.get("haproxy") or {}
+    proxy = haproxy.get("etcd_proxy") or {}
+    port, member = proxy.get("port"), proxy.get("member_port")
+    out = [
+        f"kubeha:haproxy:etcd_proxy:{key}: {value!r}; a port 1-65535."
+        for key, value in (("port", port), ("member_port", member))
+        if not isinstance(value, int) or isinstance(value, bool) or not 0 < value <= 65535
+    ]
+    taken = {
+        member: "etcd's client port (etcd_proxy:member_port)",
+        2380: "etcd's peer port",
+        2381: "etcd's metrics port",
+        (model.get("apiserver") or {}).get("port"): "kube-apiserver's port",
+        (model.get("vip") or {}).get("lb_port"): "HAProxy's kube-apiserver frontend",
+        haproxy.get("local_port"): "HAProxy's local frontend (haproxy:local_port)",
+    }
+    if not out and port in taken:
+        out.append(
+            f"kubeha:haproxy:etcd_proxy:port: {port} is {taken[port]}; the apiservers' etcd "
+            "proxy needs a port of its own on 127.0.0.1."
+        )
+    check = proxy.get("check") or {}
+    for key in ("fall", "rise"):
+        value = check.get(key)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            out.append(f"kubeha:haproxy:etcd_proxy:check:{key}: {value!r}; a whole number >= 1.")
+    return out
 
 
 def _probe(model: dict) -> list[str]:
@@ -288,7 +326,7 @@ def problems(model: dict) -> list[str]:
     # Not a shared helper in _utils: a util calling back into this module would run the
     # rule in the utils loader's context, where __utils__ is not packed.
     out: list[str] = []
-    for rule in (_vrrp, _haproxy, _session_cut, _leader_election, _probe):
+    for rule in (_vrrp, _haproxy, _session_cut, _etcd_proxy, _leader_election, _probe):
         try:
             out += rule(model)
         except (KeyError, TypeError, AttributeError) as err:

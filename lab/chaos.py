@@ -64,6 +64,8 @@ def _model_leader() -> tuple:
 def _etcd_servers(lab: Lab, mode: str) -> str:
     if mode == "all":
         return ",".join(f"https://{lab.ip(n)}:2379" for n in lab.control_planes)
+    if mode == "local-first":
+        return f"https://127.0.0.1:{DEFAULTS['haproxy']['etcd_proxy']['port']}"
     return "https://127.0.0.1:2379"
 
 
@@ -178,8 +180,7 @@ def etcd_elects(lab: Lab, trials: int, reports: Path) -> None:
 def leader_profiles(lab: Lab, soak: int, reports: Path) -> None:
     for lease, renew, retry in LEADER_PROFILES:
         name = f"leader {lease:g}/{renew:g}/{retry:g}"
-        changed = static_pods(lab, "all" if DEFAULTS["apiserver"]["etcd_servers"] == "all"
-                              else "local", (lease, renew, retry))  # fmt: skip
+        changed = static_pods(lab, DEFAULTS["apiserver"]["etcd_servers"], (lease, renew, retry))
         print(f"[chaos]   {name}: static pods changed {changed}", flush=True)
         healthy(lab)
         time.sleep(2 * lease)  # every component has (re)acquired under the new timers

@@ -32,7 +32,8 @@ def _model(**changes) -> dict:
     model = copy.deepcopy(DEFAULTS)
     model["control_plane"] = [{"name": f"cp-{i}", "ip": f"192.168.1.1{i}"} for i in (1, 2, 3)]
     model["vip"]["address"] = "192.168.1.10"
-    model["derived"] = {"lb_bind_address": "*", "haproxy_cut_after_ms": 200}
+    model["derived"] = {"lb_bind_address": "*", "haproxy_cut_after_ms": 200,
+                        "node": model["control_plane"][0]}
     for path, value in changes.items():
         section, key = path.split("__")
         target = model["haproxy"]["check"] if section == "check" else model[section]
@@ -98,6 +99,44 @@ def test_apiservers_on_every_member_use_an_http_check_of_readyz(tmp_path):
     assert "tcp-check connect port 2379" not in backend
     assert "uri /readyz?exclude=etcd&exclude=etcd-readiness" in backend
     assert 'http-check expect !string "[-]shutdown failed" error-status L7OKC\n' in backend
+
+
+def _listen_etcd(text: str) -> str:
+    return text.split("\nlisten kube-etcd\n", 1)[1].split("\n\n", 1)[0]
+
+
+def test_local_first_etcd_goes_through_the_nodes_haproxy(tmp_path):
+    """This node's member first, the two others as backups; the apiserver check no longer
+    takes an apiserver out for its member (it is served through the backups)."""
+    text = _render(tmp_path, _model(apiserver__etcd_servers="local-first"))
+    listen = _listen_etcd(text).splitlines()
+    assert "    bind 127.0.0.1:2382" in listen
+    servers = [line.split()[1:3] for line in listen if line.startswith("    server ")]
+    assert servers == [["cp-1", "192.168.1.11:2379"], ["cp-2", "192.168.1.12:2379"],
+                       ["cp-3", "192.168.1.13:2379"]]  # fmt: skip
+    local, *others = (line for line in listen if line.startswith("    server "))
+    assert local.endswith(
+        "observe layer4 error-limit 1 on-error mark-down on-marked-up shutdown-backup-sessions"
+    )
+    assert all(line.endswith("backup inter 1s") for line in others)
+    default = next(line for line in listen if line.startswith("    default-server"))
+    assert "check check-ssl verify none inter 200ms fastinter 100ms" in default
+    assert default.endswith("fall 2 rise 2 on-marked-down shutdown-sessions")
+    backend = _backend(text)
+    assert "tcp-check connect port 2379" not in backend and "option httpchk" in backend
+
+
+def test_local_first_puts_each_nodes_own_member_first(tmp_path):
+    model = _model(apiserver__etcd_servers="local-first")
+    model["derived"]["node"] = model["control_plane"][1]
+    listen = _listen_etcd(_render(tmp_path, model))
+    order = [line.split()[1] for line in listen.splitlines() if line.startswith("    server ")]
+    assert order == ["cp-2", "cp-1", "cp-3"]
+    assert "server cp-2 192.168.1.12:2379 observe layer4" in listen
+
+
+def test_no_etcd_proxy_unless_local_first(tmp_path):
+    assert "listen kube-etcd" not in _render(tmp_path, _model())
 
 
 def test_the_full_readyz_without_exclusions(tmp_path):

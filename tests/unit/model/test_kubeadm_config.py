@@ -328,3 +328,22 @@ def test_join_configuration_per_role(salt_funcs, example, version, api):
     assert cp["nodeRegistration"]["name"] == "cp-2"
     assert "controlPlane" not in worker
     assert worker["nodeRegistration"]["name"] == "w-1"
+
+
+@pytest.mark.parametrize(
+    ("mode", "expected"),
+    [
+        ("local", None),  # kubeadm's own https://127.0.0.1:2379
+        ("local-first", "https://127.0.0.1:2382"),
+        ("all", "https://192.168.1.11:2379,https://192.168.1.12:2379,https://192.168.1.13:2379"),
+    ],
+)
+def test_etcd_servers_of_the_apiservers(salt_funcs, example, mode, expected):
+    model = _merge(
+        example,
+        {"kubernetes": {"version": "1.31.0"}, "upgrade": {"target_version": ""},
+         "apiserver": {"etcd_servers": mode}},
+    )  # fmt: skip
+    docs, _ = documents(salt_funcs, model)
+    flags = _args(docs[1]["apiServer"], "v1beta4")
+    assert flags.get("etcd-servers") == expected

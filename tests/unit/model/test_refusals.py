@@ -181,6 +181,28 @@ CASES = {
         {"haproxy": {"check": {"exclude": ["etcd", "etcd-readiness"], "etcd_port": 0}}},
         ["kubeha:haproxy:check:exclude", "etcd_servers: local", "docs/facts.md #9"],
     ),
+    "apiservers on local-first etcd without HAProxy (kube-vip)": (
+        {"vip": {"provider": "kube-vip", "lb_port": 6443},
+         "apiserver": {"etcd_servers": "local-first"}},
+        ["kubeha:apiserver:etcd_servers: local-first", "kube-vip", "Use local"],
+    ),
+    "the etcd proxy on etcd's metrics port": (
+        {"apiserver": {"etcd_servers": "local-first"}, "haproxy": {"etcd_proxy": {"port": 2381}}},
+        ["kubeha:haproxy:etcd_proxy:port: 2381", "etcd's metrics port"],
+    ),
+    "the etcd proxy on HAProxy's local frontend": (
+        {"apiserver": {"etcd_servers": "local-first"}, "haproxy": {"etcd_proxy": {"port": 8404}}},
+        ["kubeha:haproxy:etcd_proxy:port: 8404", "haproxy:local_port"],
+    ),
+    "the etcd proxy's check never rising": (
+        {"apiserver": {"etcd_servers": "local-first"},
+         "haproxy": {"etcd_proxy": {"check": {"rise": 0}}}},
+        ["kubeha:haproxy:etcd_proxy:check:rise: 0", ">= 1"],
+    ),
+    "the etcd proxy's backup check interval not a duration": (
+        {"haproxy": {"etcd_proxy": {"check": {"backup_inter": "often"}}}},
+        ["kubeha:haproxy:etcd_proxy:check:backup_inter"],
+    ),
     "apiserver shutdown delay shorter than HAProxy detection": (
         {"apiserver": {"shutdown_delay_seconds": 0.25}},
         ["kubeha:apiserver:shutdown_delay_seconds", "0.3 s", "docs/facts.md #10"],
@@ -331,6 +353,10 @@ ACCEPTED = {
     },
     "every apiserver on every etcd member, etcd left out of the check": {
         "apiserver": {"etcd_servers": "all"},
+        "haproxy": {"check": {"exclude": ["etcd", "etcd-readiness"], "etcd_port": 0}},
+    },
+    "every apiserver on its own etcd member first, through its node's HAProxy": {
+        "apiserver": {"etcd_servers": "local-first"},
         "haproxy": {"check": {"exclude": ["etcd", "etcd-readiness"], "etcd_port": 0}},
     },
     "HAProxy's own immediate cut of a DOWN server's sessions": {
