@@ -48,15 +48,12 @@ LIMITS = {
     # so no connect to it is pending on the new holder when it goes DOWN; what can still be
     # lost is a request in flight on the holder at the instant it dies (1 in 13 trials).
     "power-off": (1, 3.0, 1.5),
-    # D's goal is 0 failed (issue 12), not met: a request that reaches the target's
-    # apiserver just before its etcd's port closes waits on etcd (clientv3 waits for ready)
-    # and is cut by on-marked-down shutdown-sessions at DOWN (0.1-0.3 s after the port
-    # closed). Measured 0, 2, 1, 1, 0 on 2026-11-29, so CI allows 3. Its stall is printed,
-    # not asserted: a request that reaches that apiserver just after HAProxy marks it UP
-    # again waits for its etcd client's next redial (gRPC back-off,
-    # lab/kubesim/kubesim/etcdgrpc.py); rise 80 at fastinter 100 ms (~8 s) keeps it out
-    # for most stops (0.10-0.19 s measured), not for long ones (docs/chaos.md).
-    "etcd-stop": (3, None, None),
+    # D's goal is 0 failed (issue 12). With apiserver:etcd_servers: local-first the target's
+    # apiserver keeps serving through the other members (its node's HAProxy retries the
+    # refused connect on a backup), so nothing of it is cut: 0 of 190 in 4 runs, stall
+    # 0.07-0.11 s (docs/chaos.md). CI allows 1 for the noisy machine; the stall is printed,
+    # not asserted.
+    "etcd-stop": (1, None, None),
     "leader-kill": (0, 2.0, None),
     "netem": (None, None, None),
 }

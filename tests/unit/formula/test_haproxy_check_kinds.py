@@ -118,10 +118,10 @@ def test_local_first_etcd_goes_through_the_nodes_haproxy(tmp_path):
     assert local.endswith(
         "observe layer4 error-limit 1 on-error mark-down on-marked-up shutdown-backup-sessions"
     )
-    assert all(line.endswith("backup inter 1s") for line in others)
+    assert all(line.endswith("backup inter 1s on-marked-down shutdown-sessions") for line in others)
     default = next(line for line in listen if line.startswith("    default-server"))
-    assert "check check-ssl verify none inter 200ms fastinter 100ms" in default
-    assert default.endswith("fall 2 rise 2 on-marked-down shutdown-sessions")
+    assert "check inter 200ms fastinter 100ms" in default and "ssl" not in default
+    assert default.endswith("fall 2 rise 2")
     backend = _backend(text)
     assert "tcp-check connect port 2379" not in backend and "option httpchk" in backend
 
