@@ -22,7 +22,12 @@ from tests.unit.model.test_kubeadm_config import check_shapes
 from tests.unit.model.test_refusals import RUNBOOK_KUBEADM_CONFIG
 
 SNAPSHOTS = Path(__file__).parent / "snapshots"
-KUBE_VIP = {"kubeha": {"vip": {"provider": "kube-vip", "lb_port": 6443}}}
+KUBE_VIP = {
+    "kubeha": {
+        "vip": {"provider": "kube-vip", "lb_port": 6443},
+        "apiserver": {"etcd_servers": "local"},
+    }
+}  # no HAProxy: no etcd proxy
 # Orchestration steps that run on the init node only, and refuse elsewhere.
 INIT_NODE_ONLY = ("kubeha.kubeadm.initialized",)
 # Applied by a runner that passes what it renders as pillar (test below).

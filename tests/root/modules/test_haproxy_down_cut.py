@@ -81,7 +81,9 @@ def _pending_connects(request, tmp_path, cut) -> tuple[dict, list, str]:
     """cp-2 goes dark while requests stream through HAProxy: cp-2's state once DOWN, the
     requests' outcomes and HAProxy's log."""
     port, etcd_port = free_port(NODES["cp-1"]), free_port(NODES["cp-1"])
-    model = _model(apiserver__port=port, check__etcd_port=etcd_port)
+    model = _model(
+        apiserver__port=port, check__etcd_port=etcd_port, apiserver__etcd_servers="local"
+    )
     model["control_plane"] = [{"name": n, "ip": ip} for n, ip in NODES.items()]
     if cut == "haproxy":  # cut_sessions_after_down: 0s
         model["derived"]["haproxy_cut_after_ms"] = 0

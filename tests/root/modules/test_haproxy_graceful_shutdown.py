@@ -31,7 +31,9 @@ NODES = {"cp-1": "127.0.0.41", "cp-2": "127.0.0.42"}
 @pytest.fixture(params=["tcp-check", "http-check"])
 def lb(request, tmp_path):
     port, etcd_port = free_port(NODES["cp-1"]), free_port(NODES["cp-1"])
-    model = _model(apiserver__port=port, check__etcd_port=etcd_port)
+    model = _model(
+        apiserver__port=port, check__etcd_port=etcd_port, apiserver__etcd_servers="local"
+    )
     if request.param == "http-check":
         model["apiserver"]["etcd_servers"] = "all"
     model["control_plane"] = [{"name": n, "ip": ip} for n, ip in NODES.items()]

@@ -32,8 +32,11 @@ def _model(**changes) -> dict:
     model = copy.deepcopy(DEFAULTS)
     model["control_plane"] = [{"name": f"cp-{i}", "ip": f"192.168.1.1{i}"} for i in (1, 2, 3)]
     model["vip"]["address"] = "192.168.1.10"
-    model["derived"] = {"lb_bind_address": "*", "haproxy_cut_after_ms": 200,
-                        "node": model["control_plane"][0]}
+    model["derived"] = {
+        "lb_bind_address": "*",
+        "haproxy_cut_after_ms": 200,
+        "node": model["control_plane"][0],
+    }
     for path, value in changes.items():
         section, key = path.split("__")
         target = model["haproxy"]["check"] if section == "check" else model[section]
@@ -72,11 +75,12 @@ def _render(tmp_path, model) -> str:
 
 
 def _backend(text: str) -> str:
-    return text.split("\nbackend kube-apiserver\n", 1)[1].split("\nfrontend", 1)[0]
+    rest = text.split("\nbackend kube-apiserver\n", 1)[1]
+    return rest.split("\nfrontend", 1)[0].split("\nlisten", 1)[0]
 
 
-def test_default_checks_the_local_etcd_member_then_readyz(tmp_path):
-    backend = _backend(_render(tmp_path, _model()))
+def test_kubeadms_local_etcd_checks_the_member_then_readyz(tmp_path):
+    backend = _backend(_render(tmp_path, _model(apiserver__etcd_servers="local")))
     steps = [line.strip() for line in backend.splitlines() if line.strip().startswith("tcp-check")]
     assert steps == [
         "tcp-check connect port 2379",
@@ -136,7 +140,7 @@ def test_local_first_puts_each_nodes_own_member_first(tmp_path):
 
 
 def test_no_etcd_proxy_unless_local_first(tmp_path):
-    assert "listen kube-etcd" not in _render(tmp_path, _model())
+    assert "listen kube-etcd" not in _render(tmp_path, _model(apiserver__etcd_servers="local"))
 
 
 def test_the_full_readyz_without_exclusions(tmp_path):
@@ -153,7 +157,9 @@ def test_the_runbooks_tcp_check(tmp_path):
 
 @pytest.mark.skipif(not shutil.which("haproxy"), reason="haproxy is not installed")
 def test_the_validator_is_real(tmp_path):
-    text = _render(tmp_path, _model()).replace("tcp-check connect ssl", "tcp-check conect ssl")
+    text = _render(tmp_path, _model(apiserver__etcd_servers="local")).replace(
+        "tcp-check connect ssl", "tcp-check conect ssl"
+    )
     cfg = tmp_path / "broken.cfg"
     cfg.write_text(text)
     proc = subprocess.run(["haproxy", "-c", "-f", str(cfg)], capture_output=True, check=False)
@@ -190,4 +196,4 @@ def test_a_down_servers_sessions_are_cut_by_the_lua_task_or_by_haproxy_at_once(t
     model["derived"]["haproxy_cut_after_ms"] = 0
     text = _render(tmp_path, model)
     assert "lua-load" not in text
-    assert text.count(" on-marked-down shutdown-sessions\n") == 1, text
+    assert _backend(text).count(" on-marked-down shutdown-sessions\n") == 1, text

@@ -182,8 +182,10 @@ CASES = {
         ["kubeha:haproxy:check:exclude", "etcd_servers: local", "docs/facts.md #9"],
     ),
     "apiservers on local-first etcd without HAProxy (kube-vip)": (
-        {"vip": {"provider": "kube-vip", "lb_port": 6443},
-         "apiserver": {"etcd_servers": "local-first"}},
+        {
+            "vip": {"provider": "kube-vip", "lb_port": 6443},
+            "apiserver": {"etcd_servers": "local-first"},
+        },
         ["kubeha:apiserver:etcd_servers: local-first", "kube-vip", "Use local"],
     ),
     "the etcd proxy on etcd's metrics port": (
@@ -195,8 +197,10 @@ CASES = {
         ["kubeha:haproxy:etcd_proxy:port: 8404", "haproxy:local_port"],
     ),
     "the etcd proxy's check never rising": (
-        {"apiserver": {"etcd_servers": "local-first"},
-         "haproxy": {"etcd_proxy": {"check": {"rise": 0}}}},
+        {
+            "apiserver": {"etcd_servers": "local-first"},
+            "haproxy": {"etcd_proxy": {"check": {"rise": 0}}},
+        },
         ["kubeha:haproxy:etcd_proxy:check:rise: 0", ">= 1"],
     ),
     "the etcd proxy's backup check interval not a duration": (
@@ -327,7 +331,10 @@ ACCEPTED = {
     "five control planes": {
         "control_plane": [{"name": f"cp-{i}", "ip": f"192.168.1.1{i}"} for i in range(1, 6)]
     },
-    "kube-vip on the apiserver port": {"vip": {"provider": "kube-vip", "lb_port": 6443}},
+    "kube-vip on the apiserver port, kubeadm's local etcd": {
+        "vip": {"provider": "kube-vip", "lb_port": 6443},
+        "apiserver": {"etcd_servers": "local"},
+    },
     "a patch release inside the minor": {"upgrade": {"target_version": "1.30.5"}},
     # orch.upgrade goes there one minor at a time (hops): kubeadm itself never skips one.
     "a target two minors ahead": {"upgrade": {"target_version": "1.32.0"}},
