@@ -53,20 +53,11 @@ class Servers:
             wait_port(ip, port)
 
 
-def start_lb(tmp_path: Path, model: dict, nodes: dict, procs: list, *, balance=None):
-    """HAProxy with the model's backend (``balance`` overrides its algorithm), the model's
-    connect timeout, retries and redispatch, and the Lua task when the model has it: the
-    haproxy_runtime modules on its socket and the frontend's port."""
-    haproxy_cfg = _render(tmp_path, model)
-    backend = _backend(haproxy_cfg)
-    if balance:
-        backend = backend.replace(f"balance {model['haproxy']['balance']}", f"balance {balance}")
+def prelude(sock: Path, model: dict, lua: str = "") -> str:
+    """haproxy.cfg's global and defaults sections for a test HAProxy: the runtime socket,
+    logs to stdout, and the model's connect timeout, retries and redispatch."""
     h = model["haproxy"]
-    lua = (f"    lua-load {render_cut(tmp_path, model)}\n"
-           if "lua-load" in haproxy_cfg else "")  # fmt: skip
-    sock, front = tmp_path / "admin.sock", free_port()
-    cfg = tmp_path / "haproxy.cfg"
-    cfg.write_text(
+    return (
         textwrap.dedent(f"""\
             global
                 stats socket {sock} mode 600 level admin
@@ -83,6 +74,25 @@ def start_lb(tmp_path: Path, model: dict, nodes: dict, procs: list, *, balance=N
                 timeout server 60s
                 retries {h["retries"]}
                 option redispatch {h["redispatch"]}
+            """)
+    )
+
+
+def start_lb(tmp_path: Path, model: dict, nodes: dict, procs: list, *, balance=None):
+    """HAProxy with the model's backend (``balance`` overrides its algorithm), the model's
+    connect timeout, retries and redispatch, and the Lua task when the model has it: the
+    haproxy_runtime modules on its socket and the frontend's port."""
+    haproxy_cfg = _render(tmp_path, model)
+    backend = _backend(haproxy_cfg)
+    if balance:
+        backend = backend.replace(f"balance {model['haproxy']['balance']}", f"balance {balance}")
+    lua = (f"    lua-load {render_cut(tmp_path, model)}\n"
+           if "lua-load" in haproxy_cfg else "")  # fmt: skip
+    sock, front = tmp_path / "admin.sock", free_port()
+    cfg = tmp_path / "haproxy.cfg"
+    cfg.write_text(
+        prelude(sock, model, lua)
+        + textwrap.dedent(f"""\
             frontend kube-apiserver
                 bind 127.0.0.1:{front}
                 default_backend kube-apiserver

@@ -13,12 +13,12 @@ kubesim's clientv3 emulation (lab/kubesim/kubesim/etcdgrpc.py) as the apiserver'
 from __future__ import annotations
 
 import sys
-import textwrap
 import time
 from pathlib import Path
 
 import pytest
 from khm_etcd import Cluster, binaries
+from khm_haproxy import prelude
 from khm_support import free_port, start_haproxy, stop_pid
 
 from tests.conftest import require_binary
@@ -56,26 +56,9 @@ def proxied(tmp_path):
     cluster.start_all()
     procs: list = []
     try:
-        h, proxy_port, sock = _model()["haproxy"], free_port(), tmp_path / "admin.sock"
+        proxy_port, sock = free_port(), tmp_path / "admin.sock"
         cfg = tmp_path / "haproxy.cfg"
-        cfg.write_text(
-            textwrap.dedent(f"""\
-                global
-                    stats socket {sock} mode 600 level admin
-                    log stdout format raw local0 info
-                defaults
-                    mode tcp
-                    log global
-                    option tcplog
-                    timeout connect {h["timeouts"]["connect"]}
-                    timeout client 60s
-                    timeout server 60s
-                    retries {h["retries"]}
-                    option redispatch {h["redispatch"]}
-                """)
-            + _listen(tmp_path, port, proxy_port)
-            + "\n"
-        )
+        cfg.write_text(prelude(sock, _model()) + _listen(tmp_path, port, proxy_port) + "\n")
         salt = start_haproxy(require_binary("haproxy"), cfg, sock, [], procs)
         for name in ("cp-1", "cp-2", "cp-3"):
             salt.haproxy_runtime.wait_for_status(name, "UP", backend="kube-etcd", timeout=15)
