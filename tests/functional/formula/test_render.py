@@ -178,10 +178,14 @@ def test_haproxy_cfg_passes_haproxy_check(previews, node, tmp_path):
     assert "[WARNING]" not in proc.stdout + proc.stderr, proc.stdout + proc.stderr
     text = cfg.read_text()
     assert "bind *:8443" in text
-    # The etcd member first (a stopped one fails at once), then TLS GET /readyz without
-    # etcd's own checks (an etcd election must not mark every apiserver DOWN): issue 12.
-    assert "tcp-check connect port 2379\n    tcp-check connect ssl\n" in text
-    assert 'tcp-check send "GET /readyz?exclude=etcd&exclude=etcd-readiness HTTP/1.0' in text
+    # TLS GET /readyz without etcd's own checks (an etcd election must not mark every
+    # apiserver DOWN: issue 12); no etcd port step: with local-first (the default) a
+    # stopped member does not take its apiserver out, the node's etcd proxy does.
+    assert "http-check send meth GET uri /readyz?exclude=etcd&exclude=etcd-readiness" in text
+    assert "tcp-check connect port 2379" not in text
+    me = {"cp-1": "192.168.1.11", "cp-2": "192.168.1.12", "cp-3": "192.168.1.13"}[node]
+    assert "listen kube-etcd\n    bind 127.0.0.1:2382\n" in text
+    assert f"server {node} {me}:2379 observe layer4" in text
     assert "balance leastconn" in text and "timeout connect 150ms" in text
     for name, ip in (("cp-1", "192.168.1.11"), ("cp-2", "192.168.1.12"), ("cp-3", "192.168.1.13")):
         assert f"server {name} {ip}:6443" in text
