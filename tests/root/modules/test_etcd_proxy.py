@@ -83,8 +83,8 @@ def _sessions(salt) -> dict:
     }
 
 
-def _read_for(client, seconds: float) -> tuple[int, list]:
-    """Reads every 50 ms for ``seconds``: (answered, errors), and the slowest in seconds."""
+def _read_for(client, seconds: float) -> tuple[int, list, float]:
+    """Reads every 50 ms for ``seconds``: (answered, errors, slowest read in seconds)."""
     answered, errors, slowest = 0, [], 0.0
     end = time.monotonic() + seconds
     while time.monotonic() < end:
