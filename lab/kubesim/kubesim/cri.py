@@ -52,6 +52,23 @@ def proc_start_time(pid: int) -> str | None:
     return fields[19] if len(fields) > 19 else None
 
 
+def pid_writing_to(path: str, proc: Path = Path("/proc")) -> int:
+    """The process whose stdout is `path` (a container's log file: one per container), the
+    topmost if it forked; 0 if none."""
+    found: dict[int, int] = {}
+    for fd in proc.glob("[0-9]*/fd/1"):
+        try:
+            if os.readlink(fd) != path:
+                continue
+            pid = int(fd.parent.parent.name)
+            stat = (fd.parent.parent / "stat").read_text()
+            found[pid] = int(stat[stat.rfind(")") + 2 :].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+    tops = sorted(pid for pid, ppid in found.items() if ppid not in found)
+    return tops[0] if tops else 0
+
+
 @dataclass
 class Container:
     id: str
@@ -158,6 +175,24 @@ class Records:
     def find_sandbox(self, prefix: str) -> Sandbox | None:
         matches = [s for s in self.sandboxes() if s.id.startswith(prefix)]
         return matches[0] if len(matches) == 1 else None
+
+    def recover(self, c: Container, grace_s: float = 2.0) -> Container | None:
+        """A container a dead kubelet left CREATED: killed between recording it and
+        recording its start. containerd knows whether its task started; here the task is
+        found by its log file. Adopted as RUNNING, or (no process) the record removed, as
+        the kubelet's garbage collection removes a container that never ran. Returns None
+        when removed. A record younger than `grace_s` is a start still under way."""
+        if c.state != CREATED or time.time_ns() - c.created_at < grace_s * 1e9:
+            return c
+        pid = pid_writing_to(c.log_path)
+        with self.locked():
+            if pid:
+                c.state, c.pid, c.pid_start = RUNNING, pid, proc_start_time(pid) or ""
+                c.started_at = c.started_at or time.time_ns()
+                self.save_container(c)
+                return c
+            self.remove_container(c.id)
+        return None
 
     def refresh(self, c: Container) -> Container:
         """Mark a container whose process is gone as exited (what the runtime's task events do)."""

@@ -55,7 +55,10 @@ def _ago(ns: int) -> str:
 def ps(flags: dict, rest: list[str]) -> int:
     records = cri.Records()
     show_all = "a" in flags or "all" in flags
-    items = [records.refresh(c) for c in records.containers()]
+    # what containerd would answer: a start a dead kubelet left half-recorded resolved first
+    items = [
+        records.refresh(r) for c in records.containers() if (r := records.recover(c)) is not None
+    ]
     name_re = flags.get("name")
     state = flags.get("state") or flags.get("s")
     pod = flags.get("pod") or flags.get("p")

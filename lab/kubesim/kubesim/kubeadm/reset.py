@@ -66,7 +66,9 @@ def run(flags: dict) -> int:
             child.unlink(missing_ok=True)
     records = cri.Records()
     for c in records.containers():
-        cri.stop_container(records, c, 0)
+        started = records.recover(c, grace_s=0)  # a start a dead kubelet left half-recorded
+        if started is not None:
+            cri.stop_container(records, started, 0)
         records.remove_container(c.id)
     for s in records.sandboxes():
         records.remove_sandbox(s.id)

@@ -140,6 +140,7 @@ class PodRuntime(Prober):
         self.node_ip = node_ip
         self.tracks: dict[tuple[str, str], Track] = {}
         self.terminating: set[str] = set()
+        self.starting: set[str] = set()  # container IDs between their record and their start
         self.lock = threading.Lock()
 
     # -- sandboxes ---------------------------------------------------------------------------
@@ -180,6 +181,13 @@ class PodRuntime(Prober):
             if c.labels.get("io.kubernetes.pod.uid") == pod.uid
             and c.labels.get("io.kubernetes.container.name") == name
         ]
+        # a CREATED record not being started here was left by a kubelet that died mid-start
+        while (
+            mine
+            and mine[-1].id not in self.starting
+            and self.records.recover(mine[-1], grace_s=0) is None
+        ):
+            mine.pop()
         return self.records.refresh(mine[-1]) if mine else None
 
     def previous(self, pod: Pod, name: str, current: cri.Container) -> cri.Container | None:
@@ -226,21 +234,33 @@ class PodRuntime(Prober):
             },
             log_path=str(log),
         )
+        # Recorded before its process starts, as containerd creates a container before its
+        # task: a kubelet killed in between (kubeadm's `systemctl restart kubelet` racing
+        # systemd's own restart of a crash-looping one) leaves a record the next kubelet
+        # resolves (Records.recover), never a process nobody knows.
+        self.starting.add(cid)
         try:
-            proc = launch.start(argv, env, log, f"kubesim-{cid[:12]}")
-        except OSError as err:
-            c.state, c.reason, c.exit_code = cri.EXITED, "StartError", 128
-            c.finished_at = time.time_ns()
-            klog.error(f'"Error starting container" pod="{pod.namespace}/{pod.name}" err="{err}"')
             with self.records.locked():
                 self.records.save_container(c)
-            return c
-        time.sleep(0.05)
-        c.pid = proc.pid
-        c.pid_start = cri.proc_start_time(proc.pid) or ""
-        c.state, c.started_at = cri.RUNNING, time.time_ns()
-        with self.records.locked():
-            self.records.save_container(c)
+            try:
+                proc = launch.start(argv, env, log, f"kubesim-{cid[:12]}")
+            except OSError as err:
+                c.state, c.reason, c.exit_code = cri.EXITED, "StartError", 128
+                c.finished_at = time.time_ns()
+                klog.error(
+                    f'"Error starting container" pod="{pod.namespace}/{pod.name}" err="{err}"'
+                )
+                with self.records.locked():
+                    self.records.save_container(c)
+                return c
+            time.sleep(0.05)
+            c.pid = proc.pid
+            c.pid_start = cri.proc_start_time(proc.pid) or ""
+            c.state, c.started_at = cri.RUNNING, time.time_ns()
+            with self.records.locked():
+                self.records.save_container(c)
+        finally:
+            self.starting.discard(cid)
         track = self.tracks.setdefault((pod.uid, spec["name"]), Track())
         track.proc, track.started, track.container_id = proc, time.monotonic(), cid
         track.readiness, track.liveness, track.startup = ProbeState(), ProbeState(), ProbeState()
