@@ -78,15 +78,26 @@ def test_disaster_restore_after_wiping_etcd_on_every_control_plane(cluster: Lab)
     assert steps[0].result, steps
     stamp = _record("backup")["stamp"]
     _configmap(cluster, "create", after_name)
-    # The disaster: every member's data gone (etcd stopped by its manifest, data removed,
-    # manifest back: each member now crash-loops on an empty data dir).
-    wipe = (
+    # The disaster: every member's data gone. Every member is stopped (its manifest moved
+    # away) before any data is removed: wiped one node at a time, a member restarted on an
+    # empty data dir is sent a snapshot by the two still holding the data, and the data
+    # lives on. Then the manifests come back: the first control plane's member (no
+    # --initial-cluster-state, so "new") starts an empty cluster of its own, the joined ones
+    # ("existing") find no cluster that knows them and crash-loop.
+    stop = (
         "set -e; mv /etc/kubernetes/manifests/etcd.yaml /root/etcd.yaml; "
-        "for i in $(seq 1 60); do crictl ps --name etcd -q | grep -q . || break; sleep 1; done; "
-        "rm -rf /var/lib/etcd/member; mv /root/etcd.yaml /etc/kubernetes/manifests/etcd.yaml"
+        "for i in $(seq 1 60); do crictl ps --name etcd -q | grep -q . || exit 0; sleep 1; done; "
+        "echo etcd still running >&2; exit 1"
     )
     for node in cluster.control_planes:
-        cluster.sh(node, wipe, timeout=120)
+        cluster.sh(node, stop, timeout=120)
+    for node in cluster.control_planes:
+        cluster.sh(
+            node,
+            "set -e; rm -rf /var/lib/etcd/member; "
+            "mv /root/etcd.yaml /etc/kubernetes/manifests/etcd.yaml",
+            timeout=60,
+        )
     assert _configmap(cluster, "get", stamp_name, check=False).returncode != 0
     started = time.monotonic()
     pillar = {"cluster": CLUSTER, "stamp": stamp, "confirm": True, "bump_revision": 0}

@@ -178,7 +178,10 @@ CASES = {
         ["kubeha:haproxy:check", "fall window", "0.1 s", "etcd leader election", "4 s"],
     ),
     "HAProxy check without etcd while the apiservers use only their local member": (
-        {"haproxy": {"check": {"exclude": ["etcd", "etcd-readiness"], "etcd_port": 0}}},
+        {
+            "haproxy": {"check": {"exclude": ["etcd", "etcd-readiness"], "etcd_port": 0}},
+            "apiserver": {"etcd_servers": "local"},
+        },
         ["kubeha:haproxy:check:exclude", "etcd_servers: local", "docs/facts.md #9"],
     ),
     "apiservers on local-first etcd without HAProxy (kube-vip)": (
