@@ -6,6 +6,8 @@ adopted, or the record of a container that never ran removed."""
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import time
 from pathlib import Path
@@ -41,10 +43,12 @@ def started(tmp_path):
     log = tmp_path / "logs" / "0.log"
     log.parent.mkdir()
     with open(log, "ab") as out:
-        proc = subprocess.Popen(["sh", "-c", "sleep 30 & exec sleep 30"], stdout=out)
+        proc = subprocess.Popen(
+            ["sh", "-c", "sleep 30 & exec sleep 30"], stdout=out, start_new_session=True
+        )
     time.sleep(0.2)
     yield proc, log
-    proc.kill()
+    os.killpg(proc.pid, signal.SIGKILL)  # the forked sleep too
     proc.wait()
 
 
