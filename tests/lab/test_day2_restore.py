@@ -79,11 +79,11 @@ def test_disaster_restore_after_wiping_etcd_on_every_control_plane(cluster: Lab)
     stamp = _record("backup")["stamp"]
     _configmap(cluster, "create", after_name)
     # The disaster: every member's data gone. Every member is stopped (its manifest moved
-    # away) before any data is removed: wiped one node at a time, a member restarted on an
-    # empty data dir is sent a snapshot by the two still holding the data, and the data
-    # lives on. Then the manifests come back: the first control plane's member (no
-    # --initial-cluster-state, so "new") starts an empty cluster of its own, the joined ones
-    # ("existing") find no cluster that knows them and crash-loop.
+    # away) before any data is removed. Wiped one node at a time (each restarted before the
+    # next), the data was seen to survive: a member restarted on an empty data dir can be
+    # sent a snapshot by the members still holding it. Then the manifests come back: the
+    # first control plane's member (no --initial-cluster-state, so "new") starts an empty
+    # cluster of its own, and nothing holds the old data.
     stop = (
         "set -e; mv /etc/kubernetes/manifests/etcd.yaml /root/etcd.yaml; "
         "for i in $(seq 1 60); do crictl ps --name etcd -q | grep -q . || exit 0; sleep 1; done; "
