@@ -41,28 +41,32 @@ def image_id(image: str) -> str:
     return "sha256:" + hashlib.sha256(image.encode()).hexdigest()
 
 
-def proc_start_time(pid: int) -> str | None:
+def _stat_fields(pid: int) -> list[str]:
+    """/proc/<pid>/stat after the command name (state, ppid, ...); [] if the process is gone."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
-        return None
-    fields = stat[stat.rfind(")") + 2 :].split()
+        return []
+    return stat[stat.rfind(")") + 2 :].split()
+
+
+def proc_start_time(pid: int) -> str | None:
+    fields = _stat_fields(pid)
     if fields and fields[0] == "Z":
         return None
     return fields[19] if len(fields) > 19 else None
 
 
-def pid_writing_to(path: str, proc: Path = Path("/proc")) -> int:
+def pid_writing_to(path: str) -> int:
     """The process whose stdout is `path` (a container's log file: one per container), the
     topmost if it forked; 0 if none."""
     found: dict[int, int] = {}
-    for fd in proc.glob("[0-9]*/fd/1"):
+    for fd in Path("/proc").glob("[0-9]*/fd/1"):
         try:
             if os.readlink(fd) != path:
                 continue
             pid = int(fd.parent.parent.name)
-            stat = (fd.parent.parent / "stat").read_text()
-            found[pid] = int(stat[stat.rfind(")") + 2 :].split()[1])
+            found[pid] = int(_stat_fields(pid)[1])
         except (OSError, ValueError, IndexError):
             continue
     tops = sorted(pid for pid, ppid in found.items() if ppid not in found)
