@@ -320,9 +320,27 @@ def defrag(endpoints=None, wait_healthy=60, *, cacert=None, cert=None, key=None)
     )
 
 
+def _leader_as_seen(endpoints, tls, members: list[dict]) -> dict | None:
+    """The leader as the given endpoints see it (the ``leader`` field of their own status),
+    without asking every member: when the leader sits on a slow, lossy path, asking it for
+    its status is the slow part of a move, and the move's target already knows who leads."""
+    for st in _status(_as_list(endpoints), tls):
+        lead = st.get("leader") if st.get("reachable") else None
+        member = next((m for m in members if lead and m["id"] == lead), None)
+        if member and member["client_urls"]:
+            return {"id": member["id"], "name": member["name"],
+                    "endpoint": member["client_urls"][0]}  # fmt: skip
+    return None
+
+
 def move_leader(target, endpoints=None, command_timeout="5s", *, cacert=None, cert=None, key=None):
     """
     Hand leadership to another member (by name or hex ID).
+
+    The leader is read from the given endpoints' own view (their status), and only the
+    MoveLeader call itself goes to the leader: run it on the target or another healthy
+    member, and a leader on a slow path is crossed once, not three times (etcdctl's
+    ``endpoint status`` of every member, before and after, each crossed it again).
 
     command_timeout
         How long the MoveLeader call may take (etcdctl's ``--command-timeout``). The leader
@@ -343,16 +361,22 @@ def move_leader(target, endpoints=None, command_timeout="5s", *, cacert=None, ce
     match = [m for m in members if target in (m["name"], m["id"])]
     if not match:
         raise CommandExecutionError(f"no etcd member named or with ID {target!r}")
-    current = leader(endpoints, **tls)
+    current = _leader_as_seen(endpoints, tls, members) or leader(endpoints, **tls)
     if current is None:
         raise CommandExecutionError("no etcd leader found (no quorum?)")
     if current["id"] == match[0]["id"]:
         return {"changed": False, "leader": current}
-    # MoveLeader must be sent to the current leader (etcdserver: ErrNotLeader otherwise).
-    # The process limit only backs up etcdctl's own deadline.
+    # MoveLeader must be sent to the current leader (etcdserver: ErrNotLeader otherwise),
+    # and it returns once the old leader has seen the transferee lead (etcdserver's
+    # MoveLeader waits for Lead() == transferee), so the endpoints' view afterwards is
+    # current. The process limit only backs up etcdctl's own deadline.
+    # [etcd server/etcdserver/server.go, EtcdServer.MoveLeader]
     stdout, _, _ = _run(["move-leader", match[0]["id"]], current["endpoint"], tls,
                         timeout=90, command_timeout=command_timeout)  # fmt: skip
-    return {"changed": True, "message": stdout.strip(), "leader": leader(endpoints, **tls)}
+    now = _leader_as_seen(endpoints, tls, members)
+    if not now or now["id"] != match[0]["id"]:  # a bystander's view may lag a heartbeat
+        now = leader(endpoints, **tls) or now
+    return {"changed": True, "message": stdout.strip(), "leader": now}
 
 
 def watch(

@@ -24,13 +24,16 @@ class Etcdctl:
 
     def __init__(self, down=()):
         self.down = set(down)
+        self.lead = "m2"
         self.calls: list[list[str]] = []
+        self.asked: list[list[str]] = []  # the endpoints of each call
 
     def __call__(self, cmd, **kw):
         args = [a for a in cmd[1:] if not a.startswith("--")]
         endpoints = next(a for a in cmd if a.startswith("--endpoints=")).split("=", 1)[1]
         self.calls.append(args)
         targets = endpoints.split(",")
+        self.asked.append(targets)
         if args[:2] == ["member", "list"]:
             members = [{"ID": IDS[n], "name": n, "peerURLs": [], "clientURLs": [URLS[n]]}
                        for n in IDS]  # fmt: skip
@@ -44,7 +47,7 @@ class Etcdctl:
         )
         if args[:2] == ["endpoint", "status"]:
             out = [{"Endpoint": t, "Status": {"header": {"member_id": IDS[name[t]]},
-                    "leader": IDS["m2"], "dbSize": 4096, "dbSizeInUse": 2048,
+                    "leader": IDS[self.lead], "dbSize": 4096, "dbSizeInUse": 2048,
                     "version": "3.5.1", "raftTerm": 2, "raftIndex": 9}} for t in up]  # fmt: skip
             return {"retcode": 1 if err else 0, "stdout": json.dumps(out), "stderr": err}
         if args[:2] == ["endpoint", "health"]:
@@ -52,6 +55,11 @@ class Etcdctl:
             return {"retcode": 1 if err else 0, "stdout": json.dumps(out), "stderr": ""}
         if args == ["defrag"]:
             return self._ok("")
+        if args[0] == "move-leader":
+            if targets != [URLS[self.lead]]:  # etcdserver answers ErrNotLeader elsewhere
+                return {"retcode": 1, "stdout": "", "stderr": "etcdserver: not leader"}
+            self.lead = next(n for n, i in IDS.items() if f"{i:x}" == args[1])
+            return self._ok(f"Leadership transferred from {IDS['m2']:x} to {args[1]}")
         raise AssertionError(f"unexpected etcdctl call {args}")
 
     @staticmethod
@@ -79,6 +87,20 @@ def test_leader_lists_the_members_once():
         lead = etcdctl.leader()
     assert lead == {"id": f"{IDS['m2']:x}", "name": "m2", "endpoint": URLS["m2"]}
     assert [c[:2] for c in fake.calls] == [["member", "list"], ["endpoint", "status"]]
+
+
+def test_move_leader_crosses_to_the_leader_once():
+    """Asked of the target (m1), the move reads the leader from m1's own status and sends
+    only MoveLeader to the leader: on a leader behind a slow link nothing else waits on it."""
+    fake = Etcdctl()
+    with patch.dict(etcdctl.__salt__, {"cmd.run_all": fake}):
+        ret = etcdctl.move_leader("m1", endpoints=URLS["m1"])
+        again = etcdctl.move_leader("m1", endpoints=URLS["m1"])
+    assert ret["changed"] is True and ret["leader"]["name"] == "m1", ret
+    assert again["changed"] is False
+    moves = [i for i, c in enumerate(fake.calls) if c[0] == "move-leader"]
+    assert moves == [2] and fake.asked[2] == [URLS["m2"]], fake.calls
+    assert all(a == [URLS["m1"]] for i, a in enumerate(fake.asked) if i != 2), fake.asked
 
 
 def test_defrag_goes_leader_last_and_refuses_without_a_member():
