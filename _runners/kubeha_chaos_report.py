@@ -57,6 +57,7 @@ def rows(report: dict) -> list[dict]:
         salt-run kubeha_chaos_report.rows "$(cat reports/chaos-lab.json)"
     """
     pct = __utils__["chaos_analysis.percentile"]
+    spurious = __utils__["chaos_analysis.spurious_transitions"]
     groups: dict[tuple, list] = {}
     for run in report["runs"]:
         groups.setdefault((run["profile"], run["label"]), []).append(run)
@@ -83,6 +84,8 @@ def rows(report: dict) -> list[dict]:
             "leader_failover_p95_s": pct(kcm, 95), "leader_failover_s": kcm,
             "transitions": max(max((x["transitions"] for x in r["measured"]["leases"].values()),
                                    default=0) for r in runs),
+            "spurious_transitions": max(max((spurious(x) for x in r["measured"]["leases"].values()),
+                                            default=0) for r in runs),
             "writes_lost": None if None in lost else max(lost),
             "pass": all(r["pass"] for r in runs),
             "failed_goals": sorted({v["goal"] for r in runs for v in r["verdicts"]
@@ -111,11 +114,13 @@ def _verdict_table(table_rows: list[dict]) -> str:
         [[r["profile"], r["label"], ", ".join(r["targets"]), r["trials"],
           f"{r['failed']} / {r['requests']}", _cell(r["longest_stall_s"], " s"),
           _cell(r["window_ttfb_p95_ms"], " ms"), _cell(r["vip_failover_p95_s"], " s"),
-          _cell(r["leader_failover_p95_s"], " s"), r["transitions"], _cell(r["writes_lost"]),
+          _cell(r["leader_failover_p95_s"], " s"),
+          f"{r['spurious_transitions']} ({r['transitions']})", _cell(r["writes_lost"]),
           "PASS" if r["pass"] else "FAIL: " + "; ".join(r["failed_goals"])]
          for r in table_rows],
         ["profile", "scenario@target", "node(s)", "trials", "failed / requests", "longest stall",
-         "TTFB p95 in fault", "VIP failover p95", "KCM leader failover p95", "Lease transitions",
+         "TTFB p95 in fault", "VIP failover p95", "KCM leader failover p95",
+         "Lease transitions: spurious (all)",
          "writes lost", "verdict"],
     )  # fmt: skip
 
@@ -151,9 +156,11 @@ def _leader_table(report: dict) -> str | None:
         elif run["label"].startswith("soak"):
             req = run["measured"]["requests"]["overall"]
             transitions = sum(x["transitions"] for x in leases.values())
-            entry["soak"].append(f"{transitions} in {run['duration_s']:g} s on "
-                                 f"{', '.join(run['targets'])} ({req['failed']}/{req['count']} "
-                                 "failed)")  # fmt: skip
+            other = sum(__utils__["chaos_analysis.spurious_transitions"](x)
+                        for x in leases.values())  # fmt: skip
+            entry["soak"].append(f"{other} spurious, {transitions} in all, in "
+                                 f"{run['duration_s']:g} s on {', '.join(run['targets'])} "
+                                 f"({req['failed']}/{req['count']} failed)")  # fmt: skip
     lines = [
         [profile, ", ".join(f"{v:.2f}" for v in x["kcm"]) or "-",
          ", ".join(f"{v:.2f}" for v in x["sched"]) or "-", "; ".join(x["soak"]) or "-"]
@@ -161,8 +168,9 @@ def _leader_table(report: dict) -> str | None:
     ]  # fmt: skip
     if not lines:
         return None
+    soak = "soak (C): Lease transitions; spurious: a healthy holder's"
     return _table(lines, ["profile", "KCM failover after SIGKILL (s, per trial)",
-                          "scheduler failover (s)", "soak: Lease transitions (C)"])  # fmt: skip
+                          "scheduler failover (s)", soak])  # fmt: skip
 
 
 def _details(run: dict, row: dict, png: str | None) -> list[str]:
@@ -189,7 +197,8 @@ def _details(run: dict, row: dict, png: str | None) -> list[str]:
         f"{m['haproxy'].get('spurious_down') or 'none'}",
         "- Leases: " + "; ".join(
             f"{name}: {x['before']} -> {x['after']}, failover {_cell(x['failover_s'], ' s')}, "
-            f"{x['transitions']} transition(s)" for name, x in m["leases"].items()),
+            f"{x['transitions']} transition(s), {x.get('off_target', 0)} off the faulted node"
+            for name, x in m["leases"].items()),
         f"- etcd leader changes: {m['etcd']['leader_changes']}; keep-alive connection: "
         f"{m['keepalive']['failed']} of {m['keepalive']['count']} failed; watch: "
         f"{m['watch']['events']} events, longest silence "

@@ -19,7 +19,8 @@ report started anew, then per part:
   VIP holder, each with etcd's leader put on the holder first (the case the default avoids);
 - leader: for each Lease timer profile, SIGKILL of the KCM and scheduler leaders and a
   `--soak` seconds netem run (C) on the control plane holding the KCM Lease, counting Lease
-  transitions (any is spurious: nothing else failed).
+  transitions: those off the impaired node (its holder could not renew) apart from the
+  spurious ones (a holder on a healthy node lost its Lease; the SLO's 0).
 - heal (the self-healing VIP, issue 14): C on the VIP holder and on a node that does not
   hold it for 60 s each, then a `--soak` seconds soak of 20 ms +- 10 ms jitter on every
   control plane, counting VIP moves, the beacons' reports and the runner's decisions

@@ -152,6 +152,43 @@ def test_leader_failover_is_the_new_holders_acquire_time():
     assert (got["before"], got["after"]) == ("cp-1", "cp-3")
     assert got["failover_s"] == 5.25 and got["new_holder_seen_s"] == 6.0
     assert got["transitions"] == 1 and got["errors"] == 1
+    assert got["spurious"] == 1  # no targets given: nothing says the change was expected
+
+
+def test_a_lease_leaving_the_faulted_node_is_not_spurious():
+    """The 2026-11-30 soak with C on cp-3: the KCM left cp-3 (off the target), the
+    scheduler left cp-1, a healthy node (spurious)."""
+
+    def row(t, lease, holder, n):
+        return {"t": T0 + t, "lease": lease, "holder": f"{holder}_x", "transitions": n,
+                "acquire": None}  # fmt: skip
+
+    kcm, sched = "kube-controller-manager", "kube-scheduler"
+    rows = [row(0, kcm, "cp-3", 26), row(15, kcm, "cp-3", 26), row(20, kcm, "cp-1", 27),
+            row(0, sched, "cp-1", 20), row(12, sched, "cp-2", 21)]  # fmt: skip
+    got = analysis.lease_stats(rows, T0 + 5.0, T0 + 600, ["cp-3"])
+    assert (got[kcm]["transitions"], got[kcm]["off_target"], got[kcm]["spurious"]) == (1, 1, 0)
+    assert (got[sched]["transitions"], got[sched]["off_target"], got[sched]["spurious"]) == (
+        1, 0, 1)  # fmt: skip
+    # Two changes between polls (cp-3 -> cp-2 -> cp-3): the counter sees them, the
+    # timeline does not, so they count as spurious.
+    rows = [row(0, kcm, "cp-3", 26), row(20, kcm, "cp-3", 28)]
+    assert analysis.lease_stats(rows, T0 + 5.0, T0 + 600, ["cp-3"])[kcm]["spurious"] == 2
+
+
+def test_the_soak_goal_counts_only_spurious_transitions():
+    leases = {"kube-controller-manager": {"transitions": 1, "off_target": 1, "spurious": 0},
+              "kube-scheduler": {"transitions": 1, "off_target": 0, "spurious": 1}}  # fmt: skip
+    measured = {**_measured(), "leases": leases}
+    (verdict,) = [
+        v for v in analysis.verdicts(measured, SLO, "netem") if "transitions" in v["goal"]
+    ]
+    assert verdict["measured"] == "1" and verdict["pass"] is False
+    leases["kube-scheduler"].update(transitions=0, spurious=0)
+    (verdict,) = [
+        v for v in analysis.verdicts(measured, SLO, "netem") if "transitions" in v["goal"]
+    ]
+    assert verdict["measured"] == "0" and verdict["pass"] is True
 
 
 def _measured(failed=0, stall=0.4, failover=0.6, lost=0, transitions=0):

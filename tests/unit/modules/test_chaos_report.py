@@ -92,3 +92,21 @@ def test_add_writes_json_markdown_and_pictures(tmp_path):
     assert "](chaos-lab-kubeha-power-off-vip-holder.png)" in md
     assert report.reset("lab", str(tmp_path))["removed"]
     assert not list(tmp_path.glob("chaos-lab*"))
+
+
+def test_the_leader_table_tells_spurious_transitions_from_the_faulted_nodes():
+    """A soak where the KCM left the faulted node and the scheduler left a healthy one."""
+    run = _run("leader 3/2.5/0.5", label="soak: netem@lease-holder 600s")
+    run.update(scenario="netem", duration_s=600.0)
+    base = {"failover_s": 8.0, "new_holder_seen_s": 8.5, "errors": 0, "timeline": []}
+    run["measured"]["leases"] = {
+        "kube-controller-manager": {**base, "before": "cp-1", "after": "cp-3",
+                                    "transitions": 1, "off_target": 1, "spurious": 0},
+        "kube-scheduler": {**base, "before": "cp-2", "after": "cp-3",
+                           "transitions": 1, "off_target": 0, "spurious": 1},
+    }  # fmt: skip
+    (row,) = report.rows({"runs": [run]})
+    assert (row["spurious_transitions"], row["transitions"]) == (1, 1)
+    text = report.markdown({"cluster": "lab", "generated_at": "now", "runs": [run]})
+    assert "1 spurious, 2 in all, in 600 s on cp-1" in text
+    assert "kube-scheduler: cp-2 -> cp-3, failover 8.00 s, 1 transition(s), 0 off" in text
