@@ -130,8 +130,13 @@ def discover(
     return ca
 
 
-def etcd_endpoints(client: Client) -> list[str]:
-    """etcdutil.getEtcdEndpoints: the advertise-client-urls annotation of each etcd pod."""
+# KubernetesAPICallRetryInterval and the default KubernetesAPICall timeout
+# [cmd/kubeadm/app/constants/constants.go]
+API_CALL_RETRY_S = 0.5
+API_CALL_TIMEOUT_S = 60.0
+
+
+def _etcd_endpoints_once(client: Client) -> tuple[list[str], int]:
     pods = client.list("pods", "kube-system", label_selector="component=etcd,tier=control-plane")[
         "items"
     ]
@@ -141,12 +146,33 @@ def etcd_endpoints(client: Client) -> list[str]:
         )
         for p in pods
     ]
-    urls = [u for u in urls if u]
-    if not urls:
-        raise KubeadmError(
-            "could not retrieve the list of etcd endpoints: etcd endpoints not found"
-        )
-    return sorted(urls)
+    return sorted(u for u in urls if u), len(pods)
+
+
+def etcd_endpoints(
+    client: Client, interval: float = API_CALL_RETRY_S, timeout: float = API_CALL_TIMEOUT_S
+) -> list[str]:
+    """etcdutil.getEtcdEndpoints: the advertise-client-urls annotation of each etcd pod.
+
+    Polled like upstream: "tolerate some unexpected transient failures from the API server
+    or load balancers" (a timed-out or refused list, an HTTP error) and wait for every etcd
+    pod's mirror to carry its annotation, every ``interval`` until ``timeout``
+    [cmd/kubeadm/app/util/etcd/etcd.go, getRawEtcdEndpointsFromPodAnnotation]. A join whose
+    one list timed out behind a busy apiserver used to fail here at once.
+    """
+    deadline = time.monotonic() + timeout
+    last = "etcd endpoints not found"
+    while True:
+        try:
+            urls, pods = _etcd_endpoints_once(client)
+            if urls and len(urls) == pods:
+                return urls
+            last = f"found a total of {pods} etcd pods and the following endpoints: {urls}"
+        except (ApiError, OSError) as err:  # TimeoutError and ConnectionError are OSErrors
+            last = str(err) or type(err).__name__
+        if time.monotonic() + interval > deadline:
+            raise KubeadmError(f"could not retrieve the list of etcd endpoints: {last}")
+        time.sleep(interval)
 
 
 def run(flags: dict, positional: list[str]) -> int:
