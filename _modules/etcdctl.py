@@ -17,8 +17,8 @@ Settings (minion config, grains or pillar, read with ``config.get``)::
       key: /etc/kubernetes/pki/etcd/healthcheck-client.key
 
 Snapshots live in the sibling module ``etcd_snapshot``; output parsers in
-``_utils/etcdctl_parse.py``, the defragmentation policy in ``_utils/etcdctl_defrag.py``
-and the watch in ``_utils/etcdctl_watch.py``.
+``_utils/etcdctl_parse.py``, the defragmentation policy in ``_utils/etcdctl_defrag.py``,
+leadership moves in ``_utils/etcdctl_move.py`` and the watch in ``_utils/etcdctl_watch.py``.
 """
 
 import shutil
@@ -40,13 +40,15 @@ def __virtual__():
 
 
 _RESOLVED: dict = {}
-# What defrag's callbacks use. The defrag policy (a util) calls health_of/status_of back
+# What defrag's and move's callbacks use. A policy util calls etcdctl back
 # from its own loader context, where __utils__ is not packed: resolve these beforehand.
 _CALLBACK_UTILS = (
     "etcdctl_parse.loads",
     "etcdctl_parse.as_dicts",
     "etcdctl_parse.endpoint_health",
     "etcdctl_parse.status_with_unreachable",
+    "etcdctl_parse.member_list",
+    "etcdctl_move.leader_as_seen",
 )
 
 
@@ -321,19 +323,14 @@ def defrag(endpoints=None, wait_healthy=60, *, cacert=None, cert=None, key=None)
 
 
 def _leader_as_seen(endpoints, tls, members: list[dict]) -> dict | None:
-    """The leader as the given endpoints see it (the ``leader`` field of their own status),
-    without asking every member: when the leader sits on a slow, lossy path, asking it for
-    its status is the slow part of a move, and the move's target already knows who leads."""
-    for st in _status(_as_list(endpoints), tls):
-        lead = st.get("leader") if st.get("reachable") else None
-        member = next((m for m in members if lead and m["id"] == lead), None)
-        if member and member["client_urls"]:
-            return {"id": member["id"], "name": member["name"],
-                    "endpoint": member["client_urls"][0]}  # fmt: skip
-    return None
+    """The leader as the given endpoints see it (their own status), without asking every
+    member: when the leader sits on a slow, lossy path, asking it is the slow part."""
+    return _u("etcdctl_move.leader_as_seen")(_status(_as_list(endpoints), tls), members)
 
 
-def move_leader(target, endpoints=None, command_timeout="5s", *, cacert=None, cert=None, key=None):
+def move_leader(
+    target, endpoints=None, command_timeout="5s", attempts=1, *, cacert=None, cert=None, key=None
+):
     """
     Hand leadership to another member (by name or hex ID).
 
@@ -343,40 +340,49 @@ def move_leader(target, endpoints=None, command_timeout="5s", *, cacert=None, ce
     ``endpoint status`` of every member, before and after, each crossed it again).
 
     command_timeout
-        How long the MoveLeader call may take (etcdctl's ``--command-timeout``). The leader
-        answers it only once the target has caught up and won (etcdserver's MoveLeader waits
-        on the caller's deadline), and it is sent to the leader: moving leadership off a
-        leader on a slow, lossy path needs more than the 5 s default (measured on the lab:
-        "rpc error" after 5 s with 200 ms and 20 % loss on the leader).
+        How long one MoveLeader call may take (etcdctl's ``--command-timeout``). The leader
+        answers it only once the target has won (etcdserver's MoveLeader waits on the
+        caller's deadline).
+
+    attempts
+        MoveLeader calls before giving up (``_utils/etcdctl_move.py``). The leader starts
+        one transfer per call and raft drops it after an election timeout if the target
+        has not caught up, while the call waits out its deadline: on the lab (200 ms, 20 %
+        loss on the leader) one 10 s call waited 8.4 s on a dropped transfer and the next
+        call moved the leader in 0.5 s.
 
     CLI Example:
 
     .. code-block:: bash
 
         salt 'cp-1' etcdctl.move_leader cp-2
-        salt 'cp-1' etcdctl.move_leader cp-2 command_timeout=15s
+        salt 'cp-1' etcdctl.move_leader cp-2 command_timeout=3s attempts=4
     """
     tls = {"cacert": cacert, "cert": cert, "key": key}
     members = _members(endpoints, tls)
     match = [m for m in members if target in (m["name"], m["id"])]
     if not match:
         raise CommandExecutionError(f"no etcd member named or with ID {target!r}")
-    current = _leader_as_seen(endpoints, tls, members) or leader(endpoints, **tls)
-    if current is None:
-        raise CommandExecutionError("no etcd leader found (no quorum?)")
-    if current["id"] == match[0]["id"]:
-        return {"changed": False, "leader": current}
-    # MoveLeader must be sent to the current leader (etcdserver: ErrNotLeader otherwise),
-    # and it returns once the old leader has seen the transferee lead (etcdserver's
-    # MoveLeader waits for Lead() == transferee), so the endpoints' view afterwards is
-    # current. The process limit only backs up etcdctl's own deadline.
-    # [etcd server/etcdserver/server.go, EtcdServer.MoveLeader]
-    stdout, _, _ = _run(["move-leader", match[0]["id"]], current["endpoint"], tls,
-                        timeout=90, command_timeout=command_timeout)  # fmt: skip
-    now = _leader_as_seen(endpoints, tls, members)
-    if not now or now["id"] != match[0]["id"]:  # a bystander's view may lag a heartbeat
-        now = leader(endpoints, **tls) or now
-    return {"changed": True, "message": stdout.strip(), "leader": now}
+    want = match[0]["id"]
+
+    def current():
+        return _leader_as_seen(endpoints, tls, members) or leader(endpoints, **tls)
+
+    def settled():
+        # MoveLeader returns once the old leader has seen the target lead, so the
+        # endpoints' view is current; a bystander's may lag a heartbeat.
+        now = _leader_as_seen(endpoints, tls, members)
+        return now if now and now["id"] == want else (leader(endpoints, **tls) or now)
+
+    def move_once(leader_endpoint):
+        # MoveLeader must be sent to the leader (etcdserver: ErrNotLeader otherwise). The
+        # process limit only backs up etcdctl's own deadline.
+        return _run(["move-leader", want], leader_endpoint, tls, timeout=90,
+                    command_timeout=command_timeout)[0]  # fmt: skip
+
+    _resolve_callback_utils()
+    return _u("etcdctl_move.move")(want, target, attempts=attempts, current=current,
+                                   move_once=move_once, settled=settled)  # fmt: skip
 
 
 def watch(

@@ -17,6 +17,9 @@ import time
 
 from salt.exceptions import CommandExecutionError
 
+# MoveLeader calls per etcd handover (etcdctl.move_leader's attempts).
+ATTEMPTS_ETCD_MOVE = 4
+
 
 def apply(ask, s: dict, plan: dict, state: dict | None = None, must=()) -> dict:
     """The tracked files of every node in ``plan`` at once (one call, each node takes its
@@ -248,13 +251,20 @@ def _brief(text: str, head: int = 120, tail: int = 360) -> str:
 
 def move_etcd_leader(ask, s: dict, target: str) -> dict:
     """Hand etcd's leadership to ``target`` (``etcdctl.move_leader``,
-    asked of the target: it finds the leader's endpoint itself, and the target is the
+    asked of the target: it reads the leader from its own member, and the target is the
     healthy end). Bounded; a failure is a result, never an exception (the VIP's own
     decisions must not wait on etcd long). The leader to move off may be the impaired one,
-    and MoveLeader goes to it: 10 s for the call rather than etcdctl's 5."""
-    ok, ret = ask([target], "etcdctl.move_leader", target, command_timeout="10s",
-                  timeout=30)[target]  # fmt: skip
+    and MoveLeader goes to it; raft drops a transfer the target did not take within an
+    election timeout while the call waits on: short calls (two election timeouts and a
+    second for the connection over the bad path), up to four of them."""
+    per_call = max(2.0, 2 * float(s.get("etcd_election_s", 1.0)) + 1)
+    ok, ret = ask([target], "etcdctl.move_leader", target, command_timeout=f"{per_call:g}s",
+                  attempts=ATTEMPTS_ETCD_MOVE,
+                  timeout=ATTEMPTS_ETCD_MOVE * per_call + 20)[target]  # fmt: skip
     if not ok:
         return {"result": False, "moved": False, "error": _brief(str(ret))}
     now = (ret.get("leader") or {}).get("name")
-    return {"result": now == target, "moved": bool(ret.get("changed")), "leads": now}
+    out = {"result": now == target, "moved": bool(ret.get("changed")), "leads": now}
+    if ret.get("failed_attempts"):
+        out["failed_attempts"] = len(ret["failed_attempts"])
+    return out

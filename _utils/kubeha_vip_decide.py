@@ -62,6 +62,7 @@ def settings(model: dict, now: float) -> dict:
         "recover_after": heal["recover_after"],
         "move_etcd_leader": bool(heal.get("move_etcd_leader")),
         "etcd_cooldown": heal["cooldown"],
+        "etcd_election_s": int((model.get("etcd") or {}).get("election_timeout_ms", 1000)) / 1000,
         "lb_port": int(model["vip"]["lb_port"]),
         "ips": {n["name"]: n["ip"] for n in model["control_plane"]},
         "handover_s": float(heal["handover_s"]),

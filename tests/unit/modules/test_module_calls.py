@@ -25,6 +25,7 @@ class Etcdctl:
     def __init__(self, down=()):
         self.down = set(down)
         self.lead = "m2"
+        self.dropped = 0  # MoveLeader calls whose transfer raft drops (the call times out)
         self.calls: list[list[str]] = []
         self.asked: list[list[str]] = []  # the endpoints of each call
 
@@ -58,6 +59,10 @@ class Etcdctl:
         if args[0] == "move-leader":
             if targets != [URLS[self.lead]]:  # etcdserver answers ErrNotLeader elsewhere
                 return {"retcode": 1, "stdout": "", "stderr": "etcdserver: not leader"}
+            if self.dropped:
+                self.dropped -= 1
+                return {"retcode": 1, "stdout": "",
+                        "stderr": "Error: context deadline exceeded"}  # fmt: skip
             self.lead = next(n for n, i in IDS.items() if f"{i:x}" == args[1])
             return self._ok(f"Leadership transferred from {IDS['m2']:x} to {args[1]}")
         raise AssertionError(f"unexpected etcdctl call {args}")
@@ -74,7 +79,7 @@ def configure_loader_modules():
     return {
         etcdctl: {
             "__salt__": dict(config),
-            "__utils__": utils("etcdctl_parse", "etcdctl_defrag", "etcdctl_watch"),
+            "__utils__": utils("etcdctl_parse", "etcdctl_defrag", "etcdctl_move", "etcdctl_watch"),
         },
         haproxy: {"__salt__": dict(config)},
         kubeadm_join: {"__salt__": {}},
@@ -101,6 +106,41 @@ def test_move_leader_crosses_to_the_leader_once():
     moves = [i for i, c in enumerate(fake.calls) if c[0] == "move-leader"]
     assert moves == [2] and fake.asked[2] == [URLS["m2"]], fake.calls
     assert all(a == [URLS["m1"]] for i, a in enumerate(fake.asked) if i != 2), fake.asked
+
+
+def test_a_dropped_transfer_is_asked_again_up_to_the_attempts():
+    fake = Etcdctl()
+    fake.dropped = 2
+    with patch.dict(etcdctl.__salt__, {"cmd.run_all": fake}):
+        ret = etcdctl.move_leader("m1", endpoints=URLS["m1"], command_timeout="3s", attempts=3)
+    assert ret["changed"] is True and ret["leader"]["name"] == "m1"
+    assert len(ret["failed_attempts"]) == 2
+    assert all(f.endswith("context deadline exceeded") for f in ret["failed_attempts"])
+    assert sum(c[0] == "move-leader" for c in fake.calls) == 3
+    fake = Etcdctl()
+    fake.dropped = 5
+    gave_up = pytest.raises(CommandExecutionError, match="did not move to m1 in 2 attempt")
+    with patch.dict(etcdctl.__salt__, {"cmd.run_all": fake}), gave_up:
+        etcdctl.move_leader("m1", endpoints=URLS["m1"], attempts=2)
+    assert fake.lead == "m2"
+
+
+class NotLeader(Etcdctl):
+    """Every MoveLeader lands on a member that no longer leads."""
+
+    def __call__(self, cmd, **kw):
+        if "move-leader" in cmd:
+            self.calls.append(["move-leader"])
+            return {"retcode": 1, "stdout": "", "stderr": "Error: etcdserver: not leader"}
+        return super().__call__(cmd, **kw)
+
+
+def test_a_move_refused_for_another_reason_is_not_asked_again():
+    fake = NotLeader()
+    refused = pytest.raises(CommandExecutionError, match="not leader")
+    with patch.dict(etcdctl.__salt__, {"cmd.run_all": fake}), refused:
+        etcdctl.move_leader("m1", endpoints=URLS["m1"], attempts=4)
+    assert sum(c[0] == "move-leader" for c in fake.calls) == 1
 
 
 def test_defrag_goes_leader_last_and_refuses_without_a_member():
