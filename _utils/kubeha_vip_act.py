@@ -17,8 +17,8 @@ import time
 
 from salt.exceptions import CommandExecutionError
 
-# MoveLeader calls per etcd handover (etcdctl.move_leader's attempts).
-ATTEMPTS_ETCD_MOVE = 4
+# MoveLeader calls per node asked in an etcd handover (etcdctl.move_leader's attempts).
+ATTEMPTS_ETCD_MOVE = 3
 
 
 def apply(ask, s: dict, plan: dict, state: dict | None = None, must=()) -> dict:
@@ -249,22 +249,31 @@ def _brief(text: str, head: int = 120, tail: int = 360) -> str:
     return text if len(text) <= head + tail + 5 else f"{text[:head]} ... {text[-tail:]}"
 
 
-def move_etcd_leader(ask, s: dict, target: str) -> dict:
-    """Hand etcd's leadership to ``target`` (``etcdctl.move_leader``,
-    asked of the target: it reads the leader from its own member, and the target is the
-    healthy end). Bounded; a failure is a result, never an exception (the VIP's own
-    decisions must not wait on etcd long). The leader to move off may be the impaired one,
-    and MoveLeader goes to it; raft drops a transfer the target did not take within an
-    election timeout while the call waits on: short calls (two election timeouts and a
-    second for the connection over the bad path), up to four of them."""
+def move_etcd_leader(ask, s: dict, target: str, leader: str | None = None) -> dict:
+    """Hand etcd's leadership to ``target`` (``etcdctl.move_leader``). Bounded; a failure is
+    a result, never an exception (the VIP's own decisions must not wait on etcd long).
+
+    Asked of the leader's own node first: there etcdctl reaches its member on the node
+    itself, and only raft's message to the target crosses the leader's path, which may be
+    the impaired one. Asked of the target when the leader's node does not answer (or
+    fails): MoveLeader then crosses that path to reach the leader. Raft drops a transfer
+    the target did not take within an election timeout while a call waits on, so each ask
+    makes short calls (two election timeouts and a second), up to ``ATTEMPTS_ETCD_MOVE``."""
     per_call = max(2.0, 2 * float(s.get("etcd_election_s", 1.0)) + 1)
-    ok, ret = ask([target], "etcdctl.move_leader", target, command_timeout=f"{per_call:g}s",
-                  attempts=ATTEMPTS_ETCD_MOVE,
-                  timeout=ATTEMPTS_ETCD_MOVE * per_call + 20)[target]  # fmt: skip
-    if not ok:
-        return {"result": False, "moved": False, "error": _brief(str(ret))}
-    now = (ret.get("leader") or {}).get("name")
-    out = {"result": now == target, "moved": bool(ret.get("changed")), "leads": now}
-    if ret.get("failed_attempts"):
-        out["failed_attempts"] = len(ret["failed_attempts"])
-    return out
+    errors = []
+    for node in dict.fromkeys(n for n in (leader, target) if n):
+        ok, ret = ask([node], "etcdctl.move_leader", target, command_timeout=f"{per_call:g}s",
+                      attempts=ATTEMPTS_ETCD_MOVE,
+                      timeout=ATTEMPTS_ETCD_MOVE * per_call + 20)[node]  # fmt: skip
+        if not ok:
+            errors.append(f"{node}: {_brief(str(ret))}")
+            continue
+        now = (ret.get("leader") or {}).get("name")
+        out = {"result": now == target, "moved": bool(ret.get("changed")), "leads": now,
+               "asked": node}  # fmt: skip
+        if ret.get("failed_attempts"):
+            out["failed_attempts"] = len(ret["failed_attempts"])
+        if errors:
+            out["errors"] = errors
+        return out
+    return {"result": False, "moved": False, "error": "; ".join(errors)}

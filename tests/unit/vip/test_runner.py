@@ -410,8 +410,8 @@ def _with_etcd(views: dict, leader: str) -> dict:
 
 def test_etcds_leader_leaves_the_vip_holder_once_per_cooldown(rig):
     """vip_heal:move_etcd_leader: the leader on the holder is handed to a healthy node that
-    does not hold the VIP, asked of that node; recorded, fired, and not repeated within the
-    cooldown; off by default."""
+    does not hold the VIP, asked of the leader's own node (its member is local there);
+    recorded, fired, and not repeated within the cooldown; off by default."""
     views = _with_etcd(healthy("cp-1"), "cp-1")
     assert report(rig, views, "cp-1", 1, "first")["decisions"][0]["etcd"] is None  # off
     rig.heal["move_etcd_leader"] = True
@@ -423,10 +423,11 @@ def test_etcds_leader_leaves_the_vip_holder_once_per_cooldown(rig):
     assert moves[0]["leader"] == "cp-1" and moves[0]["target"] == "cp-2" and moves[0]["result"]
     assert rig.cluster.etcd_leader == "cp-2"
     calls = [c for c in rig.cluster.calls if c[0] == "etcdctl.move_leader"]
-    assert [c[1] for c in calls] == [("cp-2",)]
-    # MoveLeader goes to the leader, maybe the impaired node, and raft drops a transfer not
-    # taken within an election timeout (1 s here): short calls, several of them.
-    assert (calls[0][3]["command_timeout"], calls[0][3]["attempts"]) == ("3s", 4)
+    assert [(c[1], c[2]) for c in calls] == [(("cp-1",), ("cp-2",))]
+    assert moves[0]["asked"] == "cp-1"
+    # Raft drops a transfer not taken within an election timeout (1 s here) while a call
+    # waits on: short calls, several of them.
+    assert (calls[0][3]["command_timeout"], calls[0][3]["attempts"]) == ("3s", 3)
     assert rig.fired[-1][0] == "kubeha/vip/lab/etcd-leader"
     assert out["decisions"][0]["action"] == "none"
     # a stale report that still says cp-1 leads, inside the cooldown: nothing more
@@ -435,6 +436,20 @@ def test_etcds_leader_leaves_the_vip_holder_once_per_cooldown(rig):
     rig.clock.now += 61
     report(rig, _with_etcd(views, "cp-2"), "cp-2", 10)  # cp-2 leads, holds nothing: stays
     assert len([h for h in rig.history("lab") if h["action"] == "etcd-leader"]) == 1
+
+
+def test_etcds_leader_is_moved_through_the_target_when_its_own_node_does_not_answer(rig):
+    rig.heal["move_etcd_leader"] = True
+    rig.store.write(rig.__opts__, "lab", "model", {})
+    rig.cluster.nodes["cp-1"]["off"] = True  # its minion does not answer; etcd still leads
+    views = _with_etcd(healthy("cp-1"), "cp-1")
+    for seq, node in enumerate(NODES, 1):
+        report(rig, views, node, seq)
+    (move,) = [h for h in rig.history("lab") if h["action"] == "etcd-leader"]
+    calls = [c[1] for c in rig.cluster.calls if c[0] == "etcdctl.move_leader"]
+    assert calls == [("cp-1",), ("cp-2",)]
+    assert move["result"] and move["asked"] == "cp-2" and move["errors"][0].startswith("cp-1:")
+    assert rig.cluster.etcd_leader == "cp-2"
 
 
 def test_the_handover_wait_follows_the_master_down_timer():
