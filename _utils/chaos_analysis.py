@@ -257,7 +257,7 @@ def _epoch(stamp):
         return None
 
 
-def _left_targets(timeline, fault_at, targets) -> int:
+def left_targets(timeline, fault_at, targets) -> int:
     """Holder changes seen after the fault that left a faulted node: the holder could not
     renew from there, which is what leader election is for."""
     pairs = zip(timeline, timeline[1:], strict=False)
@@ -282,7 +282,7 @@ def lease_stats(rows, fault_at, end, targets=()):
         acquired = _epoch(new["acquire"]) if new else None
         transitions = [r["transitions"] for r in seen if r["transitions"] is not None]
         count = (transitions[-1] - transitions[0]) if transitions else 0
-        off_target = _left_targets(timeline, fault_at, set(targets))
+        off_target = left_targets(timeline, fault_at, set(targets))
         out[name] = {
             "before": (before or {}).get("holder", "").split("_")[0] if before else None,
             "after": timeline[-1][1] if timeline else None,
@@ -355,6 +355,14 @@ def _judge(goal, measured, limit, unit=""):
     passed = measured is not None and measured <= limit
     shown = "none" if measured is None else f"{measured:g}{unit}"
     return {"goal": f"{goal} <= {limit:g}{unit}", "measured": shown, "pass": passed}
+
+
+def split_transitions(lease: dict, fault_at: float, targets) -> dict:
+    """``off_target``/``spurious`` of a Lease measured before the split, from its stored
+    timeline (the same rule as ``lease_stats``)."""
+    count = lease.get("transitions", 0)
+    off = min(left_targets(lease.get("timeline") or [], fault_at, set(targets)), count)
+    return {**lease, "off_target": off, "spurious": max(0, count - off)}
 
 
 def spurious_transitions(lease: dict) -> int:

@@ -110,3 +110,30 @@ def test_the_leader_table_tells_spurious_transitions_from_the_faulted_nodes():
     text = report.markdown({"cluster": "lab", "generated_at": "now", "runs": [run]})
     assert "1 spurious, 2 in all, in 600 s on cp-1" in text
     assert "kube-scheduler: cp-2 -> cp-3, failover 8.00 s, 1 transition(s), 0 off" in text
+
+
+def test_a_report_measured_before_the_split_is_split_from_its_timelines(tmp_path):
+    run = _run("leader 3/2.5/0.5", label="soak: netem@lease-holder 600s")
+    run.update(scenario="netem", duration_s=600.0, targets=["cp-3"])
+    at = run["fault"]["at"]
+    run["measured"]["leases"] = {  # as measured before the split: no off_target/spurious
+        "kube-controller-manager": {"before": "cp-3", "after": "cp-1", "failover_s": 14.0,
+                                    "new_holder_seen_s": 14.5, "transitions": 1, "errors": 0,
+                                    "timeline": [[at - 5, "cp-3", 26], [at + 20, "cp-1", 27]]},
+        "kube-scheduler": {"before": "cp-1", "after": "cp-1", "failover_s": None,
+                           "new_holder_seen_s": None, "transitions": 0, "errors": 0,
+                           "timeline": [[at - 5, "cp-1", 20]]},
+    }  # fmt: skip
+    run["verdicts"] = [{"goal": "leader transitions (spurious) <= 0", "measured": "1",
+                        "pass": False}]  # fmt: skip
+    run["pass"] = False
+    (tmp_path / "chaos-lab.json").write_text(json.dumps({"cluster": "lab", "runs": [run]}))
+    report.split_transitions("lab", str(tmp_path))
+    got = json.loads((tmp_path / "chaos-lab.json").read_text())
+    kcm = got["runs"][0]["measured"]["leases"]["kube-controller-manager"]
+    assert (kcm["transitions"], kcm["off_target"], kcm["spurious"]) == (1, 1, 0)
+    assert got["runs"][0]["verdicts"][0] == {
+        "goal": "leader transitions (spurious) <= 0", "measured": "0", "pass": True}  # fmt: skip
+    assert got["runs"][0]["pass"] and "split on" in got["notes"][-1]
+    report.split_transitions("lab", str(tmp_path))  # once only: no second note
+    assert len(json.loads((tmp_path / "chaos-lab.json").read_text())["notes"]) == 1
