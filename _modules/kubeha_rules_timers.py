@@ -284,8 +284,8 @@ def _lease_timers(where: str, lease, renew, retry, election: float) -> list[str]
         out.append(
             f"kubeha:{where}:renew_deadline: {renew} s does not outlast an etcd leader "
             f"election (~{2 * election:g} s): the leader would lose its lease during every "
-            "election. The fastest measured without spurious transitions is 3/2.5/0.5 "
-            "(lease/renew/retry, docs/chaos.md); 5/3/1 leaves more margin."
+            "election. The fastest measured without spurious transitions is 5/3/1 "
+            "(lease/renew/retry, the default; docs/chaos.md)."
         )
     return out
 

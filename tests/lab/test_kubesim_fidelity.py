@@ -198,8 +198,8 @@ def test_crictl_stop_apiserver_is_undone(cluster):
 
 
 def test_kcm_hard_kill_failover_follows_the_lease(cluster):
-    # The cluster's own timers (the formula's leader_election, 3/2.5/0.5 by default since
-    # issue 12; 5/3/1 before): a hard kill is replaced one lease duration later, plus
+    # The cluster's own timers (the formula's leader_election: 5/3/1 by default, 3/2.5/0.5
+    # for a while in issue 12): a hard kill is replaced one lease duration later, plus
     # client-go's jittered retry.
     lease_s = fidelity.lease(cluster["run"], "cp-1", "kube-controller-manager")[
         "leaseDurationSeconds"
