@@ -335,9 +335,10 @@ def move_leader(
     Hand leadership to another member (by name or hex ID).
 
     The leader is read from the given endpoints' own view (their status), and only the
-    MoveLeader call itself goes to the leader: run it on the target or another healthy
-    member, and a leader on a slow path is crossed once, not three times (etcdctl's
-    ``endpoint status`` of every member, before and after, each crossed it again).
+    MoveLeader call itself goes to the leader. Run on the leader's own node, nothing but
+    raft's message to the target crosses the leader's path (the VIP runner does that
+    first); run elsewhere, the call crosses it once (etcdctl's ``endpoint status`` of every
+    member, before and after, used to cross it twice more).
 
     command_timeout
         How long one MoveLeader call may take (etcdctl's ``--command-timeout``). The leader

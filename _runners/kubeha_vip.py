@@ -204,7 +204,8 @@ def _etcd_leader(cluster: str, s: dict, state: dict, views: dict, *, trigger: st
     if s["mode"] == "observe":
         entry["observed_only"] = True
     else:
-        entry.update(_a("move_etcd_leader")(s, move["target"], leader=move["leader"]))
+        asked = move["leader"] if move.get("ask_leader") else None
+        entry.update(_a("move_etcd_leader")(s, move["target"], leader=asked))
     state["last_etcd_move_at"] = now
     try:
         __salt__["event.send"](f"kubeha/vip/{cluster}/etcd-leader", entry)

@@ -301,5 +301,16 @@ def etcd_leader_move(nodes: list[str], views: dict, state: dict, cfg: dict, now:
         return None
     target = min(fit, key=nodes.index)
     why = "holds the VIP" if holds else f"is impaired ({', '.join(table[leader]['why'])})"
-    return {"leader": leader, "target": target,
+    return {"leader": leader, "target": target, "ask_leader": _heard(views, nodes, leader),
             "reason": f"etcd's leader {leader} {why}: leadership to {target}"}  # fmt: skip
+
+
+def _heard(views: dict, nodes: list[str], node: str) -> bool:
+    """Whether another node's latest probes got answers from ``node``: a slow, lossy node
+    can still be asked to move etcd's leadership itself; one nobody hears (powered off,
+    cut off) would hold the runner for the ask's whole timeout."""
+    return any(
+        ((views.get(o) or {}).get("peers") or {}).get(node, {}).get("rtt_ms") is not None
+        for o in nodes
+        if o != node
+    )

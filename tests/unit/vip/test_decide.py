@@ -234,6 +234,10 @@ def test_etcds_leader_leaves_the_holder_and_an_impaired_node_for_a_healthy_non_h
     move = d.etcd_leader_move(NODES, _etcd(views, "cp-2"), {}, ON, T0)
     assert move["leader"] == "cp-2" and move["target"] == "cp-3", move
     assert "impaired" in move["reason"]
+    assert move["ask_leader"] is True  # slow but answering: it moves its own leadership
+    for n in ("cp-1", "cp-3"):  # nobody hears cp-2 any more (off, cut): ask the target
+        views[n]["peers"]["cp-2"].update(rtt_ms=None, loss_pct=100)
+    assert d.etcd_leader_move(NODES, _etcd(views, "cp-2"), {}, ON, T0)["ask_leader"] is False
 
 
 def test_etcds_leader_stays_where_it_is_fine_or_nowhere_is_better():

@@ -439,6 +439,7 @@ def test_etcds_leader_leaves_the_vip_holder_once_per_cooldown(rig):
 
 
 def test_etcds_leader_is_moved_through_the_target_when_its_own_node_does_not_answer(rig):
+    """Heard by its peers but its minion silent: asked, then the target asked."""
     rig.heal["move_etcd_leader"] = True
     rig.store.write(rig.__opts__, "lab", "model", {})
     rig.cluster.nodes["cp-1"]["off"] = True  # its minion does not answer; etcd still leads
