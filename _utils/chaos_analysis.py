@@ -281,19 +281,16 @@ def lease_stats(rows, fault_at, end, targets=()):
                     and r["holder"] != before["holder"]), None)  # fmt: skip
         acquired = _epoch(new["acquire"]) if new else None
         transitions = [r["transitions"] for r in seen if r["transitions"] is not None]
-        count = (transitions[-1] - transitions[0]) if transitions else 0
-        off_target = left_targets(timeline, fault_at, set(targets))
-        out[name] = {
+        lease = {
             "before": (before or {}).get("holder", "").split("_")[0] if before else None,
             "after": timeline[-1][1] if timeline else None,
             "failover_s": round(acquired - fault_at, 3) if acquired else None,
             "new_holder_seen_s": round(new["t"] - fault_at, 3) if new else None,
-            "transitions": count,
-            "off_target": min(off_target, count),
-            "spurious": max(0, count - off_target),
+            "transitions": (transitions[-1] - transitions[0]) if transitions else 0,
             "errors": sum(1 for r in rows if r["lease"] == name and "err" in r),
             "timeline": timeline,
         }
+        out[name] = split_transitions(lease, fault_at, targets)
     return out
 
 
@@ -358,8 +355,8 @@ def _judge(goal, measured, limit, unit=""):
 
 
 def split_transitions(lease: dict, fault_at: float, targets) -> dict:
-    """``off_target``/``spurious`` of a Lease measured before the split, from its stored
-    timeline (the same rule as ``lease_stats``)."""
+    """The Lease with ``off_target``/``spurious`` from its timeline: ``lease_stats`` uses it,
+    and so does a report measured before the split."""
     count = lease.get("transitions", 0)
     off = min(left_targets(lease.get("timeline") or [], fault_at, set(targets)), count)
     return {**lease, "off_target": off, "spurious": max(0, count - off)}
