@@ -298,7 +298,7 @@ def run(cluster, scenario, target=None, duration=20, *, force=False,
     slo = model.get("slo") or {}
     if below_quorum:  # only what must hold without quorum: no acknowledged write lost
         slo = {"writes_lost": slo.get("writes_lost")}
-    judged = __utils__["chaos_analysis.verdicts"](measured, slo, scenario, component)
+    judged = __utils__["chaos_verdicts.verdicts"](measured, slo, scenario, component)
     judged.append({"goal": "cluster healthy again (final gate)",
                    "measured": "healthy" if recovered_at else gate.get("comment"),
                    "pass": bool(recovered_at)})  # fmt: skip
@@ -352,10 +352,12 @@ def _wait_probe(run_id: str, minion: str, wait: float = 60) -> dict:
 
 
 def _summary(entry: dict, files: list[str]) -> dict:
-    req = entry["measured"]["requests"]["overall"]
+    requests = entry["measured"]["requests"]
+    req, lost = requests["overall"], requests.get("in_flight_at_power_off") or 0
     vip = entry["measured"]["vip"]
     words = (f"{entry['scenario']} on {', '.join(entry['targets'])} for {entry['duration_s']:g} s: "
-             f"{req['failed']} of {req['count']} requests failed, longest stall "
+             f"{req['failed']} of {req['count']} requests failed"
+             + (f" ({lost} in flight at the power-off)" if lost else "") + ", longest stall "
              f"{req['longest_stall_s']} s, VIP failover {vip.get('failover_s')} s, "
              f"writes lost {entry['measured']['writes']['lost']}")  # fmt: skip
     unwatched = entry["measured"].get("unwatched") or {}
@@ -365,7 +367,9 @@ def _summary(entry: dict, files: list[str]) -> dict:
     comment = words + ("; FAILED: " + "; ".join(failed) if failed else "; every SLO met")
     out = {"result": entry["pass"], "comment": comment, "run_id": entry["run_id"],
            "verdicts": entry["verdicts"], "files": files,
-           "requests": req, "vip": {k: v for k, v in vip.items() if k != "timeline"},
+           "requests": req, "requests_judged": requests.get("judged") or req,
+           "in_flight_at_power_off": lost,
+           "vip": {k: v for k, v in vip.items() if k != "timeline"},
            "leases": {k: {x: y for x, y in v.items() if x != "timeline"}
                       for k, v in entry["measured"]["leases"].items()},
            "writes": entry["measured"]["writes"]}  # fmt: skip

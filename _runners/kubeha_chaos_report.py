@@ -57,7 +57,7 @@ def rows(report: dict) -> list[dict]:
         salt-run kubeha_chaos_report.rows "$(cat reports/chaos-lab.json)"
     """
     pct = __utils__["chaos_analysis.percentile"]
-    spurious = __utils__["chaos_analysis.spurious_transitions"]
+    spurious = __utils__["chaos_verdicts.spurious_transitions"]
     groups: dict[tuple, list] = {}
     for run in report["runs"]:
         groups.setdefault((run["profile"], run["label"]), []).append(run)
@@ -78,7 +78,10 @@ def rows(report: dict) -> list[dict]:
             "requests": sum(x["overall"]["count"] for x in req),
             "failed": sum(x["overall"]["failed"] for x in req),
             "failed_per_trial": [x["overall"]["failed"] for x in req],
+            "in_flight_at_power_off": sum(x.get("in_flight_at_power_off") or 0 for x in req),
             "longest_stall_s": max(x["overall"]["longest_stall_s"] for x in req),
+            "judged_stall_s": max((x.get("judged") or x["overall"])["longest_stall_s"]
+                                  for x in req),
             "window_ttfb_p95_ms": max(window_p95) if window_p95 else None,
             "vip_failover_p95_s": pct(vip, 95), "vip_failover_s": vip,
             "leader_failover_p95_s": pct(kcm, 95), "leader_failover_s": kcm,
@@ -109,10 +112,25 @@ def _table(lines: list[list], header: list[str]) -> str:
     return "\n".join(out)
 
 
+def _failed_cell(row: dict) -> str:
+    lost = row.get("in_flight_at_power_off") or 0
+    text = f"{row['failed']} / {row['requests']}"
+    return text + (f" ({lost} in flight at the power-off)" if lost else "")
+
+
+def _stall_cell(row: dict) -> str:
+    """The stall the goal judged; the overall one beside it when a request lost with a
+    powered-off node waited longer."""
+    judged = row.get("judged_stall_s", row["longest_stall_s"])
+    if judged == row["longest_stall_s"]:
+        return _cell(judged, " s")
+    return f"{_cell(judged, ' s')} ({_cell(row['longest_stall_s'], ' s')} in flight)"
+
+
 def _verdict_table(table_rows: list[dict]) -> str:
     return _table(
         [[r["profile"], r["label"], ", ".join(r["targets"]), r["trials"],
-          f"{r['failed']} / {r['requests']}", _cell(r["longest_stall_s"], " s"),
+          _failed_cell(r), _stall_cell(r),
           _cell(r["window_ttfb_p95_ms"], " ms"), _cell(r["vip_failover_p95_s"], " s"),
           _cell(r["leader_failover_p95_s"], " s"),
           f"{r['spurious_transitions']} ({r['transitions']})", _cell(r["writes_lost"]),
@@ -156,7 +174,7 @@ def _leader_table(report: dict) -> str | None:
         elif run["label"].startswith("soak"):
             req = run["measured"]["requests"]["overall"]
             transitions = sum(x["transitions"] for x in leases.values())
-            other = sum(__utils__["chaos_analysis.spurious_transitions"](x)
+            other = sum(__utils__["chaos_verdicts.spurious_transitions"](x)
                         for x in leases.values())  # fmt: skip
             entry["soak"].append(f"{other} spurious, {transitions} in all, in "
                                  f"{run['duration_s']:g} s on {', '.join(run['targets'])} "
@@ -337,7 +355,7 @@ def split_transitions(cluster, out_dir):
     paths = _paths(cluster, out_dir)
     report = _load(paths["json"], cluster)
     split = __utils__["chaos_analysis.split_transitions"]
-    spurious = __utils__["chaos_analysis.spurious_transitions"]
+    spurious = __utils__["chaos_verdicts.spurious_transitions"]
     changed = 0
     for run in report["runs"]:
         leases = run["measured"]["leases"]

@@ -1,11 +1,13 @@
 """
 What a chaos run measured, computed from the raw records of the probe (``chaos_probe``) and
-the node watchers (``chaos_watch``), and the verdicts against the SLOs. Pure functions; the
-``kubeha_chaos`` runner calls them through ``__utils__["chaos_analysis.*"]``.
+the node watchers (``chaos_watch``); ``chaos_verdicts`` judges them against the SLOs. Pure
+functions; the ``kubeha_chaos`` runner calls them through ``__utils__["chaos_analysis.*"]``.
 
 Definitions (docs/pillar.md, ``slo:``):
 
 - **failed**: requests of the open loop that got no 2xx answer, by cause;
+- **in flight at a power-off**: failed requests sent before a node lost power and still
+  unanswered then; the failed and stall goals judge the others (``requests.judged``);
 - **TTFB** p50/p95/p99/max of the successful ones: nearest-rank percentiles (every value is
   a request that was made), over the whole run and over the requests *sent* in the fault
   window [fault, revert];
@@ -70,6 +72,25 @@ def request_stats(requests, start=None, end=None):
         out[f"ttfb_p{pct}_ms"] = None if value is None else round(value, 1)
     out["ttfb_max_ms"] = round(ok[-1], 1) if ok else None
     return out
+
+
+def _failed(req):
+    """Failed as ``request_stats`` counts it: an error, or no first byte."""
+    return bool(req[ERR]) or req[TTFB] is None
+
+
+def in_flight_at_power_off(requests, dead):
+    """The failed requests that were in flight when a node lost power: sent before its
+    power-off and still unanswered then. ``dead``: {node: power-off time}. Their connection
+    ended on a machine that no longer exists (HAProxy on the VIP holder terminates the
+    client's TCP connection), so no server can answer them: the client waits out its own
+    timeout, or gets a reset if its retransmission reaches the VIP's next holder."""
+    times = sorted((dead or {}).values())
+    return [
+        r for r in requests
+        if _failed(r) and any(r[DUE] + (r[LATE] or 0) / 1000.0 <= t < r[DUE] + _wait_s(r)
+                              for t in times)
+    ]  # fmt: skip
 
 
 def keepalive_stats(rows):
@@ -317,10 +338,14 @@ def measure(probe, watch, fault, *, vip_before=(), unwatched=None):
     timeline = vip_timeline(watch, fault.get("dead"))
     haproxy = haproxy_timelines(watch)
     etcd = etcd_timeline(watch)
+    lost = in_flight_at_power_off(requests, fault.get("dead"))
     return {
         "requests": {
             "overall": request_stats(requests),
             "fault_window": request_stats(requests, at, reverted),
+            # What the failed-requests and stall goals judge: all but ``lost``.
+            "in_flight_at_power_off": len(lost),
+            "judged": request_stats([r for r in requests if r not in lost]),
         },
         "keepalive": keepalive_stats(probe.get("keepalive") or []),
         "watch": watch_stats(probe),
@@ -348,51 +373,9 @@ def measure(probe, watch, fault, *, vip_before=(), unwatched=None):
     }
 
 
-def _judge(goal, measured, limit, unit=""):
-    passed = measured is not None and measured <= limit
-    shown = "none" if measured is None else f"{measured:g}{unit}"
-    return {"goal": f"{goal} <= {limit:g}{unit}", "measured": shown, "pass": passed}
-
-
 def split_transitions(lease: dict, fault_at: float, targets) -> dict:
     """The Lease with ``off_target``/``spurious`` from its timeline: ``lease_stats`` uses it,
     and so does a report measured before the split."""
     count = lease.get("transitions", 0)
     off = min(left_targets(lease.get("timeline") or [], fault_at, set(targets)), count)
     return {**lease, "off_target": off, "spurious": max(0, count - off)}
-
-
-def spurious_transitions(lease: dict) -> int:
-    """A Lease's spurious transitions; reports from before the split count them all."""
-    return lease["spurious"] if "spurious" in lease else lease.get("transitions", 0)
-
-
-def verdicts(measured, slo, scenario, lease_name="kube-controller-manager"):
-    """One verdict per SLO that applies to ``scenario`` (``slo[scenario]`` + global ones)."""
-    goals = (slo or {}).get(scenario) or {}
-    req = measured["requests"]["overall"]
-    out = []
-    if goals.get("failed") is not None:
-        out.append(_judge("failed requests", req["failed"], goals["failed"]))
-    if goals.get("stall_s") is not None:
-        out.append(_judge("longest stall", req["longest_stall_s"], goals["stall_s"], " s"))
-    if goals.get("ttfb_p95_ms") is not None:
-        p95 = measured["requests"]["fault_window"]["ttfb_p95_ms"]
-        out.append(_judge("TTFB p95 in the fault window", p95, goals["ttfb_p95_ms"], " ms"))
-    if goals.get("vip_failover_s") is not None:
-        out.append(
-            _judge("VIP failover", measured["vip"]["failover_s"], goals["vip_failover_s"], " s")
-        )
-    lease = measured["leases"].get(lease_name) or {}
-    if goals.get("leader_failover_s") is not None:
-        out.append(_judge(f"{lease_name} leader failover", lease.get("failover_s"),
-                          goals["leader_failover_s"], " s"))  # fmt: skip
-    if goals.get("transitions") is not None:
-        # A Lease leaving the faulted node is leader election doing its job; the goal is
-        # about holders that lost it elsewhere (docs/chaos.md, "Lease transitions").
-        worst = max((spurious_transitions(x) for x in measured["leases"].values()), default=0)
-        out.append(_judge("leader transitions (spurious)", worst, goals["transitions"]))
-    lost_limit = (slo or {}).get("writes_lost")
-    if lost_limit is not None:
-        out.append(_judge("acknowledged writes lost", measured["writes"]["lost"], lost_limit))
-    return out

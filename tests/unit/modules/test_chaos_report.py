@@ -10,17 +10,19 @@ from tests.unit.modules.khm_load import load, utils
 
 report = load("_runners", "kubeha_chaos_report")
 analysis = load("_utils", "chaos_analysis")
+verdicts_util = load("_utils", "chaos_verdicts")
 T0 = 1_700_000_000.0
 SLO = {"writes_lost": 0, "power-off": {"failed": 0, "stall_s": 1.5, "vip_failover_s": 1}}
 
 
 @pytest.fixture(autouse=True)
 def _utils():
-    report.__utils__ = utils("chaos_analysis", "chaos_plot")
+    report.__utils__ = utils("chaos_analysis", "chaos_verdicts", "chaos_plot")
 
 
-def _run(profile, failed=0, gap=0.6, label="power-off@vip-holder"):
-    """A power-off of cp-1 at T0+5 measured from synthetic records."""
+def _run(profile, failed=0, gap=0.6, label="power-off@vip-holder", in_flight=False):
+    """A power-off of cp-1 at T0+5 measured from synthetic records; ``in_flight``: the
+    request sent 20 ms before it waits out the client's 10 s timeout."""
     requests = []
     for i in range(300):
         due = T0 + i * 0.1
@@ -30,6 +32,8 @@ def _run(profile, failed=0, gap=0.6, label="power-off@vip-holder"):
             requests.append([i, due, 0.5, 20.0, 25.0, 200, "", "", 15.0])
     for i in range(failed):
         requests[60 + i] = [60 + i, T0 + 6.0 + i * 0.1, 0.5, None, 300.0, None, "reset", "", None]
+    if in_flight:
+        requests[49] = [49, T0 + 4.98, 0.5, None, 10_000.0, None, "timeout", "", 15.0]
     probe = {"t0": T0, "end": T0 + 30, "requests": requests, "keepalive": [], "watch": [],
              "writes": [[1, T0 + 1, 10.0, 200, ""]], "leases": [],
              "readback": {"acked": 1, "lost": [], "unacked_but_applied": []},
@@ -44,7 +48,7 @@ def _run(profile, failed=0, gap=0.6, label="power-off@vip-holder"):
     fault = {"scenario": "power-off", "targets": ["cp-1"], "at": T0 + 5.0,
              "reverted_at": T0 + 25.0, "dead": {"cp-1": T0 + 5.0}}  # fmt: skip
     measured = analysis.measure(probe, watch, fault)
-    verdicts = analysis.verdicts(measured, SLO, "power-off")
+    verdicts = verdicts_util.verdicts(measured, SLO, "power-off")
     return {"run_id": f"lab-power-off-{profile}-{failed}-{gap}", "scenario": "power-off",
             "profile": profile, "label": label, "targets": ["cp-1"], "duration_s": 20.0,
             "fault": fault, "t0": T0, "end": T0 + 30, "macs": {"cp-1": "a", "cp-2": "b"},
@@ -66,6 +70,16 @@ def test_trials_are_one_row_judged_on_every_trial():
     assert row["trials"] == 5 and row["failed"] == 1 and row["failed_per_trial"] == [0, 0, 0, 0, 1]
     assert row["vip_failover_p95_s"] == max(row["vip_failover_s"])  # p95 of 5 = the worst
     assert not row["pass"] and row["failed_goals"] == ["failed requests <= 0"]
+
+
+def test_a_request_lost_with_the_powered_off_holder_is_shown_not_judged():
+    run = _run("kubeha", in_flight=True)
+    assert run["pass"], run["verdicts"]
+    (row,) = report.rows({"runs": [run, _run("kubeha")]})
+    assert row["failed"] == 1 and row["in_flight_at_power_off"] == 1 and row["pass"]
+    assert row["longest_stall_s"] == 10.001 and row["judged_stall_s"] < 1.5
+    text = report.markdown({"cluster": "lab", "generated_at": "now", "runs": [run]})
+    assert "| 1 / 300 (1 in flight at the power-off) | 1.00 s (10.00 s in flight) |" in text
 
 
 def test_markdown_puts_runbook_and_kubeha_side_by_side():
