@@ -17,7 +17,7 @@ SLO = {"writes_lost": 0, "power-off": {"failed": 0, "stall_s": 1.5, "vip_failove
 
 @pytest.fixture(autouse=True)
 def _utils():
-    report.__utils__ = utils("chaos_analysis", "chaos_verdicts", "chaos_plot")
+    report.__utils__ = utils("chaos_analysis", "chaos_verdicts", "chaos_plot", "chaos_report_md")
 
 
 def _run(profile, failed=0, gap=0.6, label="power-off@vip-holder", in_flight=False):

@@ -78,7 +78,7 @@ def test_a_chaos_report_shows_the_beacons_reports_and_the_decisions(tmp_path):
     from tests.unit.modules.khm_load import utils
     from tests.unit.modules.test_chaos_report import T0, _run, report
 
-    report.__utils__ = utils("chaos_analysis", "chaos_verdicts", "chaos_plot")
+    report.__utils__ = utils("chaos_analysis", "chaos_verdicts", "chaos_plot", "chaos_report_md")
     run = _run("kubeha")
     run["healing"] = {
         "events": [{"at": T0 + 6.1, "received": T0 + 6.2, "node": "cp-2", "reason": "change"},
