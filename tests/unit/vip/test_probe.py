@@ -1,7 +1,7 @@
-"""vip_probe's packet handling: ICMP echo requests that the kernel would accept (checksum),
-replies matched to our identifier only, VRRP adverts of our VRID only, and the local-address
-reading of /proc/net/fib_trie. A loopback ICMP round trip runs where raw sockets are allowed
-(root)."""
+"""vip_probe's packet handling (_utils/vip_paths.py): ICMP echo requests that the kernel
+would accept (checksum), replies matched to our identifier only, VRRP adverts of our VRID
+only, and the local-address reading of /proc/net/fib_trie. A loopback ICMP round trip runs
+where raw sockets are allowed (root)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,8 @@ import pytest
 from tests.unit.modules.khm_load import load, utils
 
 probe = load("_modules", "vip_probe")
-probe.__utils__ = utils("kubeha_fib")
+probe.__utils__ = utils("kubeha_fib", "vip_paths")
+paths = load("_utils", "vip_paths")
 FIB = """Main:
   +-- 0.0.0.0/0 3 0 5
      +-- 198.18.0.0/24 2 0 2
@@ -56,20 +57,20 @@ def test_another_tables_local_route_is_not_an_address():
 
 
 def test_echo_request_has_a_valid_checksum_and_carries_the_send_time():
-    packet = probe._echo_request(0x1234, 7, 1_700_000_000_123_456_789)
-    assert probe._checksum(packet) == 0  # a correct ICMP checksum sums to zero
+    packet = paths._echo_request(0x1234, 7, 1_700_000_000_123_456_789)
+    assert paths._checksum(packet) == 0  # a correct ICMP checksum sums to zero
     kind, code, _sum, ident, seq = struct.unpack("!BBHHH", packet[:8])
     assert (kind, code, ident, seq) == (8, 0, 0x1234, 7)
     # The reply the peer sends back (type 0, same id, seq, payload) behind an IP header.
     reply = b"\x45" + b"\0" * 19 + bytes([0, 0]) + packet[2:]
-    assert probe._parse_reply(reply, 0x1234) == (7, 1_700_000_000_123_456_789)
-    assert probe._parse_reply(reply, 0x4321) is None  # another process's ping
-    assert probe._parse_reply(b"\x45" + b"\0" * 19 + packet, 0x1234) is None  # a request
+    assert paths._parse_reply(reply, 0x1234) == (7, 1_700_000_000_123_456_789)
+    assert paths._parse_reply(reply, 0x4321) is None  # another process's ping
+    assert paths._parse_reply(b"\x45" + b"\0" * 19 + packet, 0x1234) is None  # a request
 
 
 def test_vrrp_adverts_of_our_vrid_only_are_heard():
     heard: dict = {}
-    handle = probe._vrrp_handler(heard, 51)
+    handle = paths._vrrp_handler(heard, 51)
     ip = b"\x45" + b"\0" * 19
     handle(ip + bytes([0x31, 51, 254, 1]), 5_000_000_000, "198.18.0.11")  # v3 advert
     handle(ip + bytes([0x31, 52, 200, 1]), 5_000_000_000, "198.18.0.13")  # another VRID
@@ -81,8 +82,8 @@ def test_vrrp_adverts_of_our_vrid_only_are_heard():
 def test_a_real_round_trip_over_loopback():
     probe.__context__ = {}
     ctx = probe._ctx()
-    icmp = probe._socket(ctx, "icmp", socket.IPPROTO_ICMP)
-    out = probe._paths(ctx, (icmp, None), {"self": "127.0.0.1"}, 3, 0.3)
+    icmp = paths.open_socket(ctx, "icmp", socket.IPPROTO_ICMP)
+    out = paths.measure(ctx, (icmp, None), {"self": "127.0.0.1"}, 3, 0.3)
     assert out["self"]["sent"] == 3 and out["self"]["answered"] == 3
     assert all(0 <= rtt < 50 for rtt in out["self"]["rtt_ms"]), out
 
