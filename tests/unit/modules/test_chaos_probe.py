@@ -1,7 +1,8 @@
-"""The chaos probe's scheduling (_modules/chaos_probe.py): open loop, so a hung request
+"""The chaos probe's scheduling (_utils/chaos_probe_loops.py): open loop, so a hung request
 delays nothing behind it (no coordinated omission); the in-flight cap records what it
 refuses; the writer's acknowledged writes are checked against the read-back; the HTTP
-layer names failures by phase (_utils/chaos_http.py)."""
+layer names failures by phase (_utils/chaos_http.py); the module (_modules/chaos_probe.py)
+runs the loops, reports progress and stops on request."""
 
 import json
 import socket
@@ -14,14 +15,18 @@ import pytest
 from tests.unit.modules.khm_load import load, utils
 
 probe_mod = load("_modules", "chaos_probe")
+loops = load("_utils", "chaos_probe_loops")
 http = load("_utils", "chaos_http")
 SEQ, DUE, LATE, TTFB, MS, CODE, ERR = range(7)
 
 
 def _probe(fresh, rate=20.0, timeout=5.0, duration=1.0):
-    probe_mod.__utils__ = {**utils("chaos_http"), "chaos_http.fresh": fresh}
+    funcs = {**utils("chaos_http"), "chaos_http.fresh": fresh}
+    http_funcs = {
+        n: funcs[f"chaos_http.{n}"] for n in ("fresh", "keep_alive", "connect", "deadline")
+    }
     opts = {"rate": rate, "timeout": timeout, "path": "/x", "namespace": "default"}
-    probe = probe_mod._Probe("t-1", None, "198.18.0.10", 8443, opts)
+    probe = loops.probe("t-1", None, "198.18.0.10", 8443, opts, http=http_funcs)
     probe.t0 = time.time() + 0.05
     probe.end = probe.t0 + duration
     return probe
@@ -84,9 +89,9 @@ def test_vip_mac_reads_the_arp_table(tmp_path):
         "198.18.0.10      0x1         0x2         02:6b:68:61:00:0c     *        ens160\n"
         "198.18.0.11      0x1         0x0         00:00:00:00:00:00     *        ens160\n"
     )
-    assert probe_mod._vip_mac("198.18.0.10", table) == "02:6b:68:61:00:0c"
-    assert probe_mod._vip_mac("198.18.0.11", table) == ""  # incomplete entry
-    assert probe_mod._vip_mac("198.18.0.12", table) == ""
+    assert loops.vip_mac("198.18.0.10", table) == "02:6b:68:61:00:0c"
+    assert loops.vip_mac("198.18.0.11", table) == ""  # incomplete entry
+    assert loops.vip_mac("198.18.0.12", table) == ""
 
 
 @pytest.mark.parametrize(
@@ -147,7 +152,7 @@ def test_a_long_run_reports_progress_and_ends_on_stop(tmp_path, monkeypatch):
     )  # fmt: skip
     monkeypatch.setattr(
         probe_mod, "__utils__",
-        {**all_utils("chaos_http", "chaos_analysis"),
+        {**all_utils("chaos_http", "chaos_analysis", "chaos_probe_loops"),
          "chaos_http.kubeconfig_context": lambda path: (None, "https://198.18.0.10:8443")},
         raising=False,
     )  # fmt: skip
@@ -163,11 +168,11 @@ def test_a_long_run_reports_progress_and_ends_on_stop(tmp_path, monkeypatch):
         while time.time() < self.end:
             time.sleep(0.05)
 
-    monkeypatch.setattr(probe_mod._Probe, "open_loop", open_loop)
+    monkeypatch.setattr(loops.Probe, "open_loop", open_loop)
     for name in ("keep_alive", "lease_poll", "arp_watch", "writer", "watch_loop"):
-        monkeypatch.setattr(probe_mod._Probe, name, idle)
-    monkeypatch.setattr(probe_mod._Probe, "read_back", lambda self, wait: {"present": set()})
-    monkeypatch.setattr(probe_mod._Probe, "clean_up", lambda self, names: None)
+        monkeypatch.setattr(loops.Probe, name, idle)
+    monkeypatch.setattr(loops.Probe, "read_back", lambda self, wait: {"present": set()})
+    monkeypatch.setattr(loops.Probe, "clean_up", lambda self, names: None)
     monkeypatch.setattr(probe_mod, "PROGRESS_EVERY_S", 0.3)
 
     done = {}
