@@ -44,8 +44,10 @@ def _render_functions():
     if "kubeha_monitoring.render" not in __context__:
         opts = copy.deepcopy(__opts__)
         opts.update(grains={}, pillar={})
+        # With the utils: kubeha_monitoring builds its rules in _utils/kubeha_prom_rules.py
+        # (minion_mods alone packs an empty __utils__).
         __context__["kubeha_monitoring.render"] = salt.loader.minion_mods(
-            opts, whitelist=RENDER_MODULES
+            opts, utils=salt.loader.utils(opts), whitelist=RENDER_MODULES
         )
     return __context__["kubeha_monitoring.render"]
 

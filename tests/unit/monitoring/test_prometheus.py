@@ -21,9 +21,11 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from salt.exceptions import CommandExecutionError
 
 from tests.conftest import REPO, require_binary
-from tests.unit.modules.khm_load import load
+from tests.unit.modules.khm_load import load, utils
 
 prometheus = load("_modules", "kubeha_prometheus")
+monitoring = load("_modules", "kubeha_monitoring")
+monitoring.__utils__ = utils("kubeha_prom_rules", "kubeha_red_dashboard")
 pki_sign = load("_modules", "kubeha_pki_sign")
 textfile = load("_modules", "kubeha_textfile")
 rules = load("_modules", "kubeha_rules_monitoring")
@@ -74,7 +76,7 @@ def test_promtool_accepts_the_configuration_and_the_rules_it_loads(tmp_path):
     for name in ("ca.crt", "client.crt", "client.key"):
         (certs / name).write_text("placeholder\n")
     rules_file = tmp_path / "kubeha-rules.yml"
-    rules_file.write_text(load("_modules", "kubeha_monitoring").render_rules())
+    rules_file.write_text(monitoring.render_rules())
     text = prometheus.render_config(model(), cert_dir=str(certs))
     text = text.replace(prometheus.RULES_FILE, str(rules_file))
     config = tmp_path / "prometheus.yml"

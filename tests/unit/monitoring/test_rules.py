@@ -17,13 +17,17 @@ import pytest
 import yaml
 
 from tests.conftest import REPO, require_binary
+from tests.unit.modules.khm_load import load, utils
 
-# The module is a Salt execution module without Salt dunders in what these tests call.
+# The module is a Salt execution module; of Salt's dunders, what these tests call uses only
+# __utils__: the builders in _utils/kubeha_prom_rules.py and kubeha_red_dashboard.py.
 _SPEC = importlib.util.spec_from_file_location(
     "kubeha_monitoring", REPO / "_modules/kubeha_monitoring.py"
 )
 monitoring = importlib.util.module_from_spec(_SPEC)
 _SPEC.loader.exec_module(monitoring)
+monitoring.__utils__ = utils("kubeha_prom_rules", "kubeha_red_dashboard")
+red_dashboard = load("_utils", "kubeha_red_dashboard")
 
 ERRORS = {  # 10 % of requests fail: far above every burn threshold of a 99.9 % SLO
     "apiserver_request_total{code='500', verb='GET', job='apiserver'}": "0+10x300",
@@ -255,5 +259,5 @@ def test_dashboard_queries_use_recorded_or_exported_series():
         assert used, query
     dash = monitoring.dashboard()
     assert dash["uid"] == "kubeha-red"
-    assert len(monitoring.dashboard_queries()) == len(monitoring.PANELS)
+    assert len(monitoring.dashboard_queries()) == len(red_dashboard.PANELS)
     assert dash["annotations"]["list"][0]["expr"] == "kubeha_chaos_fault == 1"
