@@ -16,25 +16,22 @@ Settings (minion config, grains or pillar, read with ``config.get``)::
       cert: /etc/kubernetes/pki/etcd/healthcheck-client.crt
       key: /etc/kubernetes/pki/etcd/healthcheck-client.key
 
-Snapshots live in the sibling module ``etcd_snapshot``; output parsers in
+Snapshots live in the sibling module ``etcd_snapshot``. Through ``__utils__``: the
+command line and its defaults in ``_utils/etcdctl_cli.py``, output parsers in
 ``_utils/etcdctl_parse.py``, the defragmentation policy in ``_utils/etcdctl_defrag.py``,
-leadership moves in ``_utils/etcdctl_move.py`` and the watch in ``_utils/etcdctl_watch.py``.
+leadership and its moves in ``_utils/etcdctl_move.py``, the watch in
+``_utils/etcdctl_watch.py``.
 """
 
 import shutil
-from pathlib import Path
 
 from salt.exceptions import CommandExecutionError
 
 __virtualname__ = "etcdctl"
 
-PKI = Path("/etc/kubernetes/pki/etcd")
-LOCAL_ENDPOINT = "https://127.0.0.1:2379"
-DIAL_TIMEOUT = "2s"
-
 
 def __virtual__():
-    if _setting("bin") or shutil.which("etcdctl"):
+    if _settings().get("bin") or shutil.which("etcdctl"):
         return __virtualname__
     return (False, "etcdctl module: the etcdctl binary is not installed (package etcd-client)")
 
@@ -43,17 +40,21 @@ _RESOLVED: dict = {}
 # What defrag's and move's callbacks use. A policy util calls etcdctl back
 # from its own loader context, where __utils__ is not packed: resolve these beforehand.
 _CALLBACK_UTILS = (
+    "etcdctl_cli.run",
+    "etcdctl_cli.endpoint_list",
+    "etcdctl_cli.client_urls",
     "etcdctl_parse.loads",
     "etcdctl_parse.as_dicts",
     "etcdctl_parse.endpoint_health",
     "etcdctl_parse.status_with_unreachable",
     "etcdctl_parse.member_list",
     "etcdctl_move.leader_as_seen",
+    "etcdctl_move.leading_member",
 )
 
 
 def _u(name: str):
-    """Parsers, defrag policy and watch live in _utils/etcdctl_*.py (via __utils__)."""
+    """A function of _utils/etcdctl_*.py, looked up once."""
     if name not in _RESOLVED:
         _RESOLVED[name] = __utils__[name]
     return _RESOLVED[name]
@@ -64,54 +65,20 @@ def _resolve_callback_utils() -> None:
         _u(name)
 
 
-def _setting(name, default=None):
-    value = (__salt__["config.get"]("etcdctl", {}) or {}).get(name)
-    return default if value in (None, "") else value
-
-
-def _binary() -> str:
-    return _setting("bin") or shutil.which("etcdctl") or "etcdctl"
-
-
-def _tls_flags(cacert=None, cert=None, key=None) -> list[str]:
-    return [
-        f"--cacert={cacert or _setting('cacert', str(PKI / 'ca.crt'))}",
-        f"--cert={cert or _setting('cert', str(PKI / 'healthcheck-client.crt'))}",
-        f"--key={key or _setting('key', str(PKI / 'healthcheck-client.key'))}",
-    ]
+def _settings() -> dict:
+    """The ``etcdctl:`` settings (minion config, grains or pillar)."""
+    return __salt__["config.get"]("etcdctl", {}) or {}
 
 
 def _as_list(endpoints) -> list[str]:
-    if not endpoints:
-        return list(_setting("endpoints", [LOCAL_ENDPOINT]))
-    if isinstance(endpoints, str):
-        return [e.strip() for e in endpoints.split(",") if e.strip()]
-    return list(endpoints)
+    return _u("etcdctl_cli.endpoint_list")(endpoints, _settings())
 
 
 def _run(args, endpoints=None, tls=None, *, timeout=30, command_timeout="5s", check=True):
     """Run etcdctl; return (stdout, stderr, retcode). Raise with etcdctl's stderr if check."""
-    cmd = [
-        _binary(),
-        *_tls_flags(**(tls or {})),
-        f"--endpoints={','.join(_as_list(endpoints))}",
-        f"--dial-timeout={DIAL_TIMEOUT}",
-        f"--command-timeout={command_timeout}",
-        *args,
-    ]
-    res = __salt__["cmd.run_all"](
-        cmd,
-        python_shell=False,
-        env={"ETCDCTL_API": "3"},
-        timeout=timeout,
-        ignore_retcode=True,
-        output_loglevel="debug",
-    )
-    if check and res["retcode"] != 0:
-        raise CommandExecutionError(
-            f"etcdctl {' '.join(args)} failed: {(res['stderr'] or res['stdout']).strip()}"
-        )
-    return res["stdout"], res["stderr"], res["retcode"]
+    return _u("etcdctl_cli.run")(__salt__["cmd.run_all"], _settings(), args, endpoints, tls,
+                                 timeout=timeout, command_timeout=command_timeout,
+                                 check=check)  # fmt: skip
 
 
 def _members(endpoints=None, tls=None) -> list[dict]:
@@ -120,17 +87,9 @@ def _members(endpoints=None, tls=None) -> list[dict]:
     return _u("etcdctl_parse.as_dicts")(parsed)
 
 
-def _client_urls(members: list[dict]) -> list[str]:
-    """Client URLs of every started member."""
-    urls = [u for m in members for u in m["client_urls"][:1]]
-    if not urls:
-        raise CommandExecutionError("etcdctl: the member list has no client URLs")
-    return urls
-
-
 def _member_endpoints(endpoints=None, tls=None) -> list[str]:
     """Client URLs of every started member, asking whichever given endpoint answers."""
-    return _client_urls(_members(endpoints, tls))
+    return _u("etcdctl_cli.client_urls")(_members(endpoints, tls))
 
 
 def _health(targets, tls) -> list[dict]:
@@ -233,11 +192,8 @@ def leader(endpoints=None, *, cacert=None, cert=None, key=None):
     """
     tls = {"cacert": cacert, "cert": cert, "key": key}
     members = _members(endpoints, tls)  # once: names and endpoints come from one list
-    for st in _status(_client_urls(members), tls):
-        if st.get("reachable") and st["is_leader"]:
-            name = next((m["name"] for m in members if m["id"] == st["member_id"]), "")
-            return {"id": st["member_id"], "name": name, "endpoint": st["endpoint"]}
-    return None
+    statuses = _status(_u("etcdctl_cli.client_urls")(members), tls)
+    return _u("etcdctl_move.leading_member")(statuses, members)
 
 
 def alarm_list(endpoints=None, *, cacert=None, cert=None, key=None):
@@ -361,10 +317,7 @@ def move_leader(
     """
     tls = {"cacert": cacert, "cert": cert, "key": key}
     members = _members(endpoints, tls)
-    match = [m for m in members if target in (m["name"], m["id"])]
-    if not match:
-        raise CommandExecutionError(f"no etcd member named or with ID {target!r}")
-    want = match[0]["id"]
+    want = _u("etcdctl_move.member_id")(members, target)
 
     def current():
         return _leader_as_seen(endpoints, tls, members) or leader(endpoints, **tls)
@@ -410,12 +363,13 @@ def watch(
 
         salt 'cp-1' etcdctl.watch /registry/leases/kube-system/ prefix=True timeout=10
     """
+    files = _u("etcdctl_cli.tls_files")(_settings())  # the settings' or kubeadm's
     return _u("etcdctl_watch.watch")(
         _as_list(endpoint)[0],
         key,
-        ca=_setting("cacert", str(PKI / "ca.crt")),
-        cert=_setting("cert", str(PKI / "healthcheck-client.crt")),
-        cert_key=_setting("key", str(PKI / "healthcheck-client.key")),
+        ca=files["cacert"],
+        cert=files["cert"],
+        cert_key=files["key"],
         prefix=prefix,
         timeout=timeout,
         max_events=max_events,

@@ -1,15 +1,35 @@
 """
-Leadership moves for the ``etcdctl`` execution module: who leads as a member sees it, and
-how many MoveLeader calls to make. Raft drops a leader transfer that the target did not
-take within one election timeout [etcd raft/raft.go, tickHeartbeat: abortLeaderTransfer],
-while etcdserver's MoveLeader keeps waiting for the caller's deadline
-[etcd server/etcdserver/server.go, EtcdServer.MoveLeader]: on a lossy path to the leader
-short calls, several of them, each start a new transfer.
+Leadership for the ``etcdctl`` execution module: who leads (by the leader's own status, or
+as a member sees it), which member a move is for, and how many MoveLeader calls to make.
+Raft drops a leader transfer that the target did not take within one election timeout
+[etcd raft/raft.go, tickHeartbeat: abortLeaderTransfer], while etcdserver's MoveLeader
+keeps waiting for the caller's deadline [etcd server/etcdserver/server.go,
+EtcdServer.MoveLeader]: on a lossy path to the leader short calls, several of them, each
+start a new transfer.
 
-The functions take etcdctl calls as arguments: utils modules have no ``__salt__``.
+The functions take etcdctl's answers and calls as arguments: utils modules have no
+``__salt__``.
 """
 
 from salt.exceptions import CommandExecutionError
+
+
+def member_id(members, target):
+    """The hex ID of the member named ``target`` or with that ID."""
+    match = [m for m in members if target in (m["name"], m["id"])]
+    if not match:
+        raise CommandExecutionError(f"no etcd member named or with ID {target!r}")
+    return match[0]["id"]
+
+
+def leading_member(statuses, members):
+    """The member whose own answering status says it leads, as {"id", "name", "endpoint"}
+    (the endpoint that answered), or None."""
+    for st in statuses:
+        if st.get("reachable") and st["is_leader"]:
+            name = next((m["name"] for m in members if m["id"] == st["member_id"]), "")
+            return {"id": st["member_id"], "name": name, "endpoint": st["endpoint"]}
+    return None
 
 
 def leader_as_seen(statuses, members):

@@ -79,7 +79,9 @@ def configure_loader_modules():
     return {
         etcdctl: {
             "__salt__": dict(config),
-            "__utils__": utils("etcdctl_parse", "etcdctl_defrag", "etcdctl_move", "etcdctl_watch"),
+            "__utils__": utils(
+                "etcdctl_cli", "etcdctl_parse", "etcdctl_defrag", "etcdctl_move", "etcdctl_watch"
+            ),
         },
         haproxy: {"__salt__": dict(config)},
         kubeadm_join: {"__salt__": {}},
@@ -161,6 +163,57 @@ def test_defrag_goes_leader_last_and_refuses_without_a_member():
     assert status[URLS["m3"]]["reachable"] is False
     assert "context deadline exceeded" in status[URLS["m3"]]["error"]
     assert ["defrag"] not in sick.calls
+
+
+def test_the_command_line_is_kubeadms_unless_told_otherwise():
+    fake, seen = Etcdctl(), []
+
+    def record(cmd, **kw):
+        seen.append((cmd, kw))
+        return fake(cmd, **kw)
+
+    with patch.dict(etcdctl.__salt__, {"cmd.run_all": record}):
+        etcdctl.member_list()
+        etcdctl.member_list(f"{URLS['m1']}, {URLS['m2']}", cacert="/ca.pem")
+    (cmd, kw), (told, _) = seen
+    pki = "/etc/kubernetes/pki/etcd"
+    assert cmd[1:] == [f"--cacert={pki}/ca.crt", f"--cert={pki}/healthcheck-client.crt",
+                       f"--key={pki}/healthcheck-client.key", "--endpoints=https://127.0.0.1:2379",
+                       "--dial-timeout=2s", "--command-timeout=5s",
+                       "member", "list", "-w", "json"]  # fmt: skip
+    assert kw["env"] == {"ETCDCTL_API": "3"} and kw["python_shell"] is False
+    assert told[1] == "--cacert=/ca.pem" and told[4] == f"--endpoints={URLS['m1']},{URLS['m2']}"
+
+
+def test_callbacks_need_no_utils_lookup():
+    """defrag's and move's policy utils call the module back from the utils loader's
+    context, where the module's __utils__ is not packed: what the callbacks use is resolved
+    before (_CALLBACK_UTILS)."""
+
+    def in_utils_context(fn):
+        def call(*args, **kwargs):
+            with patch.dict(etcdctl.__utils__, clear=True):
+                return fn(*args, **kwargs)
+
+        return call
+
+    policies = ("etcdctl_defrag.plan", "etcdctl_defrag.run", "etcdctl_move.move")
+    wrapped = {name: in_utils_context(etcdctl.__utils__[name]) for name in policies}
+    # m3 down: its own status does not answer, so the move falls back to leader().
+    fake = Etcdctl(down={"m3"})
+    etcdctl._RESOLVED.clear()
+    try:
+        with (
+            patch.dict(etcdctl.__utils__, wrapped),
+            patch.dict(etcdctl.__salt__, {"cmd.run_all": fake}),
+        ):
+            ret = etcdctl.move_leader("m1", endpoints=URLS["m3"])
+            fake.down.clear()
+            etcdctl.defrag(wait_healthy=1)
+    finally:
+        etcdctl._RESOLVED.clear()  # it holds the wrapped policies
+    assert ret["changed"] is True and ret["leader"]["name"] == "m1", ret
+    assert ["defrag"] in fake.calls
 
 
 def test_servers_reads_show_stat_once():
