@@ -5,7 +5,9 @@ of kube-controller-manager and kube-scheduler, and the nodes.
 Credentials come from a kubeconfig (default ``/etc/kubernetes/admin.conf``): its CA and
 client certificate are used for every request. The TTFB sampler opens a fresh TCP + TLS
 connection per request, as each ``kubectl`` invocation does, so a slow handshake or a
-dead backend behind the VIP shows up in the numbers.
+dead backend behind the VIP shows up in the numbers. The credentials and the deadline-bounded
+requests are in ``_utils/apiserver_http.py`` (``__utils__["apiserver_http.*"]``); this module
+reads the settings and puts the answers in the operator's words.
 
 Settings (``config.get``)::
 
@@ -14,26 +16,20 @@ Settings (``config.get``)::
       server: https://198.18.0.10:8443     # default: the kubeconfig's server
 """
 
-import base64
 import http.client
 import json
 import math
 import re
 import ssl
-import tempfile
 import time
 import urllib.parse
 from fractions import Fraction
-from pathlib import Path
 
-import yaml
 from salt.exceptions import CommandExecutionError
 
 __virtualname__ = "apiserver"
 
 ADMIN_CONF = "/etc/kubernetes/admin.conf"
-# Health and probe answers are a few KiB; more means something else answers.
-MAX_BODY = 1 << 20
 CHECK_RE = re.compile(r"^\[([+-])\](\S+) (ok|excluded: ok|failed: ?(.*))$")
 
 
@@ -45,87 +41,18 @@ def _setting(name, default=None):
     return (__salt__["config.get"]("apiserver", {}) or {}).get(name) or default
 
 
-class _Creds:
-    """CA and client cert of a kubeconfig, as files ssl can load (0600, removed on exit)."""
-
-    def __init__(self, kubeconfig: str | None):
-        self.path = kubeconfig or _setting("kubeconfig", ADMIN_CONF)
-        try:
-            cfg = yaml.safe_load(Path(self.path).read_text())
-        except OSError as err:
-            raise CommandExecutionError(f"cannot read kubeconfig {self.path}: {err}") from err
-        ctx_name = cfg.get("current-context")
-        ctx = next(
-            (c["context"] for c in cfg["contexts"] if c["name"] == ctx_name),
-            cfg["contexts"][0]["context"],
-        )
-        self.cluster = next(c["cluster"] for c in cfg["clusters"] if c["name"] == ctx["cluster"])
-        self.user = next(u["user"] for u in cfg["users"] if u["name"] == ctx["user"])
-        self.tmp = tempfile.TemporaryDirectory(prefix="kubeha-apiserver-")
-
-    def _file(self, name: str, data_key: str, path_key: str) -> str | None:
-        src = self.cluster if name == "ca" else self.user
-        if src.get(data_key):
-            path = Path(self.tmp.name) / name
-            path.write_bytes(base64.b64decode(src[data_key]))
-            path.chmod(0o600)
-            return str(path)
-        return src.get(path_key)
-
-    def context(self) -> ssl.SSLContext:
-        ctx = ssl.create_default_context(
-            cafile=self._file("ca", "certificate-authority-data", "certificate-authority")
-        )
-        cert = self._file("crt", "client-certificate-data", "client-certificate")
-        key = self._file("key", "client-key-data", "client-key")
-        if cert and key:
-            ctx.load_cert_chain(cert, key)
-        return ctx
-
-    @property
-    def server(self) -> str:
-        return _setting("server") or self.cluster["server"]
-
-    def close(self) -> None:
-        self.tmp.cleanup()
+# Utils get no __salt__: the settings are read here and passed to apiserver_http.
+def _kubeconfig(kubeconfig):
+    return kubeconfig or _setting("kubeconfig", ADMIN_CONF)
 
 
-def _remaining(deadline: float, what: str, timeout: float) -> float:
-    left = deadline - time.monotonic()
-    if left <= 0:
-        raise TimeoutError(f"{what}: no complete answer within {timeout:g} s")
-    return left
+def _http(name: str):
+    """Credentials and bounded requests live in _utils/apiserver_http.py (via __utils__)."""
+    return __utils__[f"apiserver_http.{name}"]
 
 
-def _read_body(conn, resp, deadline: float, what: str, timeout: float) -> bytes:
-    """The response body, read against the request's deadline and at most MAX_BODY bytes:
-    the socket timeout alone bounds each read, not a trickle of small ones."""
-    body = bytearray()
-    while True:
-        conn.sock.settimeout(_remaining(deadline, what, timeout))
-        chunk = resp.read(65536)
-        if not chunk:
-            return bytes(body)
-        body += chunk
-        if len(body) > MAX_BODY:
-            raise OSError(f"{what}: answer larger than {MAX_BODY} bytes")
-
-
-def _get(url: str, ctx: ssl.SSLContext, timeout: float) -> tuple[int, bytes]:
-    """GET ``url``; ``timeout`` bounds the whole request: connect, headers and body."""
-    deadline = time.monotonic() + timeout
-    parts = urllib.parse.urlsplit(url)
-    conn = http.client.HTTPSConnection(
-        parts.hostname, parts.port or 443, context=ctx, timeout=timeout
-    )
-    try:
-        conn.connect()
-        conn.sock.settimeout(_remaining(deadline, url, timeout))
-        conn.request("GET", parts.path + (f"?{parts.query}" if parts.query else ""))
-        resp = conn.getresponse()
-        return resp.status, _read_body(conn, resp, deadline, url, timeout)
-    finally:
-        conn.close()
+def _creds(kubeconfig):
+    return _http("credentials")(_kubeconfig(kubeconfig))
 
 
 def _parse_checks(body: str) -> dict:
@@ -156,12 +83,13 @@ def _parse_checks(body: str) -> dict:
 
 
 def _health(endpoint: str, server, kubeconfig, timeout) -> dict:
-    creds = _Creds(kubeconfig)
+    creds = _creds(kubeconfig)
     try:
-        base = (server or creds.server).rstrip("/")
-        status, body = _get(f"{base}/{endpoint}?verbose", creds.context(), float(timeout))
+        target = server or _setting("server") or creds.server
+        base = target.rstrip("/")
+        status, body = _http("get")(f"{base}/{endpoint}?verbose", creds.context(), float(timeout))
     except (OSError, ssl.SSLError, http.client.HTTPException) as err:
-        raise CommandExecutionError(f"GET {endpoint} on {server or creds.server}: {err}") from err
+        raise CommandExecutionError(f"GET {endpoint} on {target}: {err}") from err
     finally:
         creds.close()
     parsed = _parse_checks(body.decode(errors="replace"))
@@ -249,42 +177,33 @@ def ttfb(
 
         salt 'client' apiserver.ttfb count=100 interval=0.1 server=https://198.18.0.10:8443
     """
-    creds = _Creds(kubeconfig)
+    creds = _creds(kubeconfig)
+    first_byte_ms = _http("first_byte_ms")
     samples, errors, last_error, records = [], 0, "", []
     started_wall = time.time()
     try:
         ctx = creds.context()
-        parts = urllib.parse.urlsplit(server or creds.server)
+        parts = urllib.parse.urlsplit(server or _setting("server") or creds.server)
         start = time.monotonic()
         last_ok = start
         longest_stall = 0.0
         for i in range(int(count)):
             time.sleep(max(0.0, start + i * float(interval) - time.monotonic()))
-            began = time.perf_counter()
             sent_at = time.monotonic() - start
-            conn = http.client.HTTPSConnection(
-                parts.hostname, parts.port or 443, context=ctx, timeout=float(timeout)
-            )
             error = ""
-            deadline = time.monotonic() + float(timeout)
             try:
-                conn.connect()
-                conn.sock.settimeout(_remaining(deadline, path, float(timeout)))
-                conn.request("GET", path)
-                resp = conn.getresponse()  # returns once the status line has arrived
-                first_byte = time.perf_counter()
-                _read_body(conn, resp, deadline, path, float(timeout))
-                if 200 <= resp.status < 300:
-                    samples.append((first_byte - began) * 1000.0)
+                status, ms = first_byte_ms(
+                    ctx, parts.hostname, parts.port or 443, path, float(timeout)
+                )
+                if 200 <= status < 300:
+                    samples.append(ms)
                     now = time.monotonic()
                     longest_stall = max(longest_stall, now - last_ok)
                     last_ok = now
                 else:
-                    error = f"HTTP {resp.status}"
+                    error = f"HTTP {status}"
             except (OSError, ssl.SSLError, http.client.HTTPException) as err:
                 error = str(err) or type(err).__name__
-            finally:
-                conn.close()
             if error:
                 errors += 1
                 last_error = error
@@ -309,9 +228,7 @@ def _client(kubeconfig):
         from kubernetes import client, config  # noqa: PLC0415
     except ImportError as err:
         raise CommandExecutionError("apiserver: the kubernetes Python client is missing") from err
-    api = config.new_client_from_config(
-        config_file=kubeconfig or _setting("kubeconfig", ADMIN_CONF)
-    )
+    api = config.new_client_from_config(config_file=_kubeconfig(kubeconfig))
     server = _setting("server")
     if server:
         api.configuration.host = server
