@@ -353,7 +353,7 @@ def _wait_probe(run_id: str, minion: str, wait: float = 60) -> dict:
 
 def _summary(entry: dict, files: list[str]) -> dict:
     requests = entry["measured"]["requests"]
-    req, lost = requests["overall"], requests.get("in_flight_at_power_off") or 0
+    req, lost = requests["overall"], requests["in_flight_at_power_off"]
     vip = entry["measured"]["vip"]
     words = (f"{entry['scenario']} on {', '.join(entry['targets'])} for {entry['duration_s']:g} s: "
              f"{req['failed']} of {req['count']} requests failed"
@@ -367,7 +367,7 @@ def _summary(entry: dict, files: list[str]) -> dict:
     comment = words + ("; FAILED: " + "; ".join(failed) if failed else "; every SLO met")
     out = {"result": entry["pass"], "comment": comment, "run_id": entry["run_id"],
            "verdicts": entry["verdicts"], "files": files,
-           "requests": req, "requests_judged": requests.get("judged") or req,
+           "requests": req, "requests_judged": requests["judged"],
            "in_flight_at_power_off": lost,
            "vip": {k: v for k, v in vip.items() if k != "timeline"},
            "leases": {k: {x: y for x, y in v.items() if x != "timeline"}

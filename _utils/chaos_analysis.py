@@ -44,13 +44,18 @@ def _wait_s(req):
     return late + (req[MS] or 0) / 1000.0
 
 
+def _failed(req):
+    """Failed as ``request_stats`` counts it: an error, or no first byte."""
+    return bool(req[ERR]) or req[TTFB] is None
+
+
 def request_stats(requests, start=None, end=None):
     """Counts, failures by cause, TTFB percentiles and stalls of the requests due in
     [start, end] (all when None)."""
     chosen = [
         r for r in requests if (start is None or r[DUE] >= start) and (end is None or r[DUE] <= end)
     ]
-    ok = sorted(r[TTFB] for r in chosen if not r[ERR] and r[TTFB] is not None)
+    ok = sorted(r[TTFB] for r in chosen if not _failed(r))
     causes = {}
     for r in chosen:
         if r[ERR]:
@@ -74,18 +79,13 @@ def request_stats(requests, start=None, end=None):
     return out
 
 
-def _failed(req):
-    """Failed as ``request_stats`` counts it: an error, or no first byte."""
-    return bool(req[ERR]) or req[TTFB] is None
-
-
 def in_flight_at_power_off(requests, dead):
     """The failed requests that were in flight when a node lost power: sent before its
     power-off and still unanswered then. ``dead``: {node: power-off time}. Their connection
     ended on a machine that no longer exists (HAProxy on the VIP holder terminates the
     client's TCP connection), so no server can answer them: the client waits out its own
     timeout, or gets a reset if its retransmission reaches the VIP's next holder."""
-    times = sorted((dead or {}).values())
+    times = list((dead or {}).values())
     return [
         r for r in requests
         if _failed(r) and any(r[DUE] + (r[LATE] or 0) / 1000.0 <= t < r[DUE] + _wait_s(r)
@@ -339,13 +339,14 @@ def measure(probe, watch, fault, *, vip_before=(), unwatched=None):
     haproxy = haproxy_timelines(watch)
     etcd = etcd_timeline(watch)
     lost = in_flight_at_power_off(requests, fault.get("dead"))
+    lost_ids = {id(r) for r in lost}
     return {
         "requests": {
             "overall": request_stats(requests),
             "fault_window": request_stats(requests, at, reverted),
             # What the failed-requests and stall goals judge: all but ``lost``.
             "in_flight_at_power_off": len(lost),
-            "judged": request_stats([r for r in requests if r not in lost]),
+            "judged": request_stats([r for r in requests if id(r) not in lost_ids]),
         },
         "keepalive": keepalive_stats(probe.get("keepalive") or []),
         "watch": watch_stats(probe),

@@ -82,8 +82,7 @@ def _leader_table(report: dict, spurious) -> str | None:
         elif run["label"].startswith("soak"):
             req = run["measured"]["requests"]["overall"]
             transitions = sum(x["transitions"] for x in leases.values())
-            other = sum(spurious(x)
-                        for x in leases.values())  # fmt: skip
+            other = sum(spurious(x) for x in leases.values())
             entry["soak"].append(f"{other} spurious, {transitions} in all, in "
                                  f"{run['duration_s']:g} s on {', '.join(run['targets'])} "
                                  f"({req['failed']}/{req['count']} failed)")  # fmt: skip
