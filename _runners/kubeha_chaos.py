@@ -261,7 +261,7 @@ def run(cluster, scenario, target=None, duration=20, *, force=False,
     phase = random.uniform(0.0, 1.0 / float(probe_cfg["rate"]))  # noqa: S311 - not secret
     time.sleep(max(0.0, started["t0"] + lead_in + phase - time.time()))
     params = {"component": component, "netem": {"delay": delay, "jitter": jitter, "loss": loss}}
-    faults, errors, dead = [], [], {}
+    faults, errors, dead, went = [], [], {}, {}
     for node in targets:
         try:
             if scenario == "power-off":
@@ -269,6 +269,7 @@ def run(cluster, scenario, target=None, duration=20, *, force=False,
             faults.append(_inject(scenario, node, model, duration, params))
             if scenario == "power-off":
                 dead[node] = faults[-1]["at"]
+                went[node] = [faults[-1]["at"], faults[-1].get("until", faults[-1]["at"])]
         except RuntimeError as err:
             errors.append(str(err))
     fault_at = min((f["at"] for f in faults), default=time.time())
@@ -291,7 +292,7 @@ def run(cluster, scenario, target=None, duration=20, *, force=False,
         return {"result": False, "retcode": 1, "Error": msg, "comment": msg, "run_id": run_id}
     healing = _healing(cluster, probe["t0"], time.time())
     fault = {"scenario": scenario, "targets": targets, "at": fault_at,
-             "reverted_at": reverted_at, "dead": dead}  # fmt: skip
+             "reverted_at": reverted_at, "dead": dead, "power_went": went}  # fmt: skip
     measured = __utils__["chaos_analysis.measure"](
         probe, watch, fault, vip_before=snap["vip"].get("holders") or [], unwatched=unwatched
     )
@@ -357,9 +358,14 @@ def _summary(entry: dict, files: list[str]) -> dict:
     vip = entry["measured"]["vip"]
     words = (f"{entry['scenario']} on {', '.join(entry['targets'])} for {entry['duration_s']:g} s: "
              f"{req['failed']} of {req['count']} requests failed"
-             + (f" ({lost} in flight at the power-off)" if lost else "") + ", longest stall "
+             + (f" ({lost} in flight at the power-off, whose switch took "
+                f"{requests.get('power_off_window_s')} s)" if lost else "") + ", longest stall "
              f"{req['longest_stall_s']} s, VIP failover {vip.get('failover_s')} s, "
              f"writes lost {entry['measured']['writes']['lost']}")  # fmt: skip
+    judged_failed = requests.get("judged_failed") or []
+    if judged_failed:  # where each loss fell against the fault: [sent +s, cause, waited s]
+        words += "; failed: " + ", ".join(f"sent {s:+g} s, {c}, waited {w:g} s"
+                                          for s, c, w in judged_failed)  # fmt: skip
     unwatched = entry["measured"].get("unwatched") or {}
     if unwatched:  # a view the VIP and HAProxy timelines lack: said, not hidden
         words += f"; no watcher records from {', '.join(sorted(unwatched))}"
@@ -369,6 +375,7 @@ def _summary(entry: dict, files: list[str]) -> dict:
            "verdicts": entry["verdicts"], "files": files,
            "requests": req, "requests_judged": requests["judged"],
            "in_flight_at_power_off": lost,
+           "power_off_window_s": requests.get("power_off_window_s"),
            "vip": {k: v for k, v in vip.items() if k != "timeline"},
            "leases": {k: {x: y for x, y in v.items() if x != "timeline"}
                       for k, v in entry["measured"]["leases"].items()},

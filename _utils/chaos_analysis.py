@@ -81,16 +81,30 @@ def request_stats(requests, start=None, end=None):
 
 def in_flight_at_power_off(requests, dead):
     """The failed requests that were in flight when a node lost power: sent before its
-    power-off and still unanswered then. ``dead``: {node: power-off time}. Their connection
-    ended on a machine that no longer exists (HAProxy on the VIP holder terminates the
-    client's TCP connection), so no server can answer them: the client waits out its own
-    timeout, or gets a reset if its retransmission reaches the VIP's next holder."""
-    times = list((dead or {}).values())
+    power-off and still unanswered then. ``dead``: {node: when the power went}, an epoch
+    time or the switch's [at, until] when it can only say the power went in between (the
+    lab's cut takes an ``ip link`` call; a site's IPMI command takes longer): a request in
+    flight at any instant of it counts. Their connection ended on a machine that no longer
+    exists (HAProxy on the VIP holder terminates the client's TCP connection; the node's
+    kernel may have acknowledged the TLS ClientHello before the cut), so no server can
+    answer them: the client waits out its own timeout, or gets a reset if its
+    retransmission reaches the VIP's next holder."""
+    windows = [w if isinstance(w, (list, tuple)) else (w, w) for w in (dead or {}).values()]
     return [
         r for r in requests
-        if _failed(r) and any(r[DUE] + (r[LATE] or 0) / 1000.0 <= t < r[DUE] + _wait_s(r)
-                              for t in times)
+        if _failed(r) and any(r[DUE] + (r[LATE] or 0) / 1000.0 <= until and at < r[DUE] + _wait_s(r)
+                              for at, until in windows)
     ]  # fmt: skip
+
+
+def failed_requests(requests, at, limit=5):
+    """The first ``limit`` failed requests as [sent s after the fault, cause, waited s]: what
+    a failed run's one-line summary shows, so a loss can be placed against the fault."""
+    return [
+        [round(r[DUE] + (r[LATE] or 0) / 1000.0 - at, 3), r[ERR] or "no answer",
+         round(_wait_s(r), 3)]
+        for r in requests if _failed(r)
+    ][:limit]  # fmt: skip
 
 
 def keepalive_stats(rows):
@@ -329,7 +343,9 @@ def etcd_timeline(watch):
 
 
 def measure(probe, watch, fault, *, vip_before=(), unwatched=None):
-    """Everything a run measured. ``fault``: {scenario, targets, at, reverted_at, dead};
+    """Everything a run measured. ``fault``: {scenario, targets, at, reverted_at, dead,
+    power_went} (``dead``: {node: at}; ``power_went``: {node: [at, until]}, the switch's
+    window, ``in_flight_at_power_off``);
     ``vip_before``: the VIP's holders in the run's gate; ``unwatched``: {node: why} for the
     watchers whose records are missing (``vip_failover``)."""
     at, reverted = fault["at"], fault.get("reverted_at") or fault["at"]
@@ -338,7 +354,7 @@ def measure(probe, watch, fault, *, vip_before=(), unwatched=None):
     timeline = vip_timeline(watch, fault.get("dead"))
     haproxy = haproxy_timelines(watch)
     etcd = etcd_timeline(watch)
-    lost = in_flight_at_power_off(requests, fault.get("dead"))
+    lost = in_flight_at_power_off(requests, fault.get("power_went") or fault.get("dead"))
     lost_ids = {id(r) for r in lost}
     return {
         "requests": {
@@ -346,7 +362,13 @@ def measure(probe, watch, fault, *, vip_before=(), unwatched=None):
             "fault_window": request_stats(requests, at, reverted),
             # What the failed-requests and stall goals judge: all but ``lost``.
             "in_flight_at_power_off": len(lost),
+            # How long the switch took to be sure the power had gone (its [at, until]).
+            "power_off_window_s": max(
+                (round(w[1] - w[0], 3) for w in (fault.get("power_went") or {}).values()),
+                default=None,
+            ),
             "judged": request_stats([r for r in requests if id(r) not in lost_ids]),
+            "judged_failed": failed_requests([r for r in requests if id(r) not in lost_ids], at),
         },
         "keepalive": keepalive_stats(probe.get("keepalive") or []),
         "watch": watch_stats(probe),

@@ -23,8 +23,10 @@ POWER_ON_LATER = (
 
 
 def switch(model: dict, which: str, node: str) -> dict:
-    """Run the switch's ``which`` (off/on) command for ``node``: when the power went (the
-    command's start, or the ``{"at": <epoch s>}`` line it may print) and when it returned.
+    """Run the switch's ``which`` (off/on) command for ``node``. Returns when the power went
+    as an interval: it went at some instant of [``at``, ``until``]. A switch may print
+    ``{"at": <epoch s>, "until": <epoch s>}`` (``until`` defaults to ``at``); one that prints
+    neither gets [its start, its return], since the power went somewhere in between.
     Raises RuntimeError, without quoting the command line (it may hold a credential)."""
     argv = [w.replace("{node}", node) for w in model["chaos"][f"power_{which}"]]
     started = time.time()
@@ -38,14 +40,20 @@ def switch(model: dict, which: str, node: str) -> dict:
     if res.returncode != 0:
         # The command line is not quoted back: a site may pass a credential in it.
         raise RuntimeError(f"the power switch ({which}) for {node} exited {res.returncode}")
-    at = started
+    returned = time.time()
+    said = {}
     for line in res.stdout.splitlines():
-        # A switch may print {"at": <epoch s>} for when the power actually went.
+        # A switch may print {"at": <epoch s>, "until": <epoch s>} for when the power went.
         try:
-            at = float(json.loads(line).get("at", at))
-        except (ValueError, AttributeError, TypeError):
+            doc = json.loads(line)
+            got = {k: float(doc[k]) for k in ("at", "until") if doc.get(k) is not None}
+            said = got or said
+        except (ValueError, AttributeError, TypeError, KeyError):
             continue
-    return {"fault": f"power-{which}", "node": node, "at": at, "returned": time.time()}
+    at = said.get("at", started)
+    until = max(at, said.get("until", at if "at" in said else returned))
+    return {"fault": f"power-{which}", "node": node, "at": at, "until": until,
+            "returned": returned}  # fmt: skip
 
 
 def arm_power_on(model: dict, node: str, duration: float, run_dir) -> None:

@@ -42,6 +42,10 @@ class FaultEvent:
     started: float  # epoch seconds: just before acting
     took_s: float
     detail: dict = field(default_factory=dict)
+    # Epoch seconds by which the fault had surely taken effect, when that is later than
+    # `at` (a power-off: the cable is down once `ip link` returns): the fault went at some
+    # instant of [at, until] (chaos_power reads both).
+    until: float | None = None
 
     @property
     def at_iso(self) -> str:
@@ -92,13 +96,18 @@ def _power_off(rec: state.MachineRecord, _record: state.LabRecord) -> FaultEvent
     # effect here. Between the cable and the SIGKILL (a few ms) keepalived sees the link go
     # down and removes the VIP; an `at` taken after the SIGKILL put that removal "before
     # the fault" (measured once: 4 ms), and the run read the VIP as on no node.
+    # The cut itself is an `ip link` child process: 2-50 ms from `at`, longer on a loaded
+    # machine. A request that opens its connection inside that window is still answered
+    # by the node's kernel (SYN-ACK, the TLS ClientHello acknowledged) and then waits for
+    # a reply that never comes; `until` bounds the window so the run can tell it apart.
     network.set_cable(m, plugged=False)
+    until = time.time()
     machine.signal_init(rec.nspawn, rec.init_pid, signal.SIGKILL)
     at = started
     cable = rec.cable
     lifecycle.stop_machine(rec)
     rec.cable = cable  # a power cycle does not plug a cut cable back in
-    return FaultEvent(rec.name, "", at, started, time.time() - started)
+    return FaultEvent(rec.name, "", at, started, time.time() - started, until=until)
 
 
 def _power_on(rec: state.MachineRecord, record: state.LabRecord) -> FaultEvent:

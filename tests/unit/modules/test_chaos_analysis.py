@@ -197,3 +197,30 @@ def test_a_request_in_flight_at_the_power_off_is_told_apart():
     assert (got["overall"]["failed"], got["judged"]["failed"]) == (3, 2)
     assert got["overall"]["longest_stall_s"] == 10.0
     assert got["judged"]["longest_stall_s"] == 1.04
+
+
+def test_the_power_off_is_a_window_when_the_switch_can_only_bound_it():
+    # The switch began at T0+5.0 and was sure the power had gone at T0+5.03 (the lab's
+    # `ip link` call). A request opened inside the window was acknowledged by the dying
+    # node's kernel and waited out its timeout (CI, 2026-11-30): in flight at the power-off.
+    went = {"cp-1": [T0 + 5.0, T0 + 5.03]}
+    requests = [
+        req(0, T0 + 5.01, err="timeout", ms=10_000.0),  # opened inside the window
+        req(1, T0 + 5.04, err="timeout", ms=10_000.0),  # after it: judged
+        req(2, T0 + 4.5, err="reset", ms=400.0),  # answered (a reset) before it: judged
+        req(3, T0 + 5.02, ttfb=1050.0),  # inside it and answered: not failed
+    ]
+    assert [r[0] for r in analysis.in_flight_at_power_off(requests, went)] == [0]
+    # A bare time is a window of no width: only request 0's send before T0+5.0 would count.
+    assert analysis.in_flight_at_power_off(requests, {"cp-1": T0 + 5.0}) == []
+    fault = {"scenario": "power-off", "targets": ["cp-1"], "at": T0 + 5.0,
+             "reverted_at": T0 + 13.0, "dead": {"cp-1": T0 + 5.0}, "power_went": went}  # fmt: skip
+    probe = {"t0": T0, "end": T0 + 20, "requests": requests, "watch": []}
+    got = analysis.measure(probe, {}, fault)["requests"]
+    assert (got["in_flight_at_power_off"], got["power_off_window_s"]) == (1, 0.03)
+    assert (got["overall"]["failed"], got["judged"]["failed"]) == (3, 2)
+    # The judged losses, placed against the fault for the run's one-line summary.
+    assert got["judged_failed"] == [[0.04, "timeout", 10.0], [-0.5, "reset", 0.4]]
+    # No power-off, no window.
+    fault = {**fault, "scenario": "netem", "dead": {}, "power_went": {}}
+    assert analysis.measure(probe, {}, fault)["requests"]["power_off_window_s"] is None

@@ -135,3 +135,24 @@ def test_watchers_that_lose_an_answer_are_asked_again_and_nothing_is_discarded_e
     assert fetches[1][1] == ["cp-1", "cp-3"] and all(f[1] == ["cp-3"] for f in fetches[2:])
     assert made[-1] == ("chaos_watch.discard", ["cp-1", "cp-2"], {})
     assert [m[0] for m in made].count("chaos_watch.discard") == 1
+
+
+def test_the_summary_places_each_judged_loss_against_the_fault():
+    # What CI prints when a run fails: enough to tell a request lost with a powered-off
+    # node from one that failed after it.
+    stats = {"failed": 2, "count": 190, "longest_stall_s": 10.008}
+    entry = {"scenario": "power-off", "targets": ["cp-2"], "duration_s": 8.0, "run_id": "r",
+             "pass": False, "verdicts": [{"goal": "failed requests <= 0", "measured": "1",
+                                          "pass": False}],
+             "measured": {"requests": {"overall": stats, "judged": {**stats, "failed": 1},
+                                       "in_flight_at_power_off": 1, "power_off_window_s": 0.004,
+                                       "judged_failed": [[0.012, "timeout", 10.008]]},
+                          "vip": {"failover_s": 0.8}, "writes": {"lost": 0},
+                          "leases": {}}}  # fmt: skip
+    out = runner._summary(entry, [])
+    assert "2 of 190 requests failed (1 in flight at the power-off, whose switch took 0.004 s)" in (
+        out["comment"])  # fmt: skip
+    assert "failed: sent +0.012 s, timeout, waited 10.008 s" in out["comment"]
+    assert out["comment"].endswith("FAILED: failed requests <= 0 (measured 1)")
+    assert (out["in_flight_at_power_off"], out["power_off_window_s"]) == (1, 0.004)
+    assert out["retcode"] == 1
