@@ -113,7 +113,10 @@ def test_vrrp_elects_one_vip_holder_and_power_off_moves_it(keepalived_on_control
     old = holders[0]
 
     event = lab.fault(old, "power-off")
-    journaled(event)
+    last = journaled(event)
+    # The cut is one `ip link` call: the power went within [at, until], a few ms wide.
+    assert event.at <= event.until <= event.started + event.took_s, event
+    assert event.until - event.at < 0.5 and last["until"] == event.until, event
     assert lab.machine_state(old)["power"] == "off"
     polls: list[float] = []  # when each look at the holders ended
 
