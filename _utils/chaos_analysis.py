@@ -356,6 +356,7 @@ def measure(probe, watch, fault, *, vip_before=(), unwatched=None):
     etcd = etcd_timeline(watch)
     lost = in_flight_at_power_off(requests, fault.get("power_went") or fault.get("dead"))
     lost_ids = {id(r) for r in lost}
+    judged = [r for r in requests if id(r) not in lost_ids]
     return {
         "requests": {
             "overall": request_stats(requests),
@@ -367,8 +368,8 @@ def measure(probe, watch, fault, *, vip_before=(), unwatched=None):
                 (round(w[1] - w[0], 3) for w in (fault.get("power_went") or {}).values()),
                 default=None,
             ),
-            "judged": request_stats([r for r in requests if id(r) not in lost_ids]),
-            "judged_failed": failed_requests([r for r in requests if id(r) not in lost_ids], at),
+            "judged": request_stats(judged),
+            "judged_failed": failed_requests(judged, at),
         },
         "keepalive": keepalive_stats(probe.get("keepalive") or []),
         "watch": watch_stats(probe),

@@ -92,14 +92,14 @@ def _power_off(rec: state.MachineRecord, _record: state.LabRecord) -> FaultEvent
     _require(rec, power="on")
     m = rec.machine
     started = time.time()
-    # Cable and power go together: no frame leaves after this instant, so the fault takes
-    # effect here. Between the cable and the SIGKILL (a few ms) keepalived sees the link go
-    # down and removes the VIP; an `at` taken after the SIGKILL put that removal "before
-    # the fault" (measured once: 4 ms), and the run read the VIP as on no node.
-    # The cut itself is an `ip link` child process: 2-50 ms from `at`, longer on a loaded
-    # machine. A request that opens its connection inside that window is still answered
-    # by the node's kernel (SYN-ACK, the TLS ClientHello acknowledged) and then waits for
-    # a reply that never comes; `until` bounds the window so the run can tell it apart.
+    # Cable and power go together, and the fault is dated from the start of the cut. Between
+    # the cable and the SIGKILL (a few ms) keepalived sees the link go down and removes the
+    # VIP; an `at` taken after the SIGKILL put that removal "before the fault" (measured
+    # once: 4 ms), and the run read the VIP as on no node. The cut itself is an `ip link`
+    # child process (3-9 ms on an idle lab, longer on a loaded machine): a request opened
+    # in that window is still answered by the node's kernel (SYN-ACK, its TLS ClientHello
+    # acknowledged), then waits for a reply that never comes. `until` closes the window,
+    # so a chaos run can tell that request apart (chaos_analysis.in_flight_at_power_off).
     network.set_cable(m, plugged=False)
     until = time.time()
     machine.signal_init(rec.nspawn, rec.init_pid, signal.SIGKILL)
