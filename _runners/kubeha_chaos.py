@@ -261,15 +261,14 @@ def run(cluster, scenario, target=None, duration=20, *, force=False,
     phase = random.uniform(0.0, 1.0 / float(probe_cfg["rate"]))  # noqa: S311 - not secret
     time.sleep(max(0.0, started["t0"] + lead_in + phase - time.time()))
     params = {"component": component, "netem": {"delay": delay, "jitter": jitter, "loss": loss}}
-    faults, errors, dead, went = [], [], {}, {}
+    faults, errors, went = [], [], {}
     for node in targets:
         try:
             if scenario == "power-off":
                 __utils__["chaos_power.arm_power_on"](model, node, duration, run_dir)
             faults.append(_inject(scenario, node, model, duration, params))
-            if scenario == "power-off":
-                dead[node] = faults[-1]["at"]
-                went[node] = [faults[-1]["at"], faults[-1].get("until", faults[-1]["at"])]
+            if scenario == "power-off":  # the power went at some instant of [at, until]
+                went[node] = [faults[-1]["at"], faults[-1]["until"]]
         except RuntimeError as err:
             errors.append(str(err))
     fault_at = min((f["at"] for f in faults), default=time.time())
@@ -292,7 +291,8 @@ def run(cluster, scenario, target=None, duration=20, *, force=False,
         return {"result": False, "retcode": 1, "Error": msg, "comment": msg, "run_id": run_id}
     healing = _healing(cluster, probe["t0"], time.time())
     fault = {"scenario": scenario, "targets": targets, "at": fault_at,
-             "reverted_at": reverted_at, "dead": dead, "power_went": went}  # fmt: skip
+             "reverted_at": reverted_at, "power_went": went,
+             "dead": {n: w[0] for n, w in went.items()}}  # fmt: skip
     measured = __utils__["chaos_analysis.measure"](
         probe, watch, fault, vip_before=snap["vip"].get("holders") or [], unwatched=unwatched
     )

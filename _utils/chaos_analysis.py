@@ -44,6 +44,11 @@ def _wait_s(req):
     return late + (req[MS] or 0) / 1000.0
 
 
+def _sent(req):
+    """When a request left: when it was due, plus how late the probe got to it."""
+    return req[DUE] + (req[LATE] or 0) / 1000.0
+
+
 def _failed(req):
     """Failed as ``request_stats`` counts it: an error, or no first byte."""
     return bool(req[ERR]) or req[TTFB] is None
@@ -92,7 +97,7 @@ def in_flight_at_power_off(requests, dead):
     windows = [w if isinstance(w, (list, tuple)) else (w, w) for w in (dead or {}).values()]
     return [
         r for r in requests
-        if _failed(r) and any(r[DUE] + (r[LATE] or 0) / 1000.0 <= until and at < r[DUE] + _wait_s(r)
+        if _failed(r) and any(_sent(r) <= until and at < r[DUE] + _wait_s(r)
                               for at, until in windows)
     ]  # fmt: skip
 
@@ -101,8 +106,7 @@ def failed_requests(requests, at, limit=5):
     """The first ``limit`` failed requests as [sent s after the fault, cause, waited s]: what
     a failed run's one-line summary shows, so a loss can be placed against the fault."""
     return [
-        [round(r[DUE] + (r[LATE] or 0) / 1000.0 - at, 3), r[ERR] or "no answer",
-         round(_wait_s(r), 3)]
+        [round(_sent(r) - at, 3), r[ERR] or "no answer", round(_wait_s(r), 3)]
         for r in requests if _failed(r)
     ][:limit]  # fmt: skip
 
